@@ -1,1 +1,240 @@
-//! placeholder
+//! The HTTP edge of kinesis-data: one listener for every service. For each request it assigns
+//! a request id, bounds the body, picks the service (X-Amz-Target prefix, then path prefixes,
+//! then form `Action=` with the IAM/STS scope, then the SigV4 scope's service, else S3),
+//! verifies the SigV4 signature against the access keys `kd-iam` holds, and hands the request
+//! to that service's adapter (`api-*`), or answers in that protocol's error envelope. It also
+//! serves the `/_kinesis-data/*` endpoints (health, reset). Everything below it (adapters,
+//! engines, storage) is reached only through the adapters.
+
+pub mod dispatch;
+pub mod sigv4;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use kd_api_kinesis::KinesisApi;
+use kd_iam::Iam;
+use kd_wire::json::Encoding;
+use kd_wire::{Protocol, RequestContext, ServiceError, render_error};
+
+use crate::dispatch::{Service, route};
+use crate::sigv4::AuthError;
+
+/// Largest request body the edge reads for the JSON protocols (PutRecords is at most 5 MiB
+/// of data, about 7 MiB as base64 JSON).
+pub const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
+/// Largest body of any other request until its service streams bodies itself.
+pub const MAX_OTHER_BODY: usize = 16 * 1024 * 1024;
+
+/// A hook that empties every service (for `POST /_kinesis-data/reset`).
+pub type ResetHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// Edge settings.
+#[derive(Clone)]
+pub struct EdgeConfig {
+    /// Region used when a request carries no credential scope.
+    pub default_region: String,
+    /// Whether `POST /_kinesis-data/reset` is served.
+    pub allow_reset: bool,
+}
+
+/// The services the edge dispatches to.
+#[derive(Clone)]
+pub struct Edge {
+    config: EdgeConfig,
+    iam: Arc<Iam>,
+    kinesis: KinesisApi,
+    reset: ResetHook,
+}
+
+impl Edge {
+    /// An edge over these adapters.
+    pub fn new(config: EdgeConfig, iam: Arc<Iam>, kinesis: KinesisApi, reset: ResetHook) -> Self {
+        Self { config, iam, kinesis, reset }
+    }
+
+    /// The axum router serving every request.
+    pub fn router(self) -> axum::Router {
+        let edge = Arc::new(self);
+        axum::Router::new().fallback(move |req: Request<Body>| {
+            let edge = edge.clone();
+            async move { edge.handle(req).await }
+        })
+    }
+
+    /// Handles one request.
+    pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (parts, body) = req.into_parts();
+        if let Some(resp) = self.internal(&parts, &request_id).await {
+            return resp;
+        }
+        let service = route(&parts);
+        let protocol = service.protocol();
+        let limit = if protocol == Protocol::AwsJson { MAX_JSON_BODY } else { MAX_OTHER_BODY };
+        let body = match read_body(body, limit).await {
+            Ok(b) => b,
+            Err(status) => {
+                let err = ServiceError::with_status(
+                    status,
+                    if status == StatusCode::PAYLOAD_TOO_LARGE { "RequestEntityTooLargeException" } else { "SerializationException" },
+                    format!("Request body could not be read or exceeds {limit} bytes"),
+                );
+                return into_body(render_error(protocol, &err, &request_id));
+            }
+        };
+        let ctx = match self.authenticate(&parts, &body, &request_id) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::debug!(%request_id, error = %e, "authentication failed");
+                return into_body(render_error(protocol, &auth_error(protocol, &e), &request_id));
+            }
+        };
+        let resp = match service {
+            Service::Kinesis(op) => {
+                let encoding = Encoding::from_content_type(
+                    parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+                );
+                self.kinesis.handle(&ctx, &op, encoding, &body).await
+            }
+            other => render_error(
+                protocol,
+                &ServiceError::with_status(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "NotImplemented",
+                    format!("{} is not implemented by kinesis-data yet", other.name()),
+                ),
+                &request_id,
+            ),
+        };
+        tracing::debug!(%request_id, status = resp.status().as_u16(), "request done");
+        into_body(resp)
+    }
+
+    async fn internal(&self, parts: &http::request::Parts, request_id: &str) -> Option<Response<Body>> {
+        let path = parts.uri.path();
+        if !path.starts_with("/_kinesis-data/") {
+            return None;
+        }
+        let json = |status: StatusCode, v: serde_json::Value| {
+            let mut r = Response::new(Body::from(v.to_string()));
+            *r.status_mut() = status;
+            r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            r
+        };
+        Some(match (parts.method.as_str(), path) {
+            ("GET", "/_kinesis-data/health") => json(StatusCode::OK, health()),
+            ("POST", "/_kinesis-data/reset") if self.config.allow_reset => match (self.reset)().await {
+                Ok(()) => json(StatusCode::OK, serde_json::json!({ "reset": true })),
+                Err(e) => {
+                    tracing::error!(error = %e, "reset failed");
+                    json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({ "reset": false, "error": e }))
+                }
+            },
+            ("POST", "/_kinesis-data/reset") => json(
+                StatusCode::FORBIDDEN,
+                serde_json::json!({ "reset": false, "error": "reset is disabled (--no-reset)" }),
+            ),
+            _ => json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": format!("no such endpoint {path}"), "requestId": request_id }),
+            ),
+        })
+    }
+
+    fn authenticate(&self, parts: &http::request::Parts, body: &[u8], request_id: &str) -> Result<RequestContext, AuthError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default();
+        let iam = &self.iam;
+        let verified = sigv4::verify(parts, body, &|ak: &str| iam.secret_for(ak), now)?;
+        let principal = iam.principal(&verified.access_key).ok_or(AuthError::UnknownAccessKey(verified.access_key.clone()))?;
+        let region = if verified.region.is_empty() { self.config.default_region.clone() } else { verified.region };
+        Ok(RequestContext { request_id: request_id.to_owned(), account_id: principal.account_id, region })
+    }
+}
+
+/// Health document: every service and its state.
+pub fn health() -> serde_json::Value {
+    let mut services = serde_json::Map::new();
+    for s in dispatch::ALL_SERVICES {
+        services.insert(
+            (*s).to_owned(),
+            serde_json::Value::from(if *s == "kinesis" { "running" } else { "not_implemented" }),
+        );
+    }
+    serde_json::json!({ "status": "ready", "version": env!("CARGO_PKG_VERSION"), "services": services })
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, StatusCode> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
+        Err(_) => Err(StatusCode::BAD_REQUEST),
+    }
+}
+
+fn into_body(resp: Response<Bytes>) -> Response<Body> {
+    resp.map(Body::from)
+}
+
+/// The error a failed authentication gets, in the protocol's own words.
+pub fn auth_error(protocol: Protocol, e: &AuthError) -> ServiceError {
+    let msg = e.to_string();
+    let s400 = StatusCode::BAD_REQUEST;
+    let s403 = StatusCode::FORBIDDEN;
+    let (status, code) = match (protocol, e) {
+        (Protocol::AwsJson, AuthError::Missing) => (s400, "MissingAuthenticationTokenException"),
+        (Protocol::AwsJson, AuthError::UnknownAccessKey(_)) => (s400, "UnrecognizedClientException"),
+        (Protocol::AwsJson, AuthError::SignatureMismatch | AuthError::Expired { .. }) => (s400, "InvalidSignatureException"),
+        (Protocol::AwsJson, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => {
+            (s400, "IncompleteSignatureException")
+        }
+        (Protocol::RestJson, AuthError::Missing) => (s403, "MissingAuthenticationTokenException"),
+        (Protocol::RestJson, AuthError::UnknownAccessKey(_)) => (s403, "UnrecognizedClientException"),
+        (Protocol::RestJson, AuthError::SignatureMismatch | AuthError::Expired { .. }) => (s403, "InvalidSignatureException"),
+        (Protocol::RestJson, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => {
+            (s400, "IncompleteSignatureException")
+        }
+        (Protocol::RestXml, AuthError::Missing) => (s403, "AccessDenied"),
+        (Protocol::RestXml, AuthError::UnknownAccessKey(_)) => (s403, "InvalidAccessKeyId"),
+        (Protocol::RestXml, AuthError::SignatureMismatch) => (s403, "SignatureDoesNotMatch"),
+        (Protocol::RestXml, AuthError::Expired { expires: Some(_), .. }) => (s403, "AccessDenied"),
+        (Protocol::RestXml, AuthError::Expired { expires: None, .. }) => (s403, "RequestTimeTooSkewed"),
+        (Protocol::RestXml, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => {
+            (s400, "AuthorizationHeaderMalformed")
+        }
+        (Protocol::Query, AuthError::Missing) => (s403, "MissingAuthenticationToken"),
+        (Protocol::Query, AuthError::UnknownAccessKey(_)) => (s403, "InvalidClientTokenId"),
+        (Protocol::Query, AuthError::SignatureMismatch | AuthError::Expired { .. }) => (s403, "SignatureDoesNotMatch"),
+        (Protocol::Query, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => (s400, "IncompleteSignature"),
+    };
+    let msg = match (protocol, e) {
+        (Protocol::RestXml, AuthError::Missing) => "Access Denied".to_owned(),
+        (Protocol::RestXml, AuthError::UnknownAccessKey(_)) => {
+            "The AWS Access Key Id you provided does not exist in our records.".to_owned()
+        }
+        (Protocol::RestXml, AuthError::SignatureMismatch) => {
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method.".to_owned()
+        }
+        _ => msg,
+    };
+    ServiceError::with_status(status, code, msg)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

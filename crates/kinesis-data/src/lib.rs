@@ -1,1 +1,125 @@
-//! placeholder
+//! kinesis-data: the whole AWS streaming pipeline on one machine. This crate is the
+//! composition root: it reads the configuration, opens storage, builds each engine and its
+//! adapter, wires them into the edge, serves the one port, and shuts down in order
+//! (stop accepting, finish in-flight requests, sync every log). `main.rs` is the CLI over it;
+//! tests start the same [`Server`] in-process.
+
+pub mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kd_api_kinesis::KinesisApi;
+use kd_edge::{Edge, EdgeConfig, ResetHook};
+use kd_iam::{AccessKey, Iam};
+use kd_storage::{Clock, MetaStore, SystemClock};
+use kd_stream::Engine;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    sweeper: JoinHandle<()>,
+    engine: Arc<Engine>,
+}
+
+impl Server {
+    /// Opens storage, recovers, binds the listener and starts serving. Returns once the
+    /// server accepts connections.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Server::start`], with a clock of the caller's (tests drive retention with it).
+    pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let mut keys = vec![AccessKey::new(&config.access_key_id, &config.secret_access_key, &config.account_id)?];
+        for k in &config.extra_access_keys {
+            keys.push(AccessKey::new(&k.access_key_id, &k.secret_access_key, &k.account_id)?);
+        }
+        let iam = Arc::new(Iam::new(keys));
+        let meta = Arc::new(MetaStore::open(&config.data_dir.join("meta.redb")).context("cannot open the metadata store")?);
+        let mut sc = kd_stream::Config::new(config.data_dir.join("streams"));
+        sc.create_delay_ms = config.kinesis.create_delay_ms as i64;
+        sc.update_delay_ms = config.kinesis.update_delay_ms as i64;
+        sc.shard_limit = config.kinesis.shard_limit;
+        sc.enforce_write_limits = config.kinesis.enforce_write_limits;
+        sc.segment_bytes = config.kinesis.segment_mib.max(1) * 1024 * 1024;
+        sc.fsync = config.fsync_policy()?;
+        let engine = Arc::new(Engine::open(sc, meta, clock).context("cannot open the stream engine")?);
+
+        let reset_engine = engine.clone();
+        let reset: ResetHook = Arc::new(move || {
+            let e = reset_engine.clone();
+            Box::pin(async move { e.reset().await.map_err(|e| e.to_string()) })
+        });
+        let edge = Edge::new(
+            EdgeConfig { default_region: config.region.clone(), allow_reset: config.allow_reset },
+            iam,
+            KinesisApi::new(engine.clone()),
+            reset,
+        );
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(kd_edge::serve(listener, edge.router(), async move {
+            let _ = stopped.await;
+        }));
+        let sweep_engine = engine.clone();
+        let period = Duration::from_secs(config.kinesis.retention_check_secs.max(1));
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                match sweep_engine.enforce_retention().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(segments = n, "retention removed expired segments"),
+                    Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+                }
+            }
+        });
+        Ok(Server { addr, stop: Some(stop), task, sweeper, engine })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint URL (`http://127.0.0.1:PORT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The stream engine (tests reach into it for fault injection).
+    pub fn stream_engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Stops accepting, finishes in-flight requests, syncs every log.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.sweeper.abort();
+        (&mut self.task).await.context("server task panicked")?.context("server failed")?;
+        self.engine.sync_all().context("final sync failed")?;
+        Ok(())
+    }
+
+    /// Waits until the server stops by itself (it only does on a listener error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.task).await.context("server task panicked")?.context("server failed")?;
+        Ok(())
+    }
+}

@@ -1,1 +1,85 @@
-fn main() {}
+//! The `kinesis-data` command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use kinesis_data::{Config, Server};
+
+#[derive(Parser)]
+#[command(name = "kinesis-data", version, about = "Kinesis, Firehose, S3, Lambda and Athena on one machine, for real")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every service on one port.
+    Serve {
+        /// Data directory (default: $XDG_DATA_HOME/kinesis-data or ~/.local/share/kinesis-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Listen address (default 127.0.0.1:4566).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// TOML configuration file (see the `config` module docs and README).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Refuse POST /_kinesis-data/reset.
+        #[arg(long)]
+        no_reset: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve { data_dir, listen, config, no_reset } => {
+            let mut cfg = match config {
+                Some(p) => Config::from_file(&p)?,
+                None => Config::default(),
+            };
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if no_reset {
+                cfg.allow_reset = false;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+            rt.block_on(serve(cfg))
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let data_dir = cfg.data_dir.clone();
+    let mut server = Server::start(cfg).await?;
+    tracing::info!(data_dir = %data_dir.display(), "data directory");
+    #[allow(clippy::print_stdout)]
+    {
+        println!("kinesis-data ready on {}", server.endpoint());
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        r = server.wait() => return r,
+    }
+    server.shutdown().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The configuration tree (`--config FILE`, TOML). Every field has a default, so an empty
+//! file (or none) is a working setup; command-line flags override the file.
+//!
+//! ```toml
+//! listen = "127.0.0.1:4566"          # address of the one port every service answers on
+//! data_dir = "/var/lib/kinesis-data"  # default: $XDG_DATA_HOME/kinesis-data or ~/.local/share/kinesis-data
+//! region = "us-east-1"                # region of requests without a credential scope
+//! account_id = "000000000000"         # account of the default access key
+//! access_key_id = "test"
+//! secret_access_key = "test"
+//! allow_reset = true                  # serve POST /_kinesis-data/reset
+//!
+//! [[extra_access_keys]]               # more keys, possibly in other accounts
+//! access_key_id = "AKIDOTHER"
+//! secret_access_key = "other"
+//! account_id = "111111111111"
+//!
+//! [kinesis]
+//! create_delay_ms = 100               # CREATING → ACTIVE
+//! update_delay_ms = 100               # UPDATING → ACTIVE after resharding
+//! shard_limit = 500                   # shards per account and region
+//! enforce_write_limits = false        # 1 MiB/s and 1,000 records/s per shard
+//! segment_mib = 64                    # log segment size
+//! fsync = "always"                    # "always" | "interval" | "never"
+//! fsync_interval_ms = 100             # with fsync = "interval"
+//! retention_check_secs = 60           # how often expired segments are deleted
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Default region.
+    pub region: String,
+    /// Account of the default key.
+    pub account_id: String,
+    /// Default access key id.
+    pub access_key_id: String,
+    /// Default secret key.
+    pub secret_access_key: String,
+    /// Whether `/_kinesis-data/reset` is served.
+    pub allow_reset: bool,
+    /// More keys.
+    pub extra_access_keys: Vec<KeyConfig>,
+    /// Kinesis settings.
+    pub kinesis: KinesisConfig,
+}
+
+/// An extra access key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Key id.
+    pub access_key_id: String,
+    /// Secret.
+    pub secret_access_key: String,
+    /// Account.
+    pub account_id: String,
+}
+
+/// Kinesis engine settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KinesisConfig {
+    /// CREATING → ACTIVE delay.
+    pub create_delay_ms: u64,
+    /// UPDATING → ACTIVE delay.
+    pub update_delay_ms: u64,
+    /// Shards per account and region.
+    pub shard_limit: u32,
+    /// Enforce per-shard write limits.
+    pub enforce_write_limits: bool,
+    /// Segment size in MiB.
+    pub segment_mib: u64,
+    /// `always`, `interval` or `never`.
+    pub fsync: String,
+    /// Interval for `fsync = "interval"`.
+    pub fsync_interval_ms: u64,
+    /// Retention sweep period.
+    pub retention_check_secs: u64,
+}
+
+impl Default for KinesisConfig {
+    fn default() -> Self {
+        Self {
+            create_delay_ms: 100,
+            update_delay_ms: 100,
+            shard_limit: 500,
+            enforce_write_limits: false,
+            segment_mib: 64,
+            fsync: "always".to_owned(),
+            fsync_interval_ms: 100,
+            retention_check_secs: 60,
+        }
+    }
+}
+
+/// The default data directory: `$XDG_DATA_HOME/kinesis-data`, else
+/// `$HOME/.local/share/kinesis-data`, else `./kinesis-data-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("kinesis-data");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/kinesis-data");
+    }
+    PathBuf::from("kinesis-data-data")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4566)),
+            data_dir: default_data_dir(),
+            region: "us-east-1".to_owned(),
+            account_id: "000000000000".to_owned(),
+            access_key_id: "test".to_owned(),
+            secret_access_key: "test".to_owned(),
+            allow_reset: true,
+            extra_access_keys: Vec::new(),
+            kinesis: KinesisConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+
+    /// The log fsync policy.
+    pub fn fsync_policy(&self) -> anyhow::Result<kd_storage::FsyncPolicy> {
+        Ok(match self.kinesis.fsync.as_str() {
+            "always" => kd_storage::FsyncPolicy::Always,
+            "never" => kd_storage::FsyncPolicy::Never,
+            "interval" => kd_storage::FsyncPolicy::Interval(std::time::Duration::from_millis(
+                self.kinesis.fsync_interval_ms.max(1),
+            )),
+            other => anyhow::bail!("kinesis.fsync must be always, interval or never, not {other:?}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults_and_unknown_keys_are_refused() {
+        let c: Config = toml::from_str("").expect("empty config");
+        assert_eq!(c.listen.port(), 4566);
+        assert_eq!(c.region, "us-east-1");
+        let c: Config = toml::from_str("[kinesis]\nfsync = \"never\"\n").expect("config");
+        assert!(matches!(c.fsync_policy(), Ok(kd_storage::FsyncPolicy::Never)));
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+}
