@@ -668,10 +668,10 @@ fn canonical_headers(parts: &Parts, signed: &[String]) -> Result<Vec<u8>, AuthEr
 
 /// The authority without a port that is the scheme's default (as the SDKs sign it).
 fn host_from_authority(uri: &http::Uri, authority: &http::uri::Authority) -> String {
-    let default_port = match (uri.scheme_str(), authority.port_u16()) {
-        (Some("http"), Some(80)) | (Some("https"), Some(443)) => true,
-        _ => false,
-    };
+    let default_port = matches!(
+        (uri.scheme_str(), authority.port_u16()),
+        (Some("http"), Some(80)) | (Some("https"), Some(443))
+    );
     if default_port {
         authority.host().to_owned()
     } else {

@@ -54,4 +54,27 @@ impl Error {
             source,
         }
     }
+
+    /// A copy of this error for another waiter of the same failed operation (errors are not
+    /// `Clone` because `std::io::Error` is not).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { context, source } => Error::Io {
+                context: context.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Corrupt { path, detail } => Error::Corrupt {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
+            Error::Faulted { cause } => Error::Faulted { cause: cause.clone() },
+            Error::Closed => Error::Closed,
+            Error::TooLarge { what, size, limit } => Error::TooLarge {
+                what,
+                size: *size,
+                limit: *limit,
+            },
+            Error::Meta(e) => Error::Faulted { cause: e.to_string() },
+        }
+    }
 }

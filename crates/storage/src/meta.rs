@@ -51,8 +51,7 @@ impl MetaStore {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
         }
         let db = Database::create(path).map_err(meta_err)?;
         Ok(MetaStore { db })
@@ -184,7 +183,10 @@ mod tests {
             store.write(vec![put("streams", "new", b"n")])?;
         }
         let store = MetaStore::open(&path)?;
-        assert_eq!(store.scan_prefix("streams", "")?, vec![("new".to_string(), b"n".to_vec())]);
+        assert_eq!(
+            store.scan_prefix("streams", "")?,
+            vec![("new".to_string(), b"n".to_vec())]
+        );
         assert_eq!(store.get("shards", "s/a/0")?, None);
         Ok(())
     }

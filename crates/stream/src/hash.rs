@@ -27,7 +27,10 @@ pub fn parse_hash_key(s: &str) -> Option<u128> {
 /// ending at `2^128 - 1`.
 pub fn uniform_ranges(n: u32) -> Vec<(u128, u128)> {
     let n128 = u128::from(n.max(1));
-    // floor((MAX + 1) / n) without overflowing.
+    if n128 == 1 {
+        return vec![(0, MAX_HASH_KEY)];
+    }
+    // floor((MAX + 1) / n) without overflowing (n >= 2, so it is at most 2^127).
     let width = MAX_HASH_KEY / n128 + u128::from(MAX_HASH_KEY % n128 == n128 - 1);
     (0..n128)
         .map(|i| {

@@ -300,8 +300,7 @@ pub(crate) fn decode_frame(frame: &[u8]) -> Result<DecodedBatch<'_>, CodecError>
 
 /// Encodes the index of a sealed segment whose file is `segment_len` bytes long.
 pub(crate) fn encode_index(base_offset: u64, segment_len: u64, entries: &[BatchEntry]) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(INDEX_HEADER_LEN + entries.len() * INDEX_ENTRY_LEN + INDEX_TRAILER_LEN);
+    let mut out = Vec::with_capacity(INDEX_HEADER_LEN + entries.len() * INDEX_ENTRY_LEN + INDEX_TRAILER_LEN);
     out.extend_from_slice(&INDEX_MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
@@ -380,16 +379,13 @@ pub(crate) fn decode_index(
         if e.count == 0 {
             return Err(CodecError("index entry with zero records"));
         }
-        if (e.len as usize) < FRAME_HEADER_LEN + BODY_HEADER_LEN
-            || e.len as usize > FRAME_HEADER_LEN + MAX_BODY_LEN
-        {
+        if (e.len as usize) < FRAME_HEADER_LEN + BODY_HEADER_LEN || e.len as usize > FRAME_HEADER_LEN + MAX_BODY_LEN {
             return Err(CodecError("index entry with impossible length"));
         }
         if e.pos != pos {
             return Err(CodecError("index entries are not contiguous"));
         }
-        if e.first_offset < next_offset || e.first_offset.checked_add(u64::from(e.count)).is_none()
-        {
+        if e.first_offset < next_offset || e.first_offset.checked_add(u64::from(e.count)).is_none() {
             return Err(CodecError("index offsets are not ascending"));
         }
         pos += u64::from(e.len);

@@ -315,12 +315,7 @@ impl std::fmt::Debug for Log {
 impl Log {
     /// Opens (creating `dir` if missing) and recovers the log in `dir`, then starts its writer
     /// thread. The next assigned offset is `max(recovered next offset, min_next_offset)`.
-    pub fn open(
-        dir: &Path,
-        config: LogConfig,
-        clock: Arc<dyn Clock>,
-        min_next_offset: u64,
-    ) -> Result<Log, Error> {
+    pub fn open(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>, min_next_offset: u64) -> Result<Log, Error> {
         let recovered = recovery::recover(dir, min_next_offset)?;
         let next_offset = recovered.next_offset;
         let inner = Arc::new(Inner {
@@ -368,8 +363,7 @@ impl Log {
         }
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let (reply, rx) = oneshot::channel();
-        tx.send(Command::Append { batches, reply })
-            .map_err(|_| Error::Closed)?;
+        tx.send(Command::Append { batches, reply }).map_err(|_| Error::Closed)?;
         self.inner.requests_sent.fetch_add(1, Ordering::SeqCst);
         rx.await.map_err(|_| Error::Closed)?
     }
@@ -431,26 +425,22 @@ impl Log {
                     if est_records >= max_records || est_bytes >= max_bytes {
                         break;
                     }
-                    est_records += e.count as usize;
-                    est_bytes += payload_len(&e) + 1000;
+                    est_records = est_records.saturating_add(e.count as usize);
+                    est_bytes = est_bytes.saturating_add(payload_len(&e));
                 }
                 (plan, idx >= entries.len(), committed_next)
             };
             let mut frame = Vec::new();
             for (entry, file, path) in plan {
                 frame.resize(entry.len as usize, 0);
-                file.read_exact_at(&mut frame, entry.pos).map_err(|e| {
-                    Error::io(format!("read batch from {}", path.display()), e)
-                })?;
+                file.read_exact_at(&mut frame, entry.pos)
+                    .map_err(|e| Error::io(format!("read batch from {}", path.display()), e))?;
                 let batch = codec::decode_frame(&frame).map_err(|e| Error::Corrupt {
                     path: path.clone(),
                     detail: format!("batch at byte {}: {e}", entry.pos),
                 })?;
                 let h = batch.header;
-                if h.partition != entry.partition
-                    || h.first_offset != entry.first_offset
-                    || h.count != entry.count
-                {
+                if h.partition != entry.partition || h.first_offset != entry.first_offset || h.count != entry.count {
                     return Err(Error::Corrupt {
                         path,
                         detail: format!("batch at byte {} does not match the index", entry.pos),
@@ -462,14 +452,9 @@ impl Log {
                         continue;
                     }
                     let size = key.len() + data.len();
-                    if records.len() >= max_records
-                        || (!records.is_empty() && bytes.saturating_add(size) > max_bytes)
-                    {
+                    if records.len() >= max_records || (!records.is_empty() && bytes.saturating_add(size) > max_bytes) {
                         let next_offset = records.last().map_or(from_offset, |r| r.offset + 1);
-                        return Ok(ReadResult {
-                            records,
-                            next_offset,
-                        });
+                        return Ok(ReadResult { records, next_offset });
                     }
                     bytes += size;
                     records.push(StoredRecord {
@@ -511,9 +496,7 @@ impl Log {
             let victims: Vec<u64> = st
                 .segments
                 .iter()
-                .take_while(|(base, seg)| {
-                    **base < active && seg.last_ts.is_none_or(|ts| ts < timestamp_ms)
-                })
+                .take_while(|(base, seg)| **base < active && seg.last_ts.is_none_or(|ts| ts < timestamp_ms))
                 .map(|(base, _)| *base)
                 .collect();
             let Some(&last_victim) = victims.last() else {
@@ -538,8 +521,7 @@ impl Log {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
-                        first_error
-                            .get_or_insert_with(|| Error::io(format!("delete {}", p.display()), e));
+                        first_error.get_or_insert_with(|| Error::io(format!("delete {}", p.display()), e));
                     }
                 }
             }
@@ -565,10 +547,7 @@ impl Log {
         match std::fs::remove_dir_all(&self.inner.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(
-                format!("delete {}", self.inner.dir.display()),
-                e,
-            )),
+            Err(e) => Err(Error::io(format!("delete {}", self.inner.dir.display()), e)),
         }
     }
 
@@ -625,9 +604,8 @@ fn finish(records: Vec<StoredRecord>, from_offset: u64, committed_next: u64) -> 
 
 /// Exact key + data bytes of a batch, derived from its frame length.
 fn payload_len(e: &BatchEntry) -> usize {
-    (e.len as usize).saturating_sub(
-        codec::FRAME_HEADER_LEN + codec::BODY_HEADER_LEN + codec::RECORD_OVERHEAD * e.count as usize,
-    )
+    (e.len as usize)
+        .saturating_sub(codec::FRAME_HEADER_LEN + codec::BODY_HEADER_LEN + codec::RECORD_OVERHEAD * e.count as usize)
 }
 
 fn validate_batch(batch: &AppendBatch) -> Result<(), Error> {

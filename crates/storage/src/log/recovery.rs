@@ -58,11 +58,7 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Creates (or resets) a segment file holding only its header, synced.
-pub(crate) fn create_segment(
-    path: &Path,
-    base: u64,
-    faults: &super::FaultInjector,
-) -> std::io::Result<File> {
+pub(crate) fn create_segment(path: &Path, base: u64, faults: &super::FaultInjector) -> std::io::Result<File> {
     faults.check_write()?;
     let mut file = OpenOptions::new()
         .read(true)
@@ -171,8 +167,7 @@ fn cut_tail(file: &File, path: &Path, file_len: u64, scan: &Scan) -> Result<(), 
         reason = scan.problem.as_deref().unwrap_or("unknown"),
         "cutting torn or corrupt tail of log segment"
     );
-    file.set_len(scan.valid_len)
-        .map_err(|e| io_err("truncate", path, e))?;
+    file.set_len(scan.valid_len).map_err(|e| io_err("truncate", path, e))?;
     file.sync_data().map_err(|e| io_err("sync", path, e))
 }
 
@@ -237,16 +232,12 @@ pub(crate) fn recover(dir: &Path, min_next_offset: u64) -> Result<Recovered, Err
             .write(true)
             .open(&path)
             .map_err(|e| io_err("open", &path, e))?;
-        let mut file_len = file
-            .metadata()
-            .map_err(|e| io_err("stat", &path, e))?
-            .len();
+        let mut file_len = file.metadata().map_err(|e| io_err("stat", &path, e))?.len();
         let header_ok = {
             let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
             if file_len >= SEGMENT_HEADER_LEN {
                 use std::os::unix::fs::FileExt;
-                file.read_exact_at(&mut head, 0)
-                    .map_err(|e| io_err("read", &path, e))?;
+                file.read_exact_at(&mut head, 0).map_err(|e| io_err("read", &path, e))?;
                 codec::decode_segment_header(&head).map(|b| b == base).unwrap_or(false)
             } else {
                 false
@@ -261,16 +252,15 @@ pub(crate) fn recover(dir: &Path, min_next_offset: u64) -> Result<Recovered, Err
             }
             tracing::warn!(segment = %path.display(), bytes = file_len, "resetting active log segment with a torn or invalid header");
             let _ = std::fs::remove_file(index_path(dir, base));
-            let file = create_segment(&path, base, &super::FaultInjector::default())
-                .map_err(|e| io_err("reset", &path, e))?;
+            let file =
+                create_segment(&path, base, &super::FaultInjector::default()).map_err(|e| io_err("reset", &path, e))?;
             file_len = SEGMENT_HEADER_LEN;
             (file, Vec::new())
         } else if is_active {
             if indexes.contains(&base) {
                 let _ = std::fs::remove_file(index_path(dir, base));
             }
-            let scan = scan_segment(&file, base, file_len, next)
-                .map_err(|e| io_err("scan", &path, e))?;
+            let scan = scan_segment(&file, base, file_len, next).map_err(|e| io_err("scan", &path, e))?;
             cut_tail(&file, &path, file_len, &scan)?;
             file_len = scan.valid_len;
             (file, scan.entries)
@@ -281,17 +271,10 @@ pub(crate) fn recover(dir: &Path, min_next_offset: u64) -> Result<Recovered, Err
         {
             (file, entries)
         } else {
-            let scan = scan_segment(&file, base, file_len, next)
-                .map_err(|e| io_err("scan", &path, e))?;
+            let scan = scan_segment(&file, base, file_len, next).map_err(|e| io_err("scan", &path, e))?;
             cut_tail(&file, &path, file_len, &scan)?;
             file_len = scan.valid_len;
-            if let Err(e) = write_index(
-                dir,
-                base,
-                file_len,
-                &scan.entries,
-                &super::FaultInjector::default(),
-            ) {
+            if let Err(e) = write_index(dir, base, file_len, &scan.entries, &super::FaultInjector::default()) {
                 tracing::warn!(segment = %path.display(), error = %e, "could not rewrite index file");
             }
             (file, scan.entries)

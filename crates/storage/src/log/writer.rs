@@ -2,9 +2,9 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -14,6 +14,9 @@ use super::recovery::{self, ActiveSegment};
 use super::{AppendBatch, Appended, FsyncPolicy, Inner, LogConfig, SegmentHandle, lock};
 use crate::clock::Clock;
 use crate::error::Error;
+
+/// Group buffers larger than this are released after use.
+const MAX_IDLE_BUFFER: usize = 16 << 20;
 
 type AppendReply = oneshot::Sender<Result<Vec<Appended>, Error>>;
 
@@ -165,10 +168,7 @@ impl Writer {
             return Ok(());
         };
         let attempt = || -> std::io::Result<std::fs::File> {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&self.active.path)?;
+            let file = OpenOptions::new().read(true).write(true).open(&self.active.path)?;
             file.set_len(self.active.len)?;
             self.inner.faults.check_sync()?;
             file.sync_data()?;
@@ -178,12 +178,7 @@ impl Writer {
             Ok(file) => {
                 let file = Arc::new(file);
                 self.active.file = file.clone();
-                if let Some(seg) = self
-                    .inner
-                    .write_state()
-                    .segments
-                    .get_mut(&self.active.base)
-                {
+                if let Some(seg) = self.inner.write_state().segments.get_mut(&self.active.base) {
                     seg.file = file;
                 }
                 self.inner.sync_count.fetch_add(1, Ordering::SeqCst);
@@ -259,11 +254,8 @@ impl Writer {
 
     fn commit_group(&mut self, appends: Vec<(Vec<AppendBatch>, AppendReply)>) {
         if let Err(e) = self.prepare() {
-            let msg = e.to_string();
-            let mut first = Some(e);
             for (_, reply) in appends {
-                let err = first.take().unwrap_or_else(|| Error::Faulted { cause: msg.clone() });
-                let _ = reply.send(Err(err));
+                let _ = reply.send(Err(e.duplicate()));
             }
             return;
         }
@@ -310,16 +302,11 @@ impl Writer {
 
         if !self.buf.is_empty() {
             if let Err(e) = self.write_group(start_pos) {
-                let kind = e.kind();
-                let msg = format!("{e}");
                 tracing::error!(segment = %self.active.path.display(), error = %e, "log write failed; faulting the log");
-                self.fault = Some(format!("write or sync failed: {msg}"));
-                let context = format!("append to {}", self.active.path.display());
+                self.fault = Some(format!("write or sync failed: {e}"));
+                let err = Error::io(format!("append to {}", self.active.path.display()), e);
                 for (_, reply) in appends {
-                    let _ = reply.send(Err(Error::io(
-                        context.clone(),
-                        std::io::Error::new(kind, msg.clone()),
-                    )));
+                    let _ = reply.send(Err(err.duplicate()));
                 }
                 return;
             }
@@ -327,6 +314,10 @@ impl Writer {
         }
         for ((_, reply), res) in appends.into_iter().zip(results) {
             let _ = reply.send(Ok(res));
+        }
+        // Do not keep a burst-sized buffer around forever.
+        if self.buf.capacity() > MAX_IDLE_BUFFER {
+            self.buf = Vec::new();
         }
     }
 

@@ -1,0 +1,68 @@
+//! Helpers shared by the test modules.
+
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::primitives::Blob;
+
+/// The AWS error code and HTTP status of a failed SDK call.
+pub fn code_of<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(e: &SdkError<E, R>) -> (String, u16)
+where
+    R: HttpStatus,
+{
+    let code = e
+        .as_service_error()
+        .and_then(|s| s.code())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("not a service error: {e:?}"));
+    let status = e.raw_response().map(|r| r.status_u16()).unwrap_or(0);
+    (code, status)
+}
+
+/// Anything with an HTTP status (the SDK's raw response).
+pub trait HttpStatus {
+    /// The status code.
+    fn status_u16(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_kinesis::config::http::HttpResponse {
+    fn status_u16(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// The message of a failed SDK call.
+pub fn message_of<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> String {
+    e.as_service_error().and_then(|s| s.message()).unwrap_or_default().to_owned()
+}
+
+/// Asserts a call failed with `code` and `status`.
+#[macro_export]
+macro_rules! assert_aws_error {
+    ($result:expr, $code:expr, $status:expr) => {{
+        let err = match $result {
+            Ok(v) => panic!("expected {} but the call succeeded: {:?}", $code, v),
+            Err(e) => e,
+        };
+        let (code, status) = $crate::common::code_of(&err);
+        assert_eq!(code, $code, "wrong error code; message: {}", $crate::common::message_of(&err));
+        assert_eq!(status, $status, "wrong status for {}", $code);
+        $crate::common::message_of(&err)
+    }};
+}
+
+/// A blob of `n` bytes derived from `seed`.
+pub fn blob(seed: u64, n: usize) -> Blob {
+    Blob::new(payload(seed, n))
+}
+
+/// `n` deterministic bytes from `seed`.
+pub fn payload(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -1,0 +1,7 @@
+//! One integration-test binary for the server: wire tests with aws-sdk-kinesis against the
+//! in-process server on 127.0.0.1:0, and end-to-end tests that start the built binary.
+
+mod common;
+mod e2e;
+mod kinesis_errors;
+mod kinesis_wire;
