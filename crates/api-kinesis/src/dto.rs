@@ -80,7 +80,10 @@ mod opt_blob {
         let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
         match s {
             None => Ok(None),
-            Some(s) => STANDARD.decode(s.as_bytes()).map(Some).map_err(serde::de::Error::custom),
+            Some(s) => STANDARD
+                .decode(s.as_bytes())
+                .map(Some)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

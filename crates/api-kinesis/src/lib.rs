@@ -71,9 +71,24 @@ impl KinesisApi {
     }
 
     /// Handles one request whose `X-Amz-Target` named `operation`.
-    pub async fn handle(&self, ctx: &RequestContext, operation: &str, encoding: Encoding, body: &[u8]) -> http::Response<Bytes> {
-        let scope = Scope { account: ctx.account_id.clone(), region: ctx.region.clone() };
-        let call = Call { api: self, scope: &scope, encoding, body, request_id: &ctx.request_id };
+    pub async fn handle(
+        &self,
+        ctx: &RequestContext,
+        operation: &str,
+        encoding: Encoding,
+        body: &[u8],
+    ) -> http::Response<Bytes> {
+        let scope = Scope {
+            account: ctx.account_id.clone(),
+            region: ctx.region.clone(),
+        };
+        let call = Call {
+            api: self,
+            scope: &scope,
+            encoding,
+            body,
+            request_id: &ctx.request_id,
+        };
         let result = match operation {
             "CreateStream" => call.create_stream().await,
             "DeleteStream" => call.delete_stream().await,
@@ -109,7 +124,9 @@ impl KinesisApi {
 pub fn to_service_error(e: Error) -> ServiceError {
     let msg = e.to_string();
     match e {
-        Error::StreamNotFound { .. } | Error::ShardNotFound(_) => ServiceError::client("ResourceNotFoundException", msg),
+        Error::StreamNotFound { .. } | Error::ShardNotFound(_) => {
+            ServiceError::client("ResourceNotFoundException", msg)
+        }
         Error::StreamExists { .. } | Error::ResourceInUse(_) => ServiceError::client("ResourceInUseException", msg),
         Error::InvalidArgument(_) => ServiceError::client("InvalidArgumentException", msg),
         Error::Validation(_) => ServiceError::client("ValidationException", msg),
@@ -118,11 +135,19 @@ pub fn to_service_error(e: Error) -> ServiceError {
         Error::ExpiredNextToken(_) => ServiceError::client("ExpiredNextTokenException", msg),
         Error::Storage(inner) => {
             tracing::error!(error = %inner, "stream storage failure; the request is not acknowledged");
-            ServiceError::with_status(http::StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", "Internal Service Failure")
+            ServiceError::with_status(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+                "Internal Service Failure",
+            )
         }
         Error::Internal(detail) => {
             tracing::error!(%detail, "internal error in the stream engine");
-            ServiceError::with_status(http::StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", "Internal Service Failure")
+            ServiceError::with_status(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+                "Internal Service Failure",
+            )
         }
     }
 }
@@ -136,7 +161,10 @@ struct Call<'a> {
 }
 
 fn sref<'a>(name: &'a Option<String>, arn: &'a Option<String>) -> StreamRef<'a> {
-    StreamRef { name: name.as_deref(), arn: arn.as_deref() }
+    StreamRef {
+        name: name.as_deref(),
+        arn: arn.as_deref(),
+    }
 }
 
 fn check_stream(v: &mut Validator, name: &Option<String>, arn: &Option<String>) {
@@ -192,7 +220,10 @@ impl Call<'_> {
         };
         let name = i.stream_name.unwrap_or_default();
         let count = i.shard_count.map(|n| n as u32);
-        self.engine().create_stream(self.scope, &name, count, mode, i.tags.unwrap_or_default()).await.map_err(to_service_error)?;
+        self.engine()
+            .create_stream(self.scope, &name, count, mode, i.tags.unwrap_or_default())
+            .await
+            .map_err(to_service_error)?;
         self.ok(&Empty {})
     }
 
@@ -201,7 +232,10 @@ impl Call<'_> {
         let mut v = Validator::default();
         check_stream(&mut v, &i.stream_name, &i.stream_arn);
         v.finish()?;
-        self.engine().delete_stream(self.scope, sref(&i.stream_name, &i.stream_arn)).await.map_err(to_service_error)?;
+        self.engine()
+            .delete_stream(self.scope, sref(&i.stream_name, &i.stream_arn))
+            .await
+            .map_err(to_service_error)?;
         self.ok(&Empty {})
     }
 
@@ -215,7 +249,12 @@ impl Call<'_> {
         let limit = i.limit.unwrap_or(100).min(100) as usize;
         let d = self
             .engine()
-            .describe_stream(self.scope, sref(&i.stream_name, &i.stream_arn), limit, i.exclusive_start_shard_id.as_deref())
+            .describe_stream(
+                self.scope,
+                sref(&i.stream_name, &i.stream_arn),
+                limit,
+                i.exclusive_start_shard_id.as_deref(),
+            )
             .await
             .map_err(to_service_error)?;
         self.ok(&DescribeStreamOutput {
@@ -223,12 +262,16 @@ impl Call<'_> {
                 stream_name: d.summary.name,
                 stream_arn: d.summary.arn,
                 stream_status: d.summary.status.as_str(),
-                stream_mode_details: ModeDto { stream_mode: d.summary.mode.as_str().to_owned() },
+                stream_mode_details: ModeDto {
+                    stream_mode: d.summary.mode.as_str().to_owned(),
+                },
                 shards: d.shards.into_iter().map(ShardDto::from).collect(),
                 has_more_shards: d.has_more_shards,
                 retention_period_hours: d.retention_hours,
                 stream_creation_timestamp: secs(d.summary.created_ms),
-                enhanced_monitoring: vec![EnhancedMetricsDto { shard_level_metrics: vec![] }],
+                enhanced_monitoring: vec![EnhancedMetricsDto {
+                    shard_level_metrics: vec![],
+                }],
                 encryption_type: "NONE",
             },
         })
@@ -249,10 +292,14 @@ impl Call<'_> {
                 stream_name: d.summary.name,
                 stream_arn: d.summary.arn,
                 stream_status: d.summary.status.as_str(),
-                stream_mode_details: ModeDto { stream_mode: d.summary.mode.as_str().to_owned() },
+                stream_mode_details: ModeDto {
+                    stream_mode: d.summary.mode.as_str().to_owned(),
+                },
                 retention_period_hours: d.retention_hours,
                 stream_creation_timestamp: secs(d.summary.created_ms),
-                enhanced_monitoring: vec![EnhancedMetricsDto { shard_level_metrics: vec![] }],
+                enhanced_monitoring: vec![EnhancedMetricsDto {
+                    shard_level_metrics: vec![],
+                }],
                 encryption_type: "NONE",
                 open_shard_count: d.open_shard_count,
                 consumer_count: 0,
@@ -276,7 +323,12 @@ impl Call<'_> {
         let limit = i.limit.unwrap_or(100).min(100) as usize;
         let page = self
             .engine()
-            .list_streams(self.scope, limit, i.exclusive_start_stream_name.as_deref(), i.next_token.as_deref())
+            .list_streams(
+                self.scope,
+                limit,
+                i.exclusive_start_stream_name.as_deref(),
+                i.next_token.as_deref(),
+            )
             .await
             .map_err(to_service_error)?;
         self.ok(&ListStreamsOutput {
@@ -290,7 +342,9 @@ impl Call<'_> {
                     stream_name: s.name,
                     stream_arn: s.arn,
                     stream_status: s.status.as_str(),
-                    stream_mode_details: ModeDto { stream_mode: s.mode.as_str().to_owned() },
+                    stream_mode_details: ModeDto {
+                        stream_mode: s.mode.as_str().to_owned(),
+                    },
                     stream_creation_timestamp: secs(s.created_ms),
                 })
                 .collect(),
@@ -311,7 +365,14 @@ impl Call<'_> {
         v.one_of(
             ftype,
             "shardFilter.type",
-            &["AFTER_SHARD_ID", "AT_TRIM_HORIZON", "FROM_TRIM_HORIZON", "AT_LATEST", "AT_TIMESTAMP", "FROM_TIMESTAMP"],
+            &[
+                "AFTER_SHARD_ID",
+                "AT_TRIM_HORIZON",
+                "FROM_TRIM_HORIZON",
+                "AT_LATEST",
+                "AT_TIMESTAMP",
+                "FROM_TIMESTAMP",
+            ],
         );
         v.finish()?;
         if i.next_token.is_none() && i.stream_name.is_none() && i.stream_arn.is_none() {
@@ -331,12 +392,18 @@ impl Call<'_> {
             Some(f) => {
                 let need_ts = |f: &ShardFilterDto| {
                     f.timestamp.map(ms_of).ok_or_else(|| {
-                        ServiceError::client("InvalidArgumentException", "Timestamp is required for this ShardFilter type.")
+                        ServiceError::client(
+                            "InvalidArgumentException",
+                            "Timestamp is required for this ShardFilter type.",
+                        )
                     })
                 };
                 Some(match f.r#type.as_deref().unwrap_or_default() {
                     "AFTER_SHARD_ID" => ShardFilter::AfterShardId(f.shard_id.clone().ok_or_else(|| {
-                        ServiceError::client("InvalidArgumentException", "ShardId is required for the AFTER_SHARD_ID filter.")
+                        ServiceError::client(
+                            "InvalidArgumentException",
+                            "ShardId is required for the AFTER_SHARD_ID filter.",
+                        )
                     })?),
                     "AT_TRIM_HORIZON" => ShardFilter::AtTrimHorizon,
                     "AT_LATEST" => ShardFilter::AtLatest,
@@ -359,11 +426,26 @@ impl Call<'_> {
             )
             .await
             .map_err(to_service_error)?;
-        self.ok(&ListShardsOutput { shards: page.shards.into_iter().map(ShardDto::from).collect(), next_token: page.next_token })
+        self.ok(&ListShardsOutput {
+            shards: page.shards.into_iter().map(ShardDto::from).collect(),
+            next_token: page.next_token,
+        })
     }
 
-    fn check_record(v: &mut Validator, prefix: &str, pk: &Option<String>, data: &Option<Vec<u8>>, ehk: &Option<String>) {
-        let f = |s: &str| if prefix.is_empty() { s.to_owned() } else { format!("{prefix}.{s}") };
+    fn check_record(
+        v: &mut Validator,
+        prefix: &str,
+        pk: &Option<String>,
+        data: &Option<Vec<u8>>,
+        ehk: &Option<String>,
+    ) {
+        let f = |s: &str| {
+            if prefix.is_empty() {
+                s.to_owned()
+            } else {
+                format!("{prefix}.{s}")
+            }
+        };
         v.required(data, &f("data"));
         v.required(pk, &f("partitionKey"));
         v.length(pk.as_deref(), &f("partitionKey"), 1, 256);
@@ -371,7 +453,10 @@ impl Call<'_> {
         if let Some(d) = data
             && d.len() > MAX_RECORD_BYTES
         {
-            v.fail_no_value(&f("data"), &format!("Member must have length less than or equal to {MAX_RECORD_BYTES}"));
+            v.fail_no_value(
+                &f("data"),
+                &format!("Member must have length less than or equal to {MAX_RECORD_BYTES}"),
+            );
         }
     }
 
@@ -405,13 +490,20 @@ impl Call<'_> {
             .await
             .map_err(to_service_error)?;
         match out.pop() {
-            Some(PutOutcome::Stored { shard_id, sequence_number }) => {
-                self.ok(&PutRecordOutput { shard_id, sequence_number, encryption_type: "NONE" })
-            }
+            Some(PutOutcome::Stored {
+                shard_id,
+                sequence_number,
+            }) => self.ok(&PutRecordOutput {
+                shard_id,
+                sequence_number,
+                encryption_type: "NONE",
+            }),
             Some(PutOutcome::Throttled { message }) => {
                 Err(ServiceError::client("ProvisionedThroughputExceededException", message))
             }
-            None => Err(to_service_error(Error::Internal("PutRecord produced no outcome".to_owned()))),
+            None => Err(to_service_error(Error::Internal(
+                "PutRecord produced no outcome".to_owned(),
+            ))),
         }
     }
 
@@ -428,7 +520,13 @@ impl Call<'_> {
             v.fail_no_value("records", "Member must have length less than or equal to 500");
         }
         for (n, r) in records.iter().enumerate() {
-            Self::check_record(&mut v, &format!("records.{}.member", n + 1), &r.partition_key, &r.data, &r.explicit_hash_key);
+            Self::check_record(
+                &mut v,
+                &format!("records.{}.member", n + 1),
+                &r.partition_key,
+                &r.data,
+                &r.explicit_hash_key,
+            );
         }
         v.finish()?;
         let total: usize = records
@@ -436,7 +534,10 @@ impl Call<'_> {
             .map(|r| r.data.as_ref().map_or(0, Vec::len) + r.partition_key.as_ref().map_or(0, String::len))
             .sum();
         if total > MAX_PUT_RECORDS_BYTES {
-            return Err(ServiceError::client("InvalidArgumentException", "Records size exceeds 5 MB limit"));
+            return Err(ServiceError::client(
+                "InvalidArgumentException",
+                "Records size exceeds 5 MB limit",
+            ));
         }
         let mut entries = Vec::with_capacity(records.len());
         for r in records {
@@ -457,7 +558,10 @@ impl Call<'_> {
             records: out
                 .into_iter()
                 .map(|o| match o {
-                    PutOutcome::Stored { shard_id, sequence_number } => PutRecordsResultEntry {
+                    PutOutcome::Stored {
+                        shard_id,
+                        sequence_number,
+                    } => PutRecordsResultEntry {
                         sequence_number: Some(sequence_number),
                         shard_id: Some(shard_id),
                         error_code: None,
@@ -485,7 +589,13 @@ impl Call<'_> {
         v.one_of(
             i.shard_iterator_type.as_deref(),
             "shardIteratorType",
-            &["AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"],
+            &[
+                "AT_SEQUENCE_NUMBER",
+                "AFTER_SEQUENCE_NUMBER",
+                "TRIM_HORIZON",
+                "LATEST",
+                "AT_TIMESTAMP",
+            ],
         );
         v.sequence_pattern(i.starting_sequence_number.as_deref(), "startingSequenceNumber");
         v.finish()?;
@@ -532,7 +642,12 @@ impl Call<'_> {
         };
         let it = self
             .engine()
-            .get_shard_iterator(self.scope, sref(&i.stream_name, &i.stream_arn), i.shard_id.as_deref().unwrap_or_default(), start)
+            .get_shard_iterator(
+                self.scope,
+                sref(&i.stream_name, &i.stream_arn),
+                i.shard_id.as_deref().unwrap_or_default(),
+                start,
+            )
             .await
             .map_err(to_service_error)?;
         self.ok(&GetShardIteratorOutput { shard_iterator: it })
@@ -591,7 +706,12 @@ impl Call<'_> {
         v.finish()?;
         let key = Self::explicit_hash(&i.new_starting_hash_key)?.unwrap_or_default();
         self.engine()
-            .split_shard(self.scope, sref(&i.stream_name, &i.stream_arn), i.shard_to_split.as_deref().unwrap_or_default(), key)
+            .split_shard(
+                self.scope,
+                sref(&i.stream_name, &i.stream_arn),
+                i.shard_to_split.as_deref().unwrap_or_default(),
+                key,
+            )
             .await
             .map_err(to_service_error)?;
         self.ok(&Empty {})
@@ -669,7 +789,11 @@ impl Call<'_> {
         }
         v.finish()?;
         self.engine()
-            .add_tags(self.scope, sref(&i.stream_name, &i.stream_arn), i.tags.unwrap_or_default())
+            .add_tags(
+                self.scope,
+                sref(&i.stream_name, &i.stream_arn),
+                i.tags.unwrap_or_default(),
+            )
             .await
             .map_err(to_service_error)?;
         self.ok(&Empty {})
@@ -690,7 +814,11 @@ impl Call<'_> {
         }
         v.finish()?;
         self.engine()
-            .remove_tags(self.scope, sref(&i.stream_name, &i.stream_arn), &i.tag_keys.unwrap_or_default())
+            .remove_tags(
+                self.scope,
+                sref(&i.stream_name, &i.stream_arn),
+                &i.tag_keys.unwrap_or_default(),
+            )
             .await
             .map_err(to_service_error)?;
         self.ok(&Empty {})
@@ -739,9 +867,20 @@ impl Call<'_> {
         v.required(&mode, "streamModeDetails.streamMode");
         v.one_of(mode, "streamModeDetails.streamMode", &["PROVISIONED", "ON_DEMAND"]);
         v.finish()?;
-        let mode = if mode == Some("ON_DEMAND") { StreamMode::OnDemand } else { StreamMode::Provisioned };
+        let mode = if mode == Some("ON_DEMAND") {
+            StreamMode::OnDemand
+        } else {
+            StreamMode::Provisioned
+        };
         self.engine()
-            .update_stream_mode(self.scope, StreamRef { name: None, arn: i.stream_arn.as_deref() }, mode)
+            .update_stream_mode(
+                self.scope,
+                StreamRef {
+                    name: None,
+                    arn: i.stream_arn.as_deref(),
+                },
+                mode,
+            )
             .await
             .map_err(to_service_error)?;
         self.ok(&Empty {})
@@ -754,5 +893,8 @@ fn _assert_send(api: &KinesisApi, ctx: &RequestContext, scope: &Scope) {
     is_send(api.handle(ctx, "x", Encoding::Json, b""));
     is_send(api.engine.put_records(scope, StreamRef::default(), vec![]));
     is_send(api.engine.get_records(scope, "", 1));
-    is_send(api.engine.create_stream(scope, "", None, StreamMode::OnDemand, BTreeMap::new()));
+    is_send(
+        api.engine
+            .create_stream(scope, "", None, StreamMode::OnDemand, BTreeMap::new()),
+    );
 }

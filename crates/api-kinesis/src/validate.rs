@@ -18,18 +18,24 @@ fn shown(value: &str) -> String {
 impl Validator {
     /// A violation with the value echoed.
     pub fn fail(&mut self, value: &str, field: &str, constraint: &str) {
-        self.errors.push(format!("Value '{}' at '{field}' failed to satisfy constraint: {constraint}", shown(value)));
+        self.errors.push(format!(
+            "Value '{}' at '{field}' failed to satisfy constraint: {constraint}",
+            shown(value)
+        ));
     }
 
     /// A violation without the value (blobs, nulls).
     pub fn fail_no_value(&mut self, field: &str, constraint: &str) {
-        self.errors.push(format!("Value at '{field}' failed to satisfy constraint: {constraint}"));
+        self.errors
+            .push(format!("Value at '{field}' failed to satisfy constraint: {constraint}"));
     }
 
     /// Required member.
     pub fn required<T>(&mut self, v: &Option<T>, field: &str) {
         if v.is_none() {
-            self.errors.push(format!("Value null at '{field}' failed to satisfy constraint: Member must not be null"));
+            self.errors.push(format!(
+                "Value null at '{field}' failed to satisfy constraint: Member must not be null"
+            ));
         }
     }
 
@@ -38,9 +44,17 @@ impl Validator {
         if let Some(v) = v {
             let n = v.chars().count();
             if n < min {
-                self.fail(v, field, &format!("Member must have length greater than or equal to {min}"));
+                self.fail(
+                    v,
+                    field,
+                    &format!("Member must have length greater than or equal to {min}"),
+                );
             } else if n > max {
-                self.fail(v, field, &format!("Member must have length less than or equal to {max}"));
+                self.fail(
+                    v,
+                    field,
+                    &format!("Member must have length less than or equal to {max}"),
+                );
             }
         }
     }
@@ -49,8 +63,16 @@ impl Validator {
     pub fn stream_name(&mut self, v: Option<&str>, field: &str) {
         if let Some(v) = v {
             self.length(Some(v), field, 1, 128);
-            if !v.is_empty() && !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-') {
-                self.fail(v, field, "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
+            if !v.is_empty()
+                && !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+            {
+                self.fail(
+                    v,
+                    field,
+                    "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+                );
             }
         }
     }
@@ -60,7 +82,11 @@ impl Validator {
         if let Some(v) = v {
             self.length(Some(v), field, 1, 2048);
             if kd_stream::parse_stream_arn(v).is_none() {
-                self.fail(v, field, "Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+");
+                self.fail(
+                    v,
+                    field,
+                    "Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+",
+                );
             }
         }
     }
@@ -69,8 +95,16 @@ impl Validator {
     pub fn shard_id(&mut self, v: Option<&str>, field: &str) {
         if let Some(v) = v {
             self.length(Some(v), field, 1, 128);
-            if !v.is_empty() && !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-') {
-                self.fail(v, field, "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
+            if !v.is_empty()
+                && !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+            {
+                self.fail(
+                    v,
+                    field,
+                    "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+                );
             }
         }
     }
@@ -79,9 +113,17 @@ impl Validator {
     pub fn range(&mut self, v: Option<i64>, field: &str, min: i64, max: i64) {
         if let Some(v) = v {
             if v < min {
-                self.fail(&v.to_string(), field, &format!("Member must have value greater than or equal to {min}"));
+                self.fail(
+                    &v.to_string(),
+                    field,
+                    &format!("Member must have value greater than or equal to {min}"),
+                );
             } else if v > max {
-                self.fail(&v.to_string(), field, &format!("Member must have value less than or equal to {max}"));
+                self.fail(
+                    &v.to_string(),
+                    field,
+                    &format!("Member must have value less than or equal to {max}"),
+                );
             }
         }
     }
@@ -89,9 +131,14 @@ impl Validator {
     /// A decimal hash key: `0|([1-9]\d{0,38})`.
     pub fn hash_key_pattern(&mut self, v: Option<&str>, field: &str) {
         if let Some(v) = v {
-            let ok = v == "0" || (!v.is_empty() && v.len() <= 39 && !v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit()));
+            let ok = v == "0"
+                || (!v.is_empty() && v.len() <= 39 && !v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit()));
             if !ok {
-                self.fail(v, field, "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})");
+                self.fail(
+                    v,
+                    field,
+                    "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
+                );
             }
         }
     }
@@ -101,7 +148,11 @@ impl Validator {
         if let Some(v) = v
             && !kd_stream::seq::is_sequence_shape(v)
         {
-            self.fail(v, field, "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})");
+            self.fail(
+                v,
+                field,
+                "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
+            );
         }
     }
 
@@ -110,7 +161,11 @@ impl Validator {
         if let Some(v) = v
             && !allowed.contains(&v)
         {
-            self.fail(v, field, &format!("Member must satisfy enum value set: [{}]", allowed.join(", ")));
+            self.fail(
+                v,
+                field,
+                &format!("Member must satisfy enum value set: [{}]", allowed.join(", ")),
+            );
         }
     }
 
@@ -147,6 +202,11 @@ mod tests {
         v.required(&None::<String>, "shardId");
         v.range(Some(0), "limit", 1, 10000);
         let e = v.finish().expect_err("invalid");
-        assert!(e.message.starts_with("2 validation errors detected: Value null at 'shardId'"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("2 validation errors detected: Value null at 'shardId'"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -6,8 +6,18 @@
 use kd_wire::Protocol;
 
 /// Every service kinesis-data will serve, as `/_kinesis-data/health` names them.
-pub const ALL_SERVICES: &[&str] =
-    &["kinesis", "firehose", "s3", "s3control", "iam", "sts", "lambda", "apigateway", "glue", "athena"];
+pub const ALL_SERVICES: &[&str] = &[
+    "kinesis",
+    "firehose",
+    "s3",
+    "s3control",
+    "iam",
+    "sts",
+    "lambda",
+    "apigateway",
+    "glue",
+    "athena",
+];
 
 /// The service a request is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +84,9 @@ pub fn route(parts: &http::request::Parts) -> Service {
     if let Some(target) = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         let prefix = target.split('.').next().unwrap_or_default();
         return match prefix {
-            "Kinesis_20131202" => Service::Kinesis(target.split_once('.').map(|(_, op)| op.to_owned()).unwrap_or_default()),
+            "Kinesis_20131202" => {
+                Service::Kinesis(target.split_once('.').map(|(_, op)| op.to_owned()).unwrap_or_default())
+            }
             "Firehose_20150804" => Service::Firehose,
             "AWSGlue" => Service::Glue,
             "AmazonAthena" => Service::Athena,
@@ -89,7 +101,11 @@ pub fn route(parts: &http::request::Parts) -> Service {
         return Service::S3Control;
     }
     if path == "/restapis" || path.starts_with("/restapis/") {
-        return if path.contains("/_user_request_/") { Service::ApiGatewayInvoke } else { Service::ApiGateway };
+        return if path.contains("/_user_request_/") {
+            Service::ApiGatewayInvoke
+        } else {
+            Service::ApiGateway
+        };
     }
     let scope_service = crate::sigv4::credential_of(parts).ok().map(|c| c.service);
     let form = parts
@@ -126,16 +142,40 @@ mod tests {
 
     #[test]
     fn routes_by_target_path_and_scope() {
-        assert_eq!(route(&parts("POST", "/", &[("x-amz-target", "Kinesis_20131202.PutRecord")])), Service::Kinesis("PutRecord".into()));
-        assert_eq!(route(&parts("POST", "/", &[("x-amz-target", "Firehose_20150804.PutRecord")])), Service::Firehose);
-        assert_eq!(route(&parts("POST", "/", &[("x-amz-target", "AmazonAthena.StartQueryExecution")])), Service::Athena);
+        assert_eq!(
+            route(&parts("POST", "/", &[("x-amz-target", "Kinesis_20131202.PutRecord")])),
+            Service::Kinesis("PutRecord".into())
+        );
+        assert_eq!(
+            route(&parts("POST", "/", &[("x-amz-target", "Firehose_20150804.PutRecord")])),
+            Service::Firehose
+        );
+        assert_eq!(
+            route(&parts(
+                "POST",
+                "/",
+                &[("x-amz-target", "AmazonAthena.StartQueryExecution")]
+            )),
+            Service::Athena
+        );
         assert_eq!(route(&parts("GET", "/2015-03-31/functions/", &[])), Service::Lambda);
         assert_eq!(route(&parts("GET", "/v20180820/jobs", &[])), Service::S3Control);
         assert_eq!(route(&parts("GET", "/restapis", &[])), Service::ApiGateway);
-        assert_eq!(route(&parts("GET", "/restapis/abc/prod/_user_request_/x", &[])), Service::ApiGatewayInvoke);
-        let iam_auth = "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00";
         assert_eq!(
-            route(&parts("POST", "/", &[("authorization", iam_auth), ("content-type", "application/x-www-form-urlencoded")])),
+            route(&parts("GET", "/restapis/abc/prod/_user_request_/x", &[])),
+            Service::ApiGatewayInvoke
+        );
+        let iam_auth =
+            "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00";
+        assert_eq!(
+            route(&parts(
+                "POST",
+                "/",
+                &[
+                    ("authorization", iam_auth),
+                    ("content-type", "application/x-www-form-urlencoded")
+                ]
+            )),
             Service::Iam
         );
         assert_eq!(route(&parts("GET", "/bucket/key", &[])), Service::S3);

@@ -57,7 +57,12 @@ pub struct Edge {
 impl Edge {
     /// An edge over these adapters.
     pub fn new(config: EdgeConfig, iam: Arc<Iam>, kinesis: KinesisApi, reset: ResetHook) -> Self {
-        Self { config, iam, kinesis, reset }
+        Self {
+            config,
+            iam,
+            kinesis,
+            reset,
+        }
     }
 
     /// The axum router serving every request.
@@ -78,13 +83,21 @@ impl Edge {
         }
         let service = route(&parts);
         let protocol = service.protocol();
-        let limit = if protocol == Protocol::AwsJson { MAX_JSON_BODY } else { MAX_OTHER_BODY };
+        let limit = if protocol == Protocol::AwsJson {
+            MAX_JSON_BODY
+        } else {
+            MAX_OTHER_BODY
+        };
         let body = match read_body(body, limit).await {
             Ok(b) => b,
             Err(status) => {
                 let err = ServiceError::with_status(
                     status,
-                    if status == StatusCode::PAYLOAD_TOO_LARGE { "RequestEntityTooLargeException" } else { "SerializationException" },
+                    if status == StatusCode::PAYLOAD_TOO_LARGE {
+                        "RequestEntityTooLargeException"
+                    } else {
+                        "SerializationException"
+                    },
                     format!("Request body could not be read or exceeds {limit} bytes"),
                 );
                 return into_body(render_error(protocol, &err, &request_id));
@@ -100,7 +113,10 @@ impl Edge {
         let resp = match service {
             Service::Kinesis(op) => {
                 let encoding = Encoding::from_content_type(
-                    parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+                    parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok()),
                 );
                 self.kinesis.handle(&ctx, &op, encoding, &body).await
             }
@@ -126,7 +142,10 @@ impl Edge {
         let json = |status: StatusCode, v: serde_json::Value| {
             let mut r = Response::new(Body::from(v.to_string()));
             *r.status_mut() = status;
-            r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
             r
         };
         Some(match (parts.method.as_str(), path) {
@@ -135,7 +154,10 @@ impl Edge {
                 Ok(()) => json(StatusCode::OK, serde_json::json!({ "reset": true })),
                 Err(e) => {
                     tracing::error!(error = %e, "reset failed");
-                    json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({ "reset": false, "error": e }))
+                    json(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        serde_json::json!({ "reset": false, "error": e }),
+                    )
                 }
             },
             ("POST", "/_kinesis-data/reset") => json(
@@ -149,13 +171,31 @@ impl Edge {
         })
     }
 
-    fn authenticate(&self, parts: &http::request::Parts, body: &[u8], request_id: &str) -> Result<RequestContext, AuthError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default();
+    fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        request_id: &str,
+    ) -> Result<RequestContext, AuthError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
         let iam = &self.iam;
         let verified = sigv4::verify(parts, body, &|ak: &str| iam.secret_for(ak), now)?;
-        let principal = iam.principal(&verified.access_key).ok_or(AuthError::UnknownAccessKey(verified.access_key.clone()))?;
-        let region = if verified.region.is_empty() { self.config.default_region.clone() } else { verified.region };
-        Ok(RequestContext { request_id: request_id.to_owned(), account_id: principal.account_id, region })
+        let principal = iam
+            .principal(&verified.access_key)
+            .ok_or(AuthError::UnknownAccessKey(verified.access_key.clone()))?;
+        let region = if verified.region.is_empty() {
+            self.config.default_region.clone()
+        } else {
+            verified.region
+        };
+        Ok(RequestContext {
+            request_id: request_id.to_owned(),
+            account_id: principal.account_id,
+            region,
+        })
     }
 }
 
@@ -192,13 +232,17 @@ pub fn auth_error(protocol: Protocol, e: &AuthError) -> ServiceError {
     let (status, code) = match (protocol, e) {
         (Protocol::AwsJson, AuthError::Missing) => (s400, "MissingAuthenticationTokenException"),
         (Protocol::AwsJson, AuthError::UnknownAccessKey(_)) => (s400, "UnrecognizedClientException"),
-        (Protocol::AwsJson, AuthError::SignatureMismatch | AuthError::Expired { .. }) => (s400, "InvalidSignatureException"),
+        (Protocol::AwsJson, AuthError::SignatureMismatch | AuthError::Expired { .. }) => {
+            (s400, "InvalidSignatureException")
+        }
         (Protocol::AwsJson, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => {
             (s400, "IncompleteSignatureException")
         }
         (Protocol::RestJson, AuthError::Missing) => (s403, "MissingAuthenticationTokenException"),
         (Protocol::RestJson, AuthError::UnknownAccessKey(_)) => (s403, "UnrecognizedClientException"),
-        (Protocol::RestJson, AuthError::SignatureMismatch | AuthError::Expired { .. }) => (s403, "InvalidSignatureException"),
+        (Protocol::RestJson, AuthError::SignatureMismatch | AuthError::Expired { .. }) => {
+            (s403, "InvalidSignatureException")
+        }
         (Protocol::RestJson, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => {
             (s400, "IncompleteSignatureException")
         }
@@ -213,9 +257,15 @@ pub fn auth_error(protocol: Protocol, e: &AuthError) -> ServiceError {
         (Protocol::Query, AuthError::Missing) => (s403, "MissingAuthenticationToken"),
         (Protocol::Query, AuthError::UnknownAccessKey(_)) => (s403, "InvalidClientTokenId"),
         (Protocol::Query, AuthError::SignatureMismatch | AuthError::Expired { .. }) => (s403, "SignatureDoesNotMatch"),
-        (Protocol::Query, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => (s400, "IncompleteSignature"),
+        (Protocol::Query, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => {
+            (s400, "IncompleteSignature")
+        }
     };
     let msg = match (protocol, e) {
+        (Protocol::AwsJson | Protocol::RestJson | Protocol::Query, AuthError::UnknownAccessKey(_)) => {
+            "The security token included in the request is invalid.".to_owned()
+        }
+        (Protocol::AwsJson | Protocol::RestJson, AuthError::Missing) => "Missing Authentication Token".to_owned(),
         (Protocol::RestXml, AuthError::Missing) => "Access Denied".to_owned(),
         (Protocol::RestXml, AuthError::UnknownAccessKey(_)) => {
             "The AWS Access Key Id you provided does not exist in our records.".to_owned()

@@ -32,7 +32,10 @@ pub struct AccessKey {
 impl AccessKey {
     /// A key after checking the shape of its id and account.
     pub fn new(access_key_id: &str, secret_access_key: &str, account_id: &str) -> Result<Self, Error> {
-        if access_key_id.is_empty() || access_key_id.len() > 128 || !access_key_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if access_key_id.is_empty()
+            || access_key_id.len() > 128
+            || !access_key_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             return Err(Error::InvalidAccessKeyId(access_key_id.to_owned()));
         }
         if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -70,7 +73,11 @@ impl Iam {
 
     /// The key with this id, if known.
     pub fn access_key(&self, access_key_id: &str) -> Option<AccessKey> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).get(access_key_id).cloned()
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(access_key_id)
+            .cloned()
     }
 
     /// The secret for an access key id (what a SigV4 verifier needs).
@@ -80,12 +87,18 @@ impl Iam {
 
     /// The principal behind an access key.
     pub fn principal(&self, access_key_id: &str) -> Option<Principal> {
-        self.access_key(access_key_id).map(|k| Principal { account_id: k.account_id, access_key_id: k.access_key_id })
+        self.access_key(access_key_id).map(|k| Principal {
+            account_id: k.account_id,
+            access_key_id: k.access_key_id,
+        })
     }
 
     /// Adds or replaces a key.
     pub fn insert(&self, key: AccessKey) {
-        self.keys.write().unwrap_or_else(|p| p.into_inner()).insert(key.access_key_id.clone(), key);
+        self.keys
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.access_key_id.clone(), key);
     }
 }
 
@@ -99,7 +112,10 @@ mod tests {
         assert!(AccessKey::new("test", "x", "12").is_err());
         let iam = Iam::new([AccessKey::new("test", "secret", "000000000000").expect("valid key")]);
         assert_eq!(iam.secret_for("test").as_deref(), Some("secret"));
-        assert_eq!(iam.principal("test").map(|p| p.account_id).as_deref(), Some("000000000000"));
+        assert_eq!(
+            iam.principal("test").map(|p| p.account_id).as_deref(),
+            Some("000000000000")
+        );
         assert!(iam.secret_for("other").is_none());
     }
 }

@@ -41,12 +41,17 @@ impl Server {
     pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-        let mut keys = vec![AccessKey::new(&config.access_key_id, &config.secret_access_key, &config.account_id)?];
+        let mut keys = vec![AccessKey::new(
+            &config.access_key_id,
+            &config.secret_access_key,
+            &config.account_id,
+        )?];
         for k in &config.extra_access_keys {
             keys.push(AccessKey::new(&k.access_key_id, &k.secret_access_key, &k.account_id)?);
         }
         let iam = Arc::new(Iam::new(keys));
-        let meta = Arc::new(MetaStore::open(&config.data_dir.join("meta.redb")).context("cannot open the metadata store")?);
+        let meta =
+            Arc::new(MetaStore::open(&config.data_dir.join("meta.redb")).context("cannot open the metadata store")?);
         let mut sc = kd_stream::Config::new(config.data_dir.join("streams"));
         sc.create_delay_ms = config.kinesis.create_delay_ms as i64;
         sc.update_delay_ms = config.kinesis.update_delay_ms as i64;
@@ -62,7 +67,10 @@ impl Server {
             Box::pin(async move { e.reset().await.map_err(|e| e.to_string()) })
         });
         let edge = Edge::new(
-            EdgeConfig { default_region: config.region.clone(), allow_reset: config.allow_reset },
+            EdgeConfig {
+                default_region: config.region.clone(),
+                allow_reset: config.allow_reset,
+            },
             iam,
             KinesisApi::new(engine.clone()),
             reset,
@@ -88,7 +96,13 @@ impl Server {
                 }
             }
         });
-        Ok(Server { addr, stop: Some(stop), task, sweeper, engine })
+        Ok(Server {
+            addr,
+            stop: Some(stop),
+            task,
+            sweeper,
+            engine,
+        })
     }
 
     /// The bound address.
@@ -112,14 +126,20 @@ impl Server {
             let _ = stop.send(());
         }
         self.sweeper.abort();
-        (&mut self.task).await.context("server task panicked")?.context("server failed")?;
+        (&mut self.task)
+            .await
+            .context("server task panicked")?
+            .context("server failed")?;
         self.engine.sync_all().context("final sync failed")?;
         Ok(())
     }
 
     /// Waits until the server stops by itself (it only does on a listener error).
     pub async fn wait(&mut self) -> anyhow::Result<()> {
-        (&mut self.task).await.context("server task panicked")?.context("server failed")?;
+        (&mut self.task)
+            .await
+            .context("server task panicked")?
+            .context("server failed")?;
         Ok(())
     }
 }

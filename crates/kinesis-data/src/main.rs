@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use kinesis_data::{Config, Server};
 
 #[derive(Parser)]
-#[command(name = "kinesis-data", version, about = "Kinesis, Firehose, S3, Lambda and Athena on one machine, for real")]
+#[command(
+    name = "kinesis-data",
+    version,
+    about = "Kinesis, Firehose, S3, Lambda and Athena on one machine, for real"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +47,12 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve { data_dir, listen, config, no_reset } => {
+        Command::Serve {
+            data_dir,
+            listen,
+            config,
+            no_reset,
+        } => {
             let mut cfg = match config {
                 Some(p) => Config::from_file(&p)?,
                 None => Config::default(),
@@ -57,7 +66,10 @@ fn main() -> anyhow::Result<()> {
             if no_reset {
                 cfg.allow_reset = false;
             }
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start tokio")?;
             rt.block_on(serve(cfg))
         }
     }
@@ -73,7 +85,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),

@@ -108,7 +108,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,7 +123,10 @@ fn meta_key(account: &str, region: &str, name: &str) -> String {
 }
 
 fn log_config(config: &Config) -> LogConfig {
-    LogConfig { segment_bytes: config.segment_bytes, fsync: config.fsync.clone() }
+    LogConfig {
+        segment_bytes: config.segment_bytes,
+        fsync: config.fsync,
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -161,12 +166,22 @@ impl Engine {
     pub fn open(config: Config, meta: Arc<MetaStore>, clock: Arc<dyn Clock>) -> Result<Self> {
         std::fs::create_dir_all(&config.logs_dir)
             .map_err(|e| Error::Internal(format!("cannot create {}: {e}", config.logs_dir.display())))?;
-        let engine = Self { config, meta, clock, registry: StdRwLock::new(Registry::default()) };
+        let engine = Self {
+            config,
+            meta,
+            clock,
+            registry: StdRwLock::new(Registry::default()),
+        };
         let mut known = std::collections::HashSet::new();
         for (key, value) in engine.meta.scan_prefix(STREAMS_TABLE, "")? {
             let m: StreamMeta = serde_json::from_slice(&value)
                 .map_err(|e| Error::Internal(format!("stream metadata {key} is unreadable: {e}")))?;
-            let min_next = m.shards.iter().map(|s| s.end_offset.map_or(s.start_offset, |e| e + 1)).max().unwrap_or(0);
+            let min_next = m
+                .shards
+                .iter()
+                .map(|s| s.end_offset.map_or(s.start_offset, |e| e + 1))
+                .max()
+                .unwrap_or(0);
             let dir = engine.log_dir(m.uid);
             let log = Log::open(&dir, log_config(&engine.config), engine.clock.clone(), min_next)?;
             known.insert(format!("{:032x}", m.uid));
@@ -234,20 +249,25 @@ impl Engine {
                     )));
                 }
                 if account != scope.account || region != scope.region {
-                    return Err(Error::StreamNotFound { stream: arn_name.to_owned(), account: account.to_owned() });
+                    return Err(Error::StreamNotFound {
+                        stream: arn_name.to_owned(),
+                        account: account.to_owned(),
+                    });
                 }
                 arn_name.to_owned()
             }
             (None, None) => {
-                return Err(Error::InvalidArgument("Either StreamName or StreamARN should be provided.".to_owned()));
+                return Err(Error::InvalidArgument(
+                    "Either StreamName or StreamARN should be provided.".to_owned(),
+                ));
             }
         };
         let key = (scope.account.clone(), scope.region.clone(), name);
         let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
-        reg.by_key
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Error::StreamNotFound { stream: key.2.clone(), account: scope.account.clone() })
+        reg.by_key.get(&key).cloned().ok_or_else(|| Error::StreamNotFound {
+            stream: key.2.clone(),
+            account: scope.account.clone(),
+        })
     }
 
     fn streams_in(&self, scope: &Scope) -> Vec<Arc<Stream>> {
@@ -288,7 +308,9 @@ impl Engine {
         let count = match (mode, shard_count) {
             (StreamMode::Provisioned, Some(n)) => n,
             (StreamMode::Provisioned, None) => {
-                return Err(Error::InvalidArgument("ShardCount is required for PROVISIONED streams.".to_owned()));
+                return Err(Error::InvalidArgument(
+                    "ShardCount is required for PROVISIONED streams.".to_owned(),
+                ));
             }
             (StreamMode::OnDemand, _) => self.config.on_demand_shards,
         };
@@ -296,11 +318,22 @@ impl Engine {
             return Err(Error::InvalidArgument("ShardCount must be at least 1.".to_owned()));
         }
         if tags.len() > 50 {
-            return Err(Error::InvalidArgument("A stream cannot have more than 50 tags.".to_owned()));
+            return Err(Error::InvalidArgument(
+                "A stream cannot have more than 50 tags.".to_owned(),
+            ));
         }
         let key = (scope.account.clone(), scope.region.clone(), name.to_owned());
-        let exists = || Error::StreamExists { stream: name.to_owned(), account: scope.account.clone() };
-        if self.registry.read().unwrap_or_else(|p| p.into_inner()).by_key.contains_key(&key) {
+        let exists = || Error::StreamExists {
+            stream: name.to_owned(),
+            account: scope.account.clone(),
+        };
+        if self
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_key
+            .contains_key(&key)
+        {
             return Err(exists());
         }
         let current = self.open_shards_in(scope).await;
@@ -380,8 +413,10 @@ impl Engine {
 
     fn remove_stream(&self, stream: &Arc<Stream>) -> Result<()> {
         let (account, region, name) = &stream.key;
-        self.meta
-            .write(vec![MetaOp::Delete { table: STREAMS_TABLE.to_owned(), key: meta_key(account, region, name) }])?;
+        self.meta.write(vec![MetaOp::Delete {
+            table: STREAMS_TABLE.to_owned(),
+            key: meta_key(account, region, name),
+        }])?;
         {
             let mut reg = self.registry.write().unwrap_or_else(|p| p.into_inner());
             reg.by_key.remove(&stream.key);
@@ -397,8 +432,14 @@ impl Engine {
 
     /// Deletes every stream in every account (test-suite reset).
     pub async fn reset(&self) -> Result<()> {
-        let all: Vec<Arc<Stream>> =
-            self.registry.read().unwrap_or_else(|p| p.into_inner()).by_key.values().cloned().collect();
+        let all: Vec<Arc<Stream>> = self
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_key
+            .values()
+            .cloned()
+            .collect();
         for s in all {
             // Wait for in-flight writes.
             let _guard = s.meta.write().await;
@@ -409,8 +450,14 @@ impl Engine {
 
     /// Flushes every log to disk (shutdown).
     pub fn sync_all(&self) -> Result<()> {
-        let all: Vec<Arc<Stream>> =
-            self.registry.read().unwrap_or_else(|p| p.into_inner()).by_key.values().cloned().collect();
+        let all: Vec<Arc<Stream>> = self
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_key
+            .values()
+            .cloned()
+            .collect();
         for s in all {
             s.log.sync()?;
         }
@@ -468,8 +515,8 @@ impl Engine {
     ) -> Result<StreamPage> {
         let after = match next_token {
             Some(t) => {
-                let tok: StreamsToken = decode_token(t)
-                    .ok_or_else(|| Error::InvalidArgument(format!("Invalid NextToken: {t}")))?;
+                let tok: StreamsToken =
+                    decode_token(t).ok_or_else(|| Error::InvalidArgument(format!("Invalid NextToken: {t}")))?;
                 if self.now() - tok.issued_ms > TOKEN_TTL_MS {
                     return Err(Error::ExpiredNextToken(format!("The NextToken {t} has expired.")));
                 }
@@ -492,11 +539,20 @@ impl Engine {
             page.push(self.description_summary(&s, &m));
         }
         let next_token = if has_more {
-            page.last().map(|l| encode_token(&StreamsToken { after: l.name.clone(), issued_ms: self.now() }))
+            page.last().map(|l| {
+                encode_token(&StreamsToken {
+                    after: l.name.clone(),
+                    issued_ms: self.now(),
+                })
+            })
         } else {
             None
         };
-        Ok(StreamPage { streams: page, has_more, next_token })
+        Ok(StreamPage {
+            streams: page,
+            has_more,
+            next_token,
+        })
     }
 
     /// ListShards. Either a stream (with optional start/filter) or a token from an earlier page.
@@ -521,21 +577,27 @@ impl Engine {
                 if self.now() - tok.issued_ms > TOKEN_TTL_MS {
                     return Err(Error::ExpiredNextToken(format!("The NextToken {t} has expired.")));
                 }
-                let stream = self.resolve(scope, StreamRef { name: Some(&tok.stream), arn: None })?;
+                let stream = self.resolve(
+                    scope,
+                    StreamRef {
+                        name: Some(&tok.stream),
+                        arn: None,
+                    },
+                )?;
                 (stream, tok.after, tok.filter)
             }
             None => {
                 let stream = self.resolve(scope, r)?;
                 let mut after = match exclusive_start {
-                    Some(s) => Some(
-                        parse_shard_id(s).ok_or_else(|| Error::InvalidArgument(format!("Invalid ShardId {s}")))?,
-                    ),
+                    Some(s) => {
+                        Some(parse_shard_id(s).ok_or_else(|| Error::InvalidArgument(format!("Invalid ShardId {s}")))?)
+                    }
                     None => None,
                 };
                 let filter = filter.unwrap_or(ShardFilter::FromTrimHorizon);
                 if let ShardFilter::AfterShardId(id) = &filter {
-                    let idx = parse_shard_id(id)
-                        .ok_or_else(|| Error::InvalidArgument(format!("Invalid ShardId {id}")))?;
+                    let idx =
+                        parse_shard_id(id).ok_or_else(|| Error::InvalidArgument(format!("Invalid ShardId {id}")))?;
                     after = Some(after.map_or(idx, |a| a.max(idx)));
                 }
                 (stream, after, filter)
@@ -561,16 +623,17 @@ impl Engine {
         let more = selected.len() > max_results;
         let shards: Vec<ShardInfo> = selected.into_iter().take(max_results).map(ShardMeta::info).collect();
         let next_token = if more {
-            m.shards.iter().find(|s| shard_id(s.index) == shards.last().map(|l| l.shard_id.clone()).unwrap_or_default()).map(
-                |last| {
+            m.shards
+                .iter()
+                .find(|s| shard_id(s.index) == shards.last().map(|l| l.shard_id.clone()).unwrap_or_default())
+                .map(|last| {
                     encode_token(&ShardsToken {
                         stream: m.name.clone(),
                         after: Some(last.index),
                         filter: filter.clone(),
                         issued_ms: now,
                     })
-                },
-            )
+                })
         } else {
             None
         };
@@ -695,7 +758,10 @@ impl Engine {
 
     fn open_shard<'m>(m: &'m StreamMeta, id: &str) -> Result<&'m ShardMeta> {
         let idx = parse_shard_id(id).and_then(|i| m.shard(i)).ok_or_else(|| {
-            Error::ShardNotFound(format!("Shard {id} in stream {} under account {} does not exist", m.name, m.account))
+            Error::ShardNotFound(format!(
+                "Shard {id} in stream {} under account {} does not exist",
+                m.name, m.account
+            ))
         })?;
         if !idx.is_open() {
             return Err(Error::ShardNotFound(format!(
@@ -764,7 +830,10 @@ impl Engine {
             boundary,
             now,
             &[parent.index],
-            &[(parent.start_hash, new_start - 1, Some(parent.index), None), (new_start, parent.end_hash, Some(parent.index), None)],
+            &[
+                (parent.start_hash, new_start - 1, Some(parent.index), None),
+                (new_start, parent.end_hash, Some(parent.index), None),
+            ],
         );
         next.busy_until_ms = now + self.config.update_delay_ms;
         next.busy_status = StreamStatus::Updating;
@@ -781,7 +850,8 @@ impl Engine {
         Self::check_reshardable(&m, now)?;
         let a = Self::open_shard(&m, shard)?.clone();
         let b = Self::open_shard(&m, adjacent)?.clone();
-        let adjacent_pair = a.end_hash.checked_add(1) == Some(b.start_hash) || b.end_hash.checked_add(1) == Some(a.start_hash);
+        let adjacent_pair =
+            a.end_hash.checked_add(1) == Some(b.start_hash) || b.end_hash.checked_add(1) == Some(a.start_hash);
         if !adjacent_pair {
             return Err(Error::InvalidArgument(format!(
                 "Shards {shard} and {adjacent} in stream {} under account {} are not an adjacent pair of shards eligible for merging",
@@ -795,7 +865,12 @@ impl Engine {
             boundary,
             now,
             &[a.index, b.index],
-            &[(a.start_hash.min(b.start_hash), a.end_hash.max(b.end_hash), Some(a.index), Some(b.index))],
+            &[(
+                a.start_hash.min(b.start_hash),
+                a.end_hash.max(b.end_hash),
+                Some(a.index),
+                Some(b.index),
+            )],
         );
         next.busy_until_ms = now + self.config.update_delay_ms;
         next.busy_status = StreamStatus::Updating;
@@ -830,7 +905,12 @@ impl Engine {
         if others + target > self.config.shard_limit {
             return Err(self.shard_limit_error(scope, others + current, target.saturating_sub(current)));
         }
-        let recent: Vec<i64> = m.scaling_events_ms.iter().copied().filter(|t| now - t < 86_400_000).collect();
+        let recent: Vec<i64> = m
+            .scaling_events_ms
+            .iter()
+            .copied()
+            .filter(|t| now - t < 86_400_000)
+            .collect();
         if recent.len() >= 10 {
             return Err(Error::LimitExceeded(format!(
                 "Exceeded the limit of 10 UpdateShardCount calls per rolling 24 hours for stream {} under account {}.",
@@ -840,13 +920,21 @@ impl Engine {
         let mut next = m.clone();
         next.scaling_events_ms = recent;
         next.scaling_events_ms.push(now);
-        if target != current || open.iter().zip(uniform_ranges(target)).any(|(s, r)| (s.start_hash, s.end_hash) != r) {
+        if target != current
+            || open
+                .iter()
+                .zip(uniform_ranges(target))
+                .any(|(s, r)| (s.start_hash, s.end_hash) != r)
+        {
             let boundary = stream.log.next_offset();
             for (start, end) in uniform_ranges(target) {
                 // Pieces of the open shards that fall inside [start, end].
                 let mut pieces: Vec<u32> = Vec::new();
-                let overlapping: Vec<ShardMeta> =
-                    open.iter().filter(|s| s.start_hash <= end && s.end_hash >= start).cloned().collect();
+                let overlapping: Vec<ShardMeta> = open
+                    .iter()
+                    .filter(|s| s.start_hash <= end && s.end_hash >= start)
+                    .cloned()
+                    .collect();
                 if overlapping.len() == 1 && overlapping[0].start_hash == start && overlapping[0].end_hash == end {
                     continue; // already exactly this range
                 }
@@ -870,7 +958,10 @@ impl Engine {
                             boundary,
                             now,
                             &[holder.index],
-                            &[(holder.start_hash, lo - 1, Some(holder.index), None), (lo, holder.end_hash, Some(holder.index), None)],
+                            &[
+                                (holder.start_hash, lo - 1, Some(holder.index), None),
+                                (lo, holder.end_hash, Some(holder.index), None),
+                            ],
                         );
                         holder = next.shards[made[1] as usize].clone();
                     }
@@ -880,7 +971,10 @@ impl Engine {
                             boundary,
                             now,
                             &[holder.index],
-                            &[(holder.start_hash, hi, Some(holder.index), None), (hi + 1, holder.end_hash, Some(holder.index), None)],
+                            &[
+                                (holder.start_hash, hi, Some(holder.index), None),
+                                (hi + 1, holder.end_hash, Some(holder.index), None),
+                            ],
                         );
                         holder = next.shards[made[0] as usize].clone();
                     }
@@ -907,7 +1001,12 @@ impl Engine {
         self.persist(&next)?;
         let name = next.name.clone();
         *m = next;
-        Ok(ShardCountUpdate { name, arn: stream.arn.clone(), current, target })
+        Ok(ShardCountUpdate {
+            name,
+            arn: stream.arn.clone(),
+            current,
+            target,
+        })
     }
 
     /// UpdateStreamMode.
@@ -947,20 +1046,29 @@ impl Engine {
         routes.sort_unstable();
         let mut outcomes: Vec<Option<PutOutcome>> = vec![None; entries.len()];
         let mut by_shard: Vec<(u32, Vec<usize>, Vec<Record>)> = Vec::new();
-        let mut windows =
-            self.config.enforce_write_limits.then(|| stream.windows.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut windows = self
+            .config
+            .enforce_write_limits
+            .then(|| stream.windows.lock().unwrap_or_else(|p| p.into_inner()));
         for (i, e) in entries.into_iter().enumerate() {
             let h = e.explicit_hash_key.unwrap_or_else(|| hash_key(&e.partition_key));
             let pos = routes.partition_point(|r| r.1 < h);
             let Some(&(_, _, shard)) = routes.get(pos).filter(|r| r.0 <= h) else {
-                return Err(Error::Internal(format!("no open shard holds hash key {h} ({} open)", routes.len())));
+                return Err(Error::Internal(format!(
+                    "no open shard holds hash key {h} ({} open)",
+                    routes.len()
+                )));
             };
             if let Some(w) = windows.as_mut() {
                 let size = (e.data.len() + e.partition_key.len()) as u64;
                 let win = w.entry(shard).or_default();
                 let second = now.div_euclid(1000);
                 if win.second != second {
-                    *win = WriteWindow { second, bytes: 0, records: 0 };
+                    *win = WriteWindow {
+                        second,
+                        bytes: 0,
+                        records: 0,
+                    };
                 }
                 if win.records + 1 > SHARD_RECORDS_PER_SEC || win.bytes + size > SHARD_BYTES_PER_SEC {
                     outcomes[i] = Some(PutOutcome::Throttled {
@@ -984,21 +1092,32 @@ impl Engine {
                 }
             };
             by_shard[slot].1.push(i);
-            by_shard[slot].2.push(Record { key: e.partition_key.into_bytes(), data: e.data });
+            by_shard[slot].2.push(Record {
+                key: e.partition_key.into_bytes(),
+                data: e.data,
+            });
         }
         Ok((outcomes, by_shard))
     }
 
     /// PutRecord/PutRecords: routes each record to the open shard whose range holds its hash
     /// key and appends them durably; one outcome per record, in order.
-    pub async fn put_records(&self, scope: &Scope, r: StreamRef<'_>, entries: Vec<PutEntry>) -> Result<Vec<PutOutcome>> {
+    pub async fn put_records(
+        &self,
+        scope: &Scope,
+        r: StreamRef<'_>,
+        entries: Vec<PutEntry>,
+    ) -> Result<Vec<PutOutcome>> {
         let stream = self.resolve(scope, r)?;
         let m = stream.meta.read().await;
         let now = self.now();
         match m.status(now) {
             StreamStatus::Active | StreamStatus::Updating => {}
             StreamStatus::Creating | StreamStatus::Deleting => {
-                return Err(Error::StreamNotFound { stream: m.name.clone(), account: m.account.clone() });
+                return Err(Error::StreamNotFound {
+                    stream: m.name.clone(),
+                    account: m.account.clone(),
+                });
             }
         }
         let (mut outcomes, by_shard) = self.route(&stream, &m, now, entries)?;
@@ -1006,7 +1125,10 @@ impl Engine {
         let mut batches = Vec::with_capacity(by_shard.len());
         for (shard, pos, records) in by_shard {
             positions.push(pos);
-            batches.push(AppendBatch { partition: shard, records });
+            batches.push(AppendBatch {
+                partition: shard,
+                records,
+            });
         }
         if !batches.is_empty() {
             let appended = stream.log.append(batches).await?;
@@ -1037,9 +1159,15 @@ impl Engine {
         let stream = self.resolve(scope, r)?;
         let m = stream.meta.read().await;
         let now = self.now();
-        let s = parse_shard_id(shard).and_then(|i| m.shard(i)).filter(|s| !m.shard_expired(s, now)).ok_or_else(|| {
-            Error::ShardNotFound(format!("Shard {shard} in stream {} under account {} does not exist", m.name, m.account))
-        })?;
+        let s = parse_shard_id(shard)
+            .and_then(|i| m.shard(i))
+            .filter(|s| !m.shard_expired(s, now))
+            .ok_or_else(|| {
+                Error::ShardNotFound(format!(
+                    "Shard {shard} in stream {} under account {} does not exist",
+                    m.name, m.account
+                ))
+            })?;
         let tip_next = stream.log.partition_tip(s.index).map_or(s.start_offset, |(o, _)| o + 1);
         let in_shard = |seq: &str| -> Result<u64> {
             let off = parse_sequence(seq).filter(|o| *o >= s.start_offset && s.end_offset.is_none_or(|e| *o <= e));
@@ -1062,16 +1190,25 @@ impl Engine {
                         "The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: {t}, currentTimestampInMillis: {now}"
                     )));
                 }
-                stream.log.offset_at_time(s.index, t).map_or(tip_next, |o| o.max(s.start_offset))
+                stream
+                    .log
+                    .offset_at_time(s.index, t)
+                    .map_or(tip_next, |o| o.max(s.start_offset))
             }
         };
-        Ok(IteratorToken { stream_uid: stream.uid, shard: s.index, offset, issued_ms: now }.encode())
+        Ok(IteratorToken {
+            stream_uid: stream.uid,
+            shard: s.index,
+            offset,
+            issued_ms: now,
+        }
+        .encode())
     }
 
     /// GetRecords.
     pub async fn get_records(&self, scope: &Scope, iterator: &str, limit: usize) -> Result<GetRecordsOutput> {
-        let tok =
-            IteratorToken::decode(iterator).ok_or_else(|| Error::InvalidArgument("Invalid ShardIterator.".to_owned()))?;
+        let tok = IteratorToken::decode(iterator)
+            .ok_or_else(|| Error::InvalidArgument("Invalid ShardIterator.".to_owned()))?;
         let now = self.now();
         if now - tok.issued_ms > ITERATOR_TTL_MS {
             return Err(Error::ExpiredIterator(format!(
@@ -1087,7 +1224,10 @@ impl Engine {
             .filter(|s| s.key.0 == scope.account && s.key.1 == scope.region)
             .ok_or_else(|| Error::InvalidArgument("Invalid ShardIterator: its stream no longer exists.".to_owned()))?;
         let m = stream.meta.read().await;
-        let shard = m.shard(tok.shard).cloned().ok_or_else(|| Error::InvalidArgument("Invalid ShardIterator.".to_owned()))?;
+        let shard = m
+            .shard(tok.shard)
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument("Invalid ShardIterator.".to_owned()))?;
         let horizon = m.horizon_ms(now);
         let children: Vec<ChildShard> = m
             .shards
@@ -1107,7 +1247,7 @@ impl Engine {
         let read = tokio::task::spawn_blocking(move || log.read(partition, from, limit, MAX_GET_BYTES, horizon))
             .await
             .map_err(|e| Error::Internal(format!("read task failed: {e}")))??;
-        let next_offset = read.records.last().map_or(from, |r| r.offset + 1).max(read.next_offset.min(u64::MAX));
+        let next_offset = read.next_offset.max(from);
         let tip = stream.log.partition_tip(partition);
         let caught_up = tip.is_none_or(|(o, _)| o < next_offset);
         let millis_behind = match (caught_up, read.records.last(), tip) {
@@ -1124,13 +1264,21 @@ impl Engine {
                 sequence_number: to_sequence(r.offset),
                 arrival_ms: r.timestamp_ms,
                 data: r.data,
-                partition_key: String::from_utf8(r.key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                partition_key: String::from_utf8(r.key)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             })
             .collect();
         Ok(GetRecordsOutput {
             records,
-            next_iterator: (!at_end)
-                .then(|| IteratorToken { stream_uid: stream.uid, shard: partition, offset: next_offset, issued_ms: now }.encode()),
+            next_iterator: (!at_end).then(|| {
+                IteratorToken {
+                    stream_uid: stream.uid,
+                    shard: partition,
+                    offset: next_offset,
+                    issued_ms: now,
+                }
+                .encode()
+            }),
             millis_behind_latest: millis_behind,
             child_shards: at_end.then_some(children),
         })
@@ -1138,8 +1286,14 @@ impl Engine {
 
     /// Deletes log segments past every stream's retention. Run periodically.
     pub async fn enforce_retention(&self) -> Result<usize> {
-        let all: Vec<Arc<Stream>> =
-            self.registry.read().unwrap_or_else(|p| p.into_inner()).by_key.values().cloned().collect();
+        let all: Vec<Arc<Stream>> = self
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_key
+            .values()
+            .cloned()
+            .collect();
         let now = self.now();
         let mut removed = 0;
         for s in all {
@@ -1172,8 +1326,14 @@ impl Engine {
 /// `arn:aws:kinesis:<region>:<account>:stream/<name>` → (region, account, name).
 pub fn parse_stream_arn(arn: &str) -> Option<(&str, &str, &str)> {
     let mut parts = arn.splitn(6, ':');
-    let (arn_lit, partition, service, region, account, resource) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (arn_lit, partition, service, region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     if arn_lit != "arn" || !partition.starts_with("aws") || service != "kinesis" {
         return None;
     }

@@ -35,7 +35,11 @@ pub fn uniform_ranges(n: u32) -> Vec<(u128, u128)> {
     (0..n128)
         .map(|i| {
             let start = i * width;
-            let end = if i + 1 == n128 { MAX_HASH_KEY } else { (i + 1) * width - 1 };
+            let end = if i + 1 == n128 {
+                MAX_HASH_KEY
+            } else {
+                (i + 1) * width - 1
+            };
             (start, end)
         })
         .collect()
@@ -69,7 +73,10 @@ mod tests {
     #[test]
     fn hash_key_parsing() {
         assert_eq!(parse_hash_key("0"), Some(0));
-        assert_eq!(parse_hash_key("340282366920938463463374607431768211455"), Some(MAX_HASH_KEY));
+        assert_eq!(
+            parse_hash_key("340282366920938463463374607431768211455"),
+            Some(MAX_HASH_KEY)
+        );
         assert_eq!(parse_hash_key("340282366920938463463374607431768211456"), None);
         assert_eq!(parse_hash_key("-1"), None);
         assert_eq!(parse_hash_key(""), None);

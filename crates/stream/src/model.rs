@@ -152,7 +152,11 @@ pub const META_VERSION: u32 = 1;
 impl StreamMeta {
     /// The status at `now`.
     pub fn status(&self, now_ms: i64) -> StreamStatus {
-        if now_ms < self.busy_until_ms { self.busy_status } else { StreamStatus::Active }
+        if now_ms < self.busy_until_ms {
+            self.busy_status
+        } else {
+            StreamStatus::Active
+        }
     }
 
     /// Open shards sorted by starting hash key.

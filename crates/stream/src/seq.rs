@@ -123,7 +123,12 @@ mod tests {
 
     #[test]
     fn iterator_tokens_detect_tampering() {
-        let t = IteratorToken { stream_uid: 7, shard: 3, offset: 99, issued_ms: 1_700_000_000_000 };
+        let t = IteratorToken {
+            stream_uid: 7,
+            shard: 3,
+            offset: 99,
+            issued_ms: 1_700_000_000_000,
+        };
         let s = t.encode();
         assert_eq!(IteratorToken::decode(&s), Some(t));
         let mut bad = s.into_bytes();

@@ -42,13 +42,21 @@ impl TestServer {
     /// A server whose engines read time from `clock` (drive it to expire iterators or data).
     pub async fn start_with_clock(clock: Arc<dyn Clock>, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
         config.listen = "127.0.0.1:0".parse()?;
         config.kinesis.create_delay_ms = 0;
         config.kinesis.update_delay_ms = 0;
         tweak(&mut config);
         let server = Server::start_with_clock(config.clone(), clock.clone()).await?;
-        Ok(Self { server: Some(server), config, dir, clock })
+        Ok(Self {
+            server: Some(server),
+            config,
+            dir,
+            clock,
+        })
     }
 
     fn server(&self) -> &Server {
@@ -141,7 +149,10 @@ pub async fn raw_http(
 ) -> anyhow::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -150,15 +161,28 @@ pub async fn raw_http(
     s.write_all(body).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no header end"))?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no header end"))?;
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let mut lines = head.lines();
-    let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let hdrs: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        })
         .collect();
     let mut body = buf[split + 4..].to_vec();
-    if hdrs.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+    if hdrs
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
         body = dechunk(&body);
     }
     Ok((status, hdrs, body))
@@ -177,8 +201,8 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Signs a request with SigV4 (as an SDK would) and returns the headers to send, including
-/// `authorization` and `x-amz-date`.
+/// Signs a request with SigV4 using the default test keys (as an SDK would) and returns the
+/// headers to send, including `authorization` and `x-amz-date`.
 pub fn sign_headers(
     method: &str,
     url: &str,
@@ -186,9 +210,8 @@ pub fn sign_headers(
     body: &[u8],
     service: &str,
     region: &str,
-    access_key: &str,
-    secret: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
+    let (access_key, secret) = (ACCESS_KEY, SECRET_KEY);
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use aws_sigv4::sign::v4;
     let identity = Credentials::new(access_key, secret, None, None, "test-support").into();

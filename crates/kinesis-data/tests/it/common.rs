@@ -4,9 +4,10 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
 
 /// The AWS error code and HTTP status of a failed SDK call.
-pub fn code_of<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(e: &SdkError<E, R>) -> (String, u16)
+pub fn code_of<E, R>(e: &SdkError<E, R>) -> (String, u16)
 where
-    R: HttpStatus,
+    E: ProvideErrorMetadata + std::fmt::Debug,
+    R: HttpStatus + std::fmt::Debug,
 {
     let code = e
         .as_service_error()
@@ -31,7 +32,10 @@ impl HttpStatus for aws_sdk_kinesis::config::http::HttpResponse {
 
 /// The message of a failed SDK call.
 pub fn message_of<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> String {
-    e.as_service_error().and_then(|s| s.message()).unwrap_or_default().to_owned()
+    e.as_service_error()
+        .and_then(|s| s.message())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Asserts a call failed with `code` and `status`.
@@ -43,7 +47,12 @@ macro_rules! assert_aws_error {
             Err(e) => e,
         };
         let (code, status) = $crate::common::code_of(&err);
-        assert_eq!(code, $code, "wrong error code; message: {}", $crate::common::message_of(&err));
+        assert_eq!(
+            code,
+            $code,
+            "wrong error code; message: {}",
+            $crate::common::message_of(&err)
+        );
         assert_eq!(status, $status, "wrong status for {}", $code);
         $crate::common::message_of(&err)
     }};

@@ -38,13 +38,18 @@ fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Running> {
             }
         }
     });
-    let endpoint = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| anyhow::anyhow!("server never printed its ready line"))?;
+    let endpoint = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| anyhow::anyhow!("server never printed its ready line"))?;
     let addr = endpoint.trim_start_matches("http://").parse()?;
     Ok(Running { child, endpoint, addr })
 }
 
 fn terminate(r: &mut Running) -> anyhow::Result<std::process::ExitStatus> {
-    let status = Command::new("kill").arg("-TERM").arg(r.child.id().to_string()).status()?;
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(r.child.id().to_string())
+        .status()?;
     anyhow::ensure!(status.success(), "kill -TERM failed");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -104,7 +109,13 @@ async fn kill_9_during_writes_loses_no_acknowledged_record() -> R {
                 let mut req = c.put_records().stream_name("crash");
                 let seeds: Vec<u64> = (0..20).map(|i| (w << 40) | (round << 8) | i).collect();
                 for s in &seeds {
-                    req = req.records(PutRecordsRequestEntry::builder().partition_key(format!("{s}")).data(blob(*s, 200)).build().ok()?);
+                    req = req.records(
+                        PutRecordsRequestEntry::builder()
+                            .partition_key(format!("{s}"))
+                            .data(blob(*s, 200))
+                            .build()
+                            .ok()?,
+                    );
                 }
                 let Ok(out) = req.send().await else { return Some(()) };
                 let mut a = acked.lock().ok()?;
@@ -144,7 +155,10 @@ async fn kill_9_during_writes_loses_no_acknowledged_record() -> R {
         loop {
             let out = c.get_records().shard_iterator(&it).send().await?;
             for rec in out.records() {
-                let prev = seen.insert(rec.sequence_number().to_owned(), (shard.to_owned(), rec.data().as_ref().to_vec()));
+                let prev = seen.insert(
+                    rec.sequence_number().to_owned(),
+                    (shard.to_owned(), rec.data().as_ref().to_vec()),
+                );
                 assert!(prev.is_none(), "duplicate sequence number {}", rec.sequence_number());
             }
             if out.records().is_empty() {
@@ -154,7 +168,9 @@ async fn kill_9_during_writes_loses_no_acknowledged_record() -> R {
         }
     }
     for (seq, (shard, seed)) in &acked {
-        let got = seen.get(seq).ok_or_else(|| anyhow::anyhow!("acknowledged record {seq} lost"))?;
+        let got = seen
+            .get(seq)
+            .ok_or_else(|| anyhow::anyhow!("acknowledged record {seq} lost"))?;
         assert_eq!(&got.0, shard, "record {seq} moved shard");
         assert_eq!(got.1, payload(*seed, 200), "record {seq} changed");
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{
-    PutRecordsRequestEntry, ScalingType, ShardFilter, ShardFilterType, ShardIteratorType, StreamMode, StreamModeDetails,
-    StreamStatus,
+    PutRecordsRequestEntry, ScalingType, ShardFilter, ShardFilterType, ShardIteratorType, StreamMode,
+    StreamModeDetails, StreamStatus,
 };
 use kd_storage::ManualClock;
 use kd_test_support::{TestServer, kinesis_client, wait_until};
@@ -22,7 +22,11 @@ async fn create(c: &aws_sdk_kinesis::Client, name: &str, shards: i32) -> R {
     Ok(())
 }
 
-async fn read_all(c: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> anyhow::Result<Vec<(String, Vec<u8>, String)>> {
+async fn read_all(
+    c: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &str,
+) -> anyhow::Result<Vec<(String, Vec<u8>, String)>> {
     let mut it = c
         .get_shard_iterator()
         .stream_name(stream)
@@ -37,7 +41,11 @@ async fn read_all(c: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> any
         let r = c.get_records().shard_iterator(&it).send().await?;
         let n = r.records().len();
         for rec in r.records() {
-            out.push((rec.sequence_number().to_owned(), rec.data().as_ref().to_vec(), rec.partition_key().unwrap_or_default().to_owned()));
+            out.push((
+                rec.sequence_number().to_owned(),
+                rec.data().as_ref().to_vec(),
+                rec.partition_key().unwrap_or_default().to_owned(),
+            ));
         }
         match r.next_shard_iterator() {
             Some(next) if n > 0 => it = next.to_owned(),
@@ -53,12 +61,17 @@ async fn create_describe_list_delete() -> R {
     let c = s.kinesis();
     create(&c, "alpha", 3).await?;
     let d = c.describe_stream().stream_name("alpha").send().await?;
-    let desc = d.stream_description().ok_or_else(|| anyhow::anyhow!("no description"))?;
+    let desc = d
+        .stream_description()
+        .ok_or_else(|| anyhow::anyhow!("no description"))?;
     assert_eq!(desc.stream_status(), &StreamStatus::Creating);
     assert_eq!(desc.stream_arn(), "arn:aws:kinesis:us-east-1:000000000000:stream/alpha");
     assert_eq!(desc.shards().len(), 3);
     assert_eq!(desc.shards()[0].shard_id(), "shardId-000000000000");
-    assert_eq!(desc.shards()[0].hash_key_range().map(|h| h.starting_hash_key()), Some("0"));
+    assert_eq!(
+        desc.shards()[0].hash_key_range().map(|h| h.starting_hash_key()),
+        Some("0")
+    );
     assert_eq!(
         desc.shards()[2].hash_key_range().map(|h| h.ending_hash_key()),
         Some("340282366920938463463374607431768211455")
@@ -73,6 +86,11 @@ async fn create_describe_list_delete() -> R {
     assert_eq!(sum.stream_description_summary().map(|d| d.open_shard_count()), Some(3));
 
     create(&c, "beta", 1).await?;
+    wait_until(Duration::from_secs(5), "beta ACTIVE", || async {
+        let d = c.describe_stream_summary().stream_name("beta").send().await.ok()?;
+        (d.stream_description_summary()?.stream_status() == &StreamStatus::Active).then_some(())
+    })
+    .await?;
     c.create_stream()
         .stream_name("gamma")
         .stream_mode_details(StreamModeDetails::builder().stream_mode(StreamMode::OnDemand).build()?)
@@ -84,12 +102,18 @@ async fn create_describe_list_delete() -> R {
     let page = c.list_streams().limit(2).send().await?;
     assert_eq!(page.stream_names(), ["alpha", "beta"]);
     assert!(page.has_more_streams());
-    let rest = c.list_streams().next_token(page.next_token().unwrap_or_default()).send().await?;
+    let rest = c
+        .list_streams()
+        .next_token(page.next_token().unwrap_or_default())
+        .send()
+        .await?;
     assert_eq!(rest.stream_names(), ["gamma"]);
     let g = c.describe_stream().stream_name("gamma").send().await?;
     assert_eq!(g.stream_description().map(|d| d.shards().len()), Some(4));
     assert_eq!(
-        g.stream_description().and_then(|d| d.stream_mode_details()).map(|m| m.stream_mode().clone()),
+        g.stream_description()
+            .and_then(|d| d.stream_mode_details())
+            .map(|m| m.stream_mode().clone()),
         Some(StreamMode::OnDemand)
     );
 
@@ -108,13 +132,22 @@ async fn put_and_get_route_by_md5_with_increasing_sequence_numbers() -> R {
     for i in 0..60u64 {
         let key = format!("customer-{}", i % 13);
         let data = payload(i, 10 + i as usize);
-        let r = c.put_record().stream_name("orders").partition_key(&key).data(Blob::new(data.clone())).send().await?;
+        let r = c
+            .put_record()
+            .stream_name("orders")
+            .partition_key(&key)
+            .data(Blob::new(data.clone()))
+            .send()
+            .await?;
         // Shard follows the MD5 of the key.
         let h = u128::from_be_bytes(md5_of(&key));
         let width = u128::MAX / 4 + 1;
         let expect = format!("shardId-{:012}", h / width);
         assert_eq!(r.shard_id(), expect, "key {key}");
-        by_shard.entry(r.shard_id().to_owned()).or_default().push((r.sequence_number().to_owned(), data, key));
+        by_shard
+            .entry(r.shard_id().to_owned())
+            .or_default()
+            .push((r.sequence_number().to_owned(), data, key));
     }
     let mut all_seqs = HashSet::new();
     for (shard, expected) in &by_shard {
@@ -152,7 +185,12 @@ async fn put_records_batch_and_limits_paging() -> R {
     create(&c, "batch", 2).await?;
     let mut req = c.put_records().stream_name("batch");
     for i in 0..500u64 {
-        req = req.records(PutRecordsRequestEntry::builder().partition_key(format!("k{i}")).data(blob(i, 100)).build()?);
+        req = req.records(
+            PutRecordsRequestEntry::builder()
+                .partition_key(format!("k{i}"))
+                .data(blob(i, 100))
+                .build()?,
+        );
     }
     let out = req.send().await?;
     assert_eq!(out.failed_record_count(), Some(0));
@@ -167,14 +205,30 @@ async fn put_records_batch_and_limits_paging() -> R {
             .send()
             .await?;
         // Limit pages the read.
-        let first = c.get_records().shard_iterator(it.shard_iterator().unwrap_or_default()).limit(7).send().await?;
+        let first = c
+            .get_records()
+            .shard_iterator(it.shard_iterator().unwrap_or_default())
+            .limit(7)
+            .send()
+            .await?;
         assert_eq!(first.records().len(), 7);
-        let rest = c.get_records().shard_iterator(first.next_shard_iterator().unwrap_or_default()).send().await?;
+        let rest = c
+            .get_records()
+            .shard_iterator(first.next_shard_iterator().unwrap_or_default())
+            .send()
+            .await?;
         assert_eq!(rest.millis_behind_latest(), Some(0));
         total += 7 + rest.records().len();
-        let again = c.get_records().shard_iterator(rest.next_shard_iterator().unwrap_or_default()).send().await?;
+        let again = c
+            .get_records()
+            .shard_iterator(rest.next_shard_iterator().unwrap_or_default())
+            .send()
+            .await?;
         assert!(again.records().is_empty());
-        assert!(again.next_shard_iterator().is_some(), "an open shard always has a next iterator");
+        assert!(
+            again.next_shard_iterator().is_some(),
+            "an open shard always has a next iterator"
+        );
     }
     assert_eq!(total, 500);
     s.stop().await
@@ -188,25 +242,47 @@ async fn iterator_types() -> R {
     let shard = "shardId-000000000000";
     let mut seqs = Vec::new();
     for i in 0..5u64 {
-        let r = c.put_record().stream_name("its").partition_key("p").data(blob(i, 8)).send().await?;
+        let r = c
+            .put_record()
+            .stream_name("its")
+            .partition_key("p")
+            .data(blob(i, 8))
+            .send()
+            .await?;
         seqs.push(r.sequence_number().to_owned());
     }
     let it = |t: ShardIteratorType, seq: Option<&str>| {
         let c = c.clone();
         let seq = seq.map(str::to_owned);
         async move {
-            let mut b = c.get_shard_iterator().stream_name("its").shard_id(shard).shard_iterator_type(t);
+            let mut b = c
+                .get_shard_iterator()
+                .stream_name("its")
+                .shard_id(shard)
+                .shard_iterator_type(t);
             if let Some(s) = seq {
                 b = b.starting_sequence_number(s);
             }
             let it = b.send().await?.shard_iterator.unwrap_or_default();
             let r = c.get_records().shard_iterator(it).send().await?;
-            anyhow::Ok((r.records().iter().map(|r| r.sequence_number().to_owned()).collect::<Vec<_>>(), r))
+            anyhow::Ok((
+                r.records()
+                    .iter()
+                    .map(|r| r.sequence_number().to_owned())
+                    .collect::<Vec<_>>(),
+                r,
+            ))
         }
     };
     assert_eq!(it(ShardIteratorType::TrimHorizon, None).await?.0, seqs);
-    assert_eq!(it(ShardIteratorType::AtSequenceNumber, Some(&seqs[2])).await?.0, seqs[2..]);
-    assert_eq!(it(ShardIteratorType::AfterSequenceNumber, Some(&seqs[2])).await?.0, seqs[3..]);
+    assert_eq!(
+        it(ShardIteratorType::AtSequenceNumber, Some(&seqs[2])).await?.0,
+        seqs[2..]
+    );
+    assert_eq!(
+        it(ShardIteratorType::AfterSequenceNumber, Some(&seqs[2])).await?.0,
+        seqs[3..]
+    );
     // LATEST: only records written after the iterator was made.
     let latest = c
         .get_shard_iterator()
@@ -217,11 +293,23 @@ async fn iterator_types() -> R {
         .await?
         .shard_iterator
         .unwrap_or_default();
-    let after = c.put_record().stream_name("its").partition_key("p").data(blob(99, 8)).send().await?;
+    let after = c
+        .put_record()
+        .stream_name("its")
+        .partition_key("p")
+        .data(blob(99, 8))
+        .send()
+        .await?;
     let r = c.get_records().shard_iterator(latest).send().await?;
-    assert_eq!(r.records().iter().map(|r| r.sequence_number()).collect::<Vec<_>>(), [after.sequence_number()]);
+    assert_eq!(
+        r.records().iter().map(|r| r.sequence_number()).collect::<Vec<_>>(),
+        [after.sequence_number()]
+    );
     // AT_TIMESTAMP: from the first record at or after the time.
-    let arrival = r.records()[0].approximate_arrival_timestamp().copied().ok_or_else(|| anyhow::anyhow!("no timestamp"))?;
+    let arrival = r.records()[0]
+        .approximate_arrival_timestamp()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("no timestamp"))?;
     let at = c
         .get_shard_iterator()
         .stream_name("its")
@@ -230,9 +318,20 @@ async fn iterator_types() -> R {
         .timestamp(arrival)
         .send()
         .await?;
-    let r = c.get_records().shard_iterator(at.shard_iterator().unwrap_or_default()).send().await?;
-    assert_eq!(r.records().last().map(|r| r.sequence_number()), Some(after.sequence_number()));
-    assert!(r.records().iter().all(|x| x.approximate_arrival_timestamp().copied() >= Some(arrival)));
+    let r = c
+        .get_records()
+        .shard_iterator(at.shard_iterator().unwrap_or_default())
+        .send()
+        .await?;
+    assert_eq!(
+        r.records().last().map(|r| r.sequence_number()),
+        Some(after.sequence_number())
+    );
+    assert!(
+        r.records()
+            .iter()
+            .all(|x| x.approximate_arrival_timestamp().copied() >= Some(arrival))
+    );
     let early = c
         .get_shard_iterator()
         .stream_name("its")
@@ -241,7 +340,11 @@ async fn iterator_types() -> R {
         .timestamp(DateTime::from_secs(1_000_000))
         .send()
         .await?;
-    let r = c.get_records().shard_iterator(early.shard_iterator().unwrap_or_default()).send().await?;
+    let r = c
+        .get_records()
+        .shard_iterator(early.shard_iterator().unwrap_or_default())
+        .send()
+        .await?;
     assert_eq!(r.records().len(), 6, "a time before the first record reads everything");
     s.stop().await
 }
@@ -251,7 +354,13 @@ async fn split_merge_and_children() -> R {
     let s = TestServer::start().await?;
     let c = s.kinesis();
     create(&c, "rs", 1).await?;
-    let before = c.put_record().stream_name("rs").partition_key("x").data(blob(1, 4)).send().await?;
+    let before = c
+        .put_record()
+        .stream_name("rs")
+        .partition_key("x")
+        .data(blob(1, 4))
+        .send()
+        .await?;
     c.split_shard()
         .stream_name("rs")
         .shard_to_split("shardId-000000000000")
@@ -261,10 +370,22 @@ async fn split_merge_and_children() -> R {
     let d = c.describe_stream().stream_name("rs").send().await?;
     let shards = d.stream_description().map(|d| d.shards().to_vec()).unwrap_or_default();
     assert_eq!(shards.len(), 3);
-    assert!(shards[0].sequence_number_range().and_then(|r| r.ending_sequence_number()).is_some(), "parent closed");
+    assert!(
+        shards[0]
+            .sequence_number_range()
+            .and_then(|r| r.ending_sequence_number())
+            .is_some(),
+        "parent closed"
+    );
     assert_eq!(shards[1].parent_shard_id(), Some("shardId-000000000000"));
-    assert_eq!(shards[1].hash_key_range().map(|h| h.ending_hash_key()), Some("170141183460469231731687303715884105727"));
-    assert_eq!(shards[2].hash_key_range().map(|h| h.starting_hash_key()), Some("170141183460469231731687303715884105728"));
+    assert_eq!(
+        shards[1].hash_key_range().map(|h| h.ending_hash_key()),
+        Some("170141183460469231731687303715884105727")
+    );
+    assert_eq!(
+        shards[2].hash_key_range().map(|h| h.starting_hash_key()),
+        Some("170141183460469231731687303715884105728")
+    );
     // Closed parent: read to its end, then ChildShards and no next iterator.
     let it = c
         .get_shard_iterator()
@@ -273,14 +394,24 @@ async fn split_merge_and_children() -> R {
         .shard_iterator_type(ShardIteratorType::TrimHorizon)
         .send()
         .await?;
-    let r = c.get_records().shard_iterator(it.shard_iterator().unwrap_or_default()).send().await?;
+    let r = c
+        .get_records()
+        .shard_iterator(it.shard_iterator().unwrap_or_default())
+        .send()
+        .await?;
     assert_eq!(r.records().len(), 1);
     assert_eq!(r.records()[0].sequence_number(), before.sequence_number());
     assert!(r.next_shard_iterator().is_none());
     let kids: Vec<&str> = r.child_shards().iter().map(|k| k.shard_id()).collect();
     assert_eq!(kids, ["shardId-000000000001", "shardId-000000000002"]);
     // New writes go to the children; sequence numbers keep growing.
-    let after = c.put_record().stream_name("rs").partition_key("x").data(blob(2, 4)).send().await?;
+    let after = c
+        .put_record()
+        .stream_name("rs")
+        .partition_key("x")
+        .data(blob(2, 4))
+        .send()
+        .await?;
     assert_ne!(after.shard_id(), "shardId-000000000000");
     assert!(after.sequence_number().parse::<u128>()? > before.sequence_number().parse::<u128>()?);
     // Merge the children back.
@@ -299,7 +430,10 @@ async fn split_merge_and_children() -> R {
     assert_eq!(open.shards().len(), 1);
     assert_eq!(open.shards()[0].shard_id(), "shardId-000000000003");
     assert_eq!(open.shards()[0].parent_shard_id(), Some("shardId-000000000001"));
-    assert_eq!(open.shards()[0].adjacent_parent_shard_id(), Some("shardId-000000000002"));
+    assert_eq!(
+        open.shards()[0].adjacent_parent_shard_id(),
+        Some("shardId-000000000002")
+    );
     s.stop().await
 }
 
@@ -308,21 +442,54 @@ async fn update_shard_count_keeps_lineage_exact() -> R {
     let s = TestServer::start().await?;
     let c = s.kinesis();
     create(&c, "scale", 3).await?;
-    let out = c.update_shard_count().stream_name("scale").target_shard_count(5).scaling_type(ScalingType::UniformScaling).send().await?;
-    assert_eq!((out.current_shard_count(), out.target_shard_count()), (Some(3), Some(5)));
+    let out = c
+        .update_shard_count()
+        .stream_name("scale")
+        .target_shard_count(5)
+        .scaling_type(ScalingType::UniformScaling)
+        .send()
+        .await?;
+    assert_eq!(
+        (out.current_shard_count(), out.target_shard_count()),
+        (Some(3), Some(5))
+    );
     let all = c.list_shards().stream_name("scale").send().await?;
-    let open: Vec<_> = all.shards().iter().filter(|s| s.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_none()).collect();
+    let mut open: Vec<_> = all
+        .shards()
+        .iter()
+        .filter(|s| {
+            s.sequence_number_range()
+                .and_then(|r| r.ending_sequence_number())
+                .is_none()
+        })
+        .collect();
+    open.sort_by_key(|s| {
+        s.hash_key_range()
+            .map(|h| h.starting_hash_key().parse::<u128>().unwrap_or(0))
+    });
     assert_eq!(open.len(), 5);
     let width = u128::MAX / 5;
     for (i, sh) in open.iter().enumerate() {
-        let start: u128 = sh.hash_key_range().map(|h| h.starting_hash_key()).unwrap_or_default().parse()?;
+        let start: u128 = sh
+            .hash_key_range()
+            .map(|h| h.starting_hash_key())
+            .unwrap_or_default()
+            .parse()?;
         assert_eq!(start, i as u128 * width, "uniform starts");
-        let parents = [sh.parent_shard_id(), sh.adjacent_parent_shard_id()].into_iter().flatten().count();
-        assert!(parents <= 2 && parents >= 1);
+        let parents = [sh.parent_shard_id(), sh.adjacent_parent_shard_id()]
+            .into_iter()
+            .flatten()
+            .count();
+        assert!((1..=2).contains(&parents));
     }
     // Every key still routes to an open shard and reads back.
     for i in 0..20u64 {
-        c.put_record().stream_name("scale").partition_key(format!("k{i}")).data(blob(i, 4)).send().await?;
+        c.put_record()
+            .stream_name("scale")
+            .partition_key(format!("k{i}"))
+            .data(blob(i, 4))
+            .send()
+            .await?;
     }
     let mut n = 0;
     for sh in &open {
@@ -330,7 +497,12 @@ async fn update_shard_count_keeps_lineage_exact() -> R {
     }
     assert_eq!(n, 20);
     // Down again.
-    c.update_shard_count().stream_name("scale").target_shard_count(3).scaling_type(ScalingType::UniformScaling).send().await?;
+    c.update_shard_count()
+        .stream_name("scale")
+        .target_shard_count(3)
+        .scaling_type(ScalingType::UniformScaling)
+        .send()
+        .await?;
     let open = c
         .list_shards()
         .stream_name("scale")
@@ -348,12 +520,26 @@ async fn list_shards_pages_with_tokens() -> R {
     create(&c, "many", 7).await?;
     let first = c.list_shards().stream_name("many").max_results(3).send().await?;
     assert_eq!(first.shards().len(), 3);
-    let second = c.list_shards().next_token(first.next_token().unwrap_or_default()).max_results(3).send().await?;
+    let second = c
+        .list_shards()
+        .next_token(first.next_token().unwrap_or_default())
+        .max_results(3)
+        .send()
+        .await?;
     assert_eq!(second.shards()[0].shard_id(), "shardId-000000000003");
-    let third = c.list_shards().next_token(second.next_token().unwrap_or_default()).send().await?;
+    let third = c
+        .list_shards()
+        .next_token(second.next_token().unwrap_or_default())
+        .send()
+        .await?;
     assert_eq!(third.shards().len(), 1);
     assert!(third.next_token().is_none());
-    let after = c.list_shards().stream_name("many").exclusive_start_shard_id("shardId-000000000005").send().await?;
+    let after = c
+        .list_shards()
+        .stream_name("many")
+        .exclusive_start_shard_id("shardId-000000000005")
+        .send()
+        .await?;
     assert_eq!(after.shards().len(), 1);
     s.stop().await
 }
@@ -364,17 +550,51 @@ async fn tags_retention_and_arns() -> R {
     let c = s.kinesis();
     create(&c, "tagged", 1).await?;
     let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/tagged";
-    c.add_tags_to_stream().stream_arn(arn).tags("team", "data").tags("env", "dev").send().await?;
+    c.add_tags_to_stream()
+        .stream_arn(arn)
+        .tags("team", "data")
+        .tags("env", "dev")
+        .send()
+        .await?;
     let t = c.list_tags_for_stream().stream_name("tagged").send().await?;
     let tags: Vec<(&str, Option<&str>)> = t.tags().iter().map(|t| (t.key(), t.value())).collect();
     assert_eq!(tags, [("env", Some("dev")), ("team", Some("data"))]);
-    c.remove_tags_from_stream().stream_name("tagged").tag_keys("env").send().await?;
-    assert_eq!(c.list_tags_for_stream().stream_name("tagged").send().await?.tags().len(), 1);
-    c.increase_stream_retention_period().stream_arn(arn).retention_period_hours(168).send().await?;
-    c.decrease_stream_retention_period().stream_name("tagged").retention_period_hours(48).send().await?;
+    c.remove_tags_from_stream()
+        .stream_name("tagged")
+        .tag_keys("env")
+        .send()
+        .await?;
+    assert_eq!(
+        c.list_tags_for_stream()
+            .stream_name("tagged")
+            .send()
+            .await?
+            .tags()
+            .len(),
+        1
+    );
+    c.increase_stream_retention_period()
+        .stream_arn(arn)
+        .retention_period_hours(168)
+        .send()
+        .await?;
+    c.decrease_stream_retention_period()
+        .stream_name("tagged")
+        .retention_period_hours(48)
+        .send()
+        .await?;
     let d = c.describe_stream_summary().stream_arn(arn).send().await?;
-    assert_eq!(d.stream_description_summary().map(|d| d.retention_period_hours()), Some(48));
-    let p = c.put_record().stream_arn(arn).partition_key("k").data(blob(1, 1)).send().await?;
+    assert_eq!(
+        d.stream_description_summary().map(|d| d.retention_period_hours()),
+        Some(48)
+    );
+    let p = c
+        .put_record()
+        .stream_arn(arn)
+        .partition_key("k")
+        .data(blob(1, 1))
+        .send()
+        .await?;
     assert_eq!(p.shard_id(), "shardId-000000000000");
     s.stop().await
 }
@@ -397,10 +617,16 @@ async fn streams_live_per_region_and_account() -> R {
     create(&other, "shared-name", 3).await?;
     let d = west.describe_stream().stream_name("shared-name").send().await?;
     let desc = d.stream_description().ok_or_else(|| anyhow::anyhow!("none"))?;
-    assert_eq!(desc.stream_arn(), "arn:aws:kinesis:eu-west-1:000000000000:stream/shared-name");
+    assert_eq!(
+        desc.stream_arn(),
+        "arn:aws:kinesis:eu-west-1:000000000000:stream/shared-name"
+    );
     assert_eq!(desc.shards().len(), 2);
     let d = other.describe_stream().stream_name("shared-name").send().await?;
-    assert_eq!(d.stream_description().map(|d| d.stream_arn()), Some("arn:aws:kinesis:us-east-1:111111111111:stream/shared-name"));
+    assert_eq!(
+        d.stream_description().map(|d| d.stream_arn()),
+        Some("arn:aws:kinesis:us-east-1:111111111111:stream/shared-name")
+    );
     west.delete_stream().stream_name("shared-name").send().await?;
     assert_eq!(east.list_streams().send().await?.stream_names(), ["shared-name"]);
     assert!(west.list_streams().send().await?.stream_names().is_empty());
@@ -414,7 +640,13 @@ async fn data_and_metadata_survive_restart() -> R {
     create(&c, "durable", 2).await?;
     let mut acked = Vec::new();
     for i in 0..50u64 {
-        let r = c.put_record().stream_name("durable").partition_key(format!("k{i}")).data(blob(i, 64)).send().await?;
+        let r = c
+            .put_record()
+            .stream_name("durable")
+            .partition_key(format!("k{i}"))
+            .data(blob(i, 64))
+            .send()
+            .await?;
         acked.push((r.shard_id().to_owned(), r.sequence_number().to_owned(), payload(i, 64)));
     }
     c.split_shard()
@@ -423,24 +655,54 @@ async fn data_and_metadata_survive_restart() -> R {
         .new_starting_hash_key("255211775190703847597530955573826158592")
         .send()
         .await?;
-    c.add_tags_to_stream().stream_name("durable").tags("k", "v").send().await?;
-    c.increase_stream_retention_period().stream_name("durable").retention_period_hours(72).send().await?;
+    c.add_tags_to_stream()
+        .stream_name("durable")
+        .tags("k", "v")
+        .send()
+        .await?;
+    c.increase_stream_retention_period()
+        .stream_name("durable")
+        .retention_period_hours(72)
+        .send()
+        .await?;
     s.restart().await?;
     let c = s.kinesis();
     let d = c.describe_stream().stream_name("durable").send().await?;
     let desc = d.stream_description().ok_or_else(|| anyhow::anyhow!("none"))?;
     assert_eq!(desc.shards().len(), 4);
     assert_eq!(desc.retention_period_hours(), 72);
-    assert_eq!(c.list_tags_for_stream().stream_name("durable").send().await?.tags().len(), 1);
+    assert_eq!(
+        c.list_tags_for_stream()
+            .stream_name("durable")
+            .send()
+            .await?
+            .tags()
+            .len(),
+        1
+    );
     for shard in ["shardId-000000000000", "shardId-000000000001"] {
         let got = read_all(&c, "durable", shard).await?;
-        let want: Vec<_> = acked.iter().filter(|a| a.0 == shard).map(|a| (a.1.clone(), a.2.clone())).collect();
+        let want: Vec<_> = acked
+            .iter()
+            .filter(|a| a.0 == shard)
+            .map(|a| (a.1.clone(), a.2.clone()))
+            .collect();
         let got: Vec<_> = got.into_iter().map(|g| (g.0, g.1)).collect();
         assert_eq!(got, want);
     }
     // New writes get larger sequence numbers than anything before the restart.
-    let r = c.put_record().stream_name("durable").partition_key("k0").data(blob(0, 1)).send().await?;
-    let max_before = acked.iter().map(|a| a.1.parse::<u128>().unwrap_or(0)).max().unwrap_or(0);
+    let r = c
+        .put_record()
+        .stream_name("durable")
+        .partition_key("k0")
+        .data(blob(0, 1))
+        .send()
+        .await?;
+    let max_before = acked
+        .iter()
+        .map(|a| a.1.parse::<u128>().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
     assert!(r.sequence_number().parse::<u128>()? > max_before);
     s.stop().await
 }
@@ -455,20 +717,45 @@ async fn retention_really_removes_old_data() -> R {
     for i in 0..6u64 {
         let mut req = c.put_records().stream_name("ret");
         for j in 0..10u64 {
-            req = req.records(PutRecordsRequestEntry::builder().partition_key("k").data(blob(i * 10 + j, 50_000)).build()?);
+            req = req.records(
+                PutRecordsRequestEntry::builder()
+                    .partition_key("k")
+                    .data(blob(i * 10 + j, 50_000))
+                    .build()?,
+            );
         }
         req.send().await?;
     }
     clock.advance(25 * 3_600_000);
-    let fresh = c.put_record().stream_name("ret").partition_key("k").data(blob(7, 10)).send().await?;
+    let fresh = c
+        .put_record()
+        .stream_name("ret")
+        .partition_key("k")
+        .data(blob(7, 10))
+        .send()
+        .await?;
     // Older than 24 h: unreadable at once.
     let got = read_all(&c, "ret", "shardId-000000000000").await?;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, fresh.sequence_number());
     // And the sweep deletes the sealed segments from disk.
-    let dir = s.inner().stream_engine().log_dir_of(&kd_stream::Scope { account: "000000000000".into(), region: "us-east-1".into() }, "ret");
+    let dir = s.inner().stream_engine().log_dir_of(
+        &kd_stream::Scope {
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+        },
+        "ret",
+    );
     let dir = dir.ok_or_else(|| anyhow::anyhow!("no log dir"))?;
-    let count_logs = || std::fs::read_dir(&dir).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "log")).count()).unwrap_or(0);
+    let count_logs = || {
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
     let before = count_logs();
     assert!(before >= 3, "expected several segments, found {before}");
     let removed = s.inner().stream_engine().enforce_retention().await?;
