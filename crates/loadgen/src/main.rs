@@ -1,1 +1,389 @@
-fn main() {}
+//! `loadgen`: drives any Kinesis endpoint (kinesis-data, AWS, or a peer such as kinesalite)
+//! with aws-sdk-kinesis and reports throughput and latency. It is the benchmark behind the
+//! figures in docs/benchmarks.md; it is not part of the server.
+//!
+//! ```text
+//! loadgen put  --endpoint http://127.0.0.1:4566 --stream bench --shards 2 --clients 16 --batch 500 --record-bytes 1024 --seconds 20
+//! loadgen get  --endpoint http://127.0.0.1:4566 --stream bench
+//! loadgen put-one --endpoint http://127.0.0.1:4566 --stream bench1 --clients 1 --seconds 10
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "loadgen", about = "Load generator for Kinesis endpoints")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Endpoint URL.
+    #[arg(long, default_value = "http://127.0.0.1:4566")]
+    endpoint: String,
+    /// Region.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Access key id.
+    #[arg(long, default_value = "test")]
+    access_key: String,
+    /// Secret key.
+    #[arg(long, default_value = "test")]
+    secret_key: String,
+    /// Stream name.
+    #[arg(long, default_value = "loadgen")]
+    stream: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// PutRecords load: `clients` concurrent callers, `batch` records each.
+    Put {
+        #[command(flatten)]
+        common: Common,
+        /// Shards of the stream (created if missing).
+        #[arg(long, default_value_t = 2)]
+        shards: i32,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Records per PutRecords call.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Bytes per record.
+        #[arg(long, default_value_t = 1024)]
+        record_bytes: usize,
+        /// How long to run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// Single-record PutRecord latency.
+    PutOne {
+        #[command(flatten)]
+        common: Common,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Bytes per record.
+        #[arg(long, default_value_t = 1024)]
+        record_bytes: usize,
+        /// How long to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Reads every shard from TRIM_HORIZON to the tip and reports the read rate.
+    Get {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn client(c: &Common) -> aws_sdk_kinesis::Client {
+    let conf = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(c.region.clone()))
+        .endpoint_url(&c.endpoint)
+        .credentials_provider(Credentials::new(&c.access_key, &c.secret_key, None, None, "loadgen"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_kinesis::Client::from_conf(conf)
+}
+
+async fn ensure_stream(k: &aws_sdk_kinesis::Client, name: &str, shards: i32) -> anyhow::Result<()> {
+    if k.describe_stream_summary().stream_name(name).send().await.is_err() {
+        k.create_stream()
+            .stream_name(name)
+            .shard_count(shards)
+            .send()
+            .await
+            .context("create stream")?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = k.describe_stream_summary().stream_name(name).send().await?;
+        if d.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "stream {name} never became ACTIVE");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Stats {
+    latencies_us: Vec<u64>,
+    records: u64,
+    bytes: u64,
+    failed: u64,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn report(name: &str, elapsed: Duration, mut s: Stats) {
+    s.latencies_us.sort_unstable();
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "{name}: {} records in {:.1} s = {:.0} records/s, {:.1} MB/s; calls {} (failed records {}); latency ms p50 {:.2} p99 {:.2} max {:.2}",
+        s.records,
+        secs,
+        s.records as f64 / secs,
+        s.bytes as f64 / secs / 1e6,
+        s.latencies_us.len(),
+        s.failed,
+        percentile(&s.latencies_us, 0.50),
+        percentile(&s.latencies_us, 0.99),
+        percentile(&s.latencies_us, 1.0),
+    );
+}
+
+async fn put(
+    common: Common,
+    shards: i32,
+    clients: usize,
+    batch: usize,
+    record_bytes: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let k = client(&common);
+    ensure_stream(&k, &common.stream, shards).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let seq = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        let k = k.clone();
+        let stop = stop.clone();
+        let seq = seq.clone();
+        let stream = common.stream.clone();
+        tasks.push(tokio::spawn(async move {
+            let data = Blob::new(vec![b'x'; record_bytes]);
+            let mut st = Stats {
+                latencies_us: Vec::new(),
+                records: 0,
+                bytes: 0,
+                failed: 0,
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let base = seq.fetch_add(batch as u64, Ordering::Relaxed);
+                let entries: Vec<PutRecordsRequestEntry> = (0..batch as u64)
+                    .filter_map(|i| {
+                        PutRecordsRequestEntry::builder()
+                            .partition_key(format!("pk-{w}-{}", base + i))
+                            .data(data.clone())
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                let t = Instant::now();
+                match k
+                    .put_records()
+                    .stream_name(&stream)
+                    .set_records(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        st.latencies_us.push(t.elapsed().as_micros() as u64);
+                        let failed = out.failed_record_count().unwrap_or(0) as u64;
+                        st.failed += failed;
+                        st.records += batch as u64 - failed;
+                        st.bytes += (batch as u64 - failed) * record_bytes as u64;
+                    }
+                    Err(e) => {
+                        eprintln!("PutRecords failed: {e:?}");
+                        st.failed += batch as u64;
+                    }
+                }
+            }
+            st
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Stats {
+        latencies_us: Vec::new(),
+        records: 0,
+        bytes: 0,
+        failed: 0,
+    };
+    for t in tasks {
+        let s = t.await?;
+        all.latencies_us.extend(s.latencies_us);
+        all.records += s.records;
+        all.bytes += s.bytes;
+        all.failed += s.failed;
+    }
+    report(
+        &format!("PutRecords x{batch} x{record_bytes}B, {clients} clients, {shards} shards"),
+        start.elapsed(),
+        all,
+    );
+    Ok(())
+}
+
+async fn put_one(common: Common, clients: usize, record_bytes: usize, seconds: u64) -> anyhow::Result<()> {
+    let k = client(&common);
+    ensure_stream(&k, &common.stream, 1).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        let k = k.clone();
+        let stop = stop.clone();
+        let stream = common.stream.clone();
+        tasks.push(tokio::spawn(async move {
+            let data = Blob::new(vec![b'y'; record_bytes]);
+            let mut st = Stats {
+                latencies_us: Vec::new(),
+                records: 0,
+                bytes: 0,
+                failed: 0,
+            };
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let t = Instant::now();
+                match k
+                    .put_record()
+                    .stream_name(&stream)
+                    .partition_key(format!("{w}-{i}"))
+                    .data(data.clone())
+                    .send()
+                    .await
+                {
+                    Ok(_) => {
+                        st.latencies_us.push(t.elapsed().as_micros() as u64);
+                        st.records += 1;
+                        st.bytes += record_bytes as u64;
+                    }
+                    Err(e) => {
+                        eprintln!("PutRecord failed: {e:?}");
+                        st.failed += 1;
+                    }
+                }
+            }
+            st
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Stats {
+        latencies_us: Vec::new(),
+        records: 0,
+        bytes: 0,
+        failed: 0,
+    };
+    for t in tasks {
+        let s = t.await?;
+        all.latencies_us.extend(s.latencies_us);
+        all.records += s.records;
+        all.bytes += s.bytes;
+        all.failed += s.failed;
+    }
+    report(
+        &format!("PutRecord x{record_bytes}B, {clients} clients"),
+        start.elapsed(),
+        all,
+    );
+    Ok(())
+}
+
+async fn get(common: Common) -> anyhow::Result<()> {
+    let k = client(&common);
+    let shards = k
+        .list_shards()
+        .stream_name(&common.stream)
+        .send()
+        .await?
+        .shards()
+        .to_vec();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for sh in shards {
+        let k = k.clone();
+        let stream = common.stream.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut st = Stats {
+                latencies_us: Vec::new(),
+                records: 0,
+                bytes: 0,
+                failed: 0,
+            };
+            let mut it = k
+                .get_shard_iterator()
+                .stream_name(&stream)
+                .shard_id(sh.shard_id())
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await?
+                .shard_iterator
+                .unwrap_or_default();
+            loop {
+                let t = Instant::now();
+                let out = k.get_records().shard_iterator(&it).send().await?;
+                st.latencies_us.push(t.elapsed().as_micros() as u64);
+                let n = out.records().len();
+                st.records += n as u64;
+                st.bytes += out
+                    .records()
+                    .iter()
+                    .map(|r| r.data().as_ref().len() as u64)
+                    .sum::<u64>();
+                match out.next_shard_iterator() {
+                    Some(next) if n > 0 => it = next.to_owned(),
+                    _ => break,
+                }
+            }
+            anyhow::Ok(st)
+        }));
+    }
+    let mut all = Stats {
+        latencies_us: Vec::new(),
+        records: 0,
+        bytes: 0,
+        failed: 0,
+    };
+    for t in tasks {
+        let s = t.await??;
+        all.latencies_us.extend(s.latencies_us);
+        all.records += s.records;
+        all.bytes += s.bytes;
+    }
+    report("GetRecords read-back (TRIM_HORIZON to tip)", start.elapsed(), all);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Put {
+            common,
+            shards,
+            clients,
+            batch,
+            record_bytes,
+            seconds,
+        } => put(common, shards, clients, batch, record_bytes, seconds).await,
+        Cmd::PutOne {
+            common,
+            clients,
+            record_bytes,
+            seconds,
+        } => put_one(common, clients, record_bytes, seconds).await,
+        Cmd::Get { common } => get(common).await,
+    }
+}

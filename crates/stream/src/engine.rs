@@ -104,6 +104,8 @@ pub struct Engine {
     meta: Arc<MetaStore>,
     clock: Arc<dyn Clock>,
     registry: StdRwLock<Registry>,
+    /// Serialises CreateStream so two racing creates of one name cannot both succeed.
+    create_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -171,6 +173,7 @@ impl Engine {
             meta,
             clock,
             registry: StdRwLock::new(Registry::default()),
+            create_lock: tokio::sync::Mutex::new(()),
         };
         let mut known = std::collections::HashSet::new();
         for (key, value) in engine.meta.scan_prefix(STREAMS_TABLE, "")? {
@@ -322,6 +325,7 @@ impl Engine {
                 "A stream cannot have more than 50 tags.".to_owned(),
             ));
         }
+        let _serial = self.create_lock.lock().await;
         let key = (scope.account.clone(), scope.region.clone(), name.to_owned());
         let exists = || Error::StreamExists {
             stream: name.to_owned(),
@@ -373,15 +377,6 @@ impl Engine {
             scaling_events_ms: Vec::new(),
         };
         let log = Log::open(&self.log_dir(uid), log_config(&self.config), self.clock.clone(), 0)?;
-        // Re-check under the registry's write lock so two racing creates cannot both win.
-        {
-            let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
-            if reg.by_key.contains_key(&key) {
-                drop(reg);
-                let _ = log.destroy();
-                return Err(exists());
-            }
-        }
         if let Err(e) = self.persist(&m) {
             let _ = log.destroy();
             return Err(e);
