@@ -91,22 +91,9 @@ impl Validator {
         }
     }
 
-    /// A shard id: 1–128 of `[a-zA-Z0-9_.-]`.
+    /// A shard id: 1–128 of `[a-zA-Z0-9_.-]`, the same shape as a stream name.
     pub fn shard_id(&mut self, v: Option<&str>, field: &str) {
-        if let Some(v) = v {
-            self.length(Some(v), field, 1, 128);
-            if !v.is_empty()
-                && !v
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-            {
-                self.fail(
-                    v,
-                    field,
-                    "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
-                );
-            }
-        }
+        self.stream_name(v, field);
     }
 
     /// An integer range.

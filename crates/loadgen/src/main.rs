@@ -125,6 +125,30 @@ struct Stats {
     failed: u64,
 }
 
+impl Stats {
+    fn new() -> Self {
+        Self {
+            latencies_us: Vec::new(),
+            records: 0,
+            bytes: 0,
+            failed: 0,
+        }
+    }
+
+    /// Sums the stats of finished workers.
+    async fn gather(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Stats>>>) -> anyhow::Result<Stats> {
+        let mut all = Stats::new();
+        for t in tasks {
+            let s = t.await??;
+            all.latencies_us.extend(s.latencies_us);
+            all.records += s.records;
+            all.bytes += s.bytes;
+            all.failed += s.failed;
+        }
+        Ok(all)
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -171,12 +195,7 @@ async fn put(
         let stream = common.stream.clone();
         tasks.push(tokio::spawn(async move {
             let data = Blob::new(vec![b'x'; record_bytes]);
-            let mut st = Stats {
-                latencies_us: Vec::new(),
-                records: 0,
-                bytes: 0,
-                failed: 0,
-            };
+            let mut st = Stats::new();
             while !stop.load(Ordering::Relaxed) {
                 let base = seq.fetch_add(batch as u64, Ordering::Relaxed);
                 let entries: Vec<PutRecordsRequestEntry> = (0..batch as u64)
@@ -209,24 +228,12 @@ async fn put(
                     }
                 }
             }
-            st
+            anyhow::Ok(st)
         }));
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut all = Stats {
-        latencies_us: Vec::new(),
-        records: 0,
-        bytes: 0,
-        failed: 0,
-    };
-    for t in tasks {
-        let s = t.await?;
-        all.latencies_us.extend(s.latencies_us);
-        all.records += s.records;
-        all.bytes += s.bytes;
-        all.failed += s.failed;
-    }
+    let all = Stats::gather(tasks).await?;
     report(
         &format!("PutRecords x{batch} x{record_bytes}B, {clients} clients, {shards} shards"),
         start.elapsed(),
@@ -247,12 +254,7 @@ async fn put_one(common: Common, clients: usize, record_bytes: usize, seconds: u
         let stream = common.stream.clone();
         tasks.push(tokio::spawn(async move {
             let data = Blob::new(vec![b'y'; record_bytes]);
-            let mut st = Stats {
-                latencies_us: Vec::new(),
-                records: 0,
-                bytes: 0,
-                failed: 0,
-            };
+            let mut st = Stats::new();
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
@@ -276,24 +278,12 @@ async fn put_one(common: Common, clients: usize, record_bytes: usize, seconds: u
                     }
                 }
             }
-            st
+            anyhow::Ok(st)
         }));
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut all = Stats {
-        latencies_us: Vec::new(),
-        records: 0,
-        bytes: 0,
-        failed: 0,
-    };
-    for t in tasks {
-        let s = t.await?;
-        all.latencies_us.extend(s.latencies_us);
-        all.records += s.records;
-        all.bytes += s.bytes;
-        all.failed += s.failed;
-    }
+    let all = Stats::gather(tasks).await?;
     report(
         &format!("PutRecord x{record_bytes}B, {clients} clients"),
         start.elapsed(),
@@ -317,12 +307,7 @@ async fn get(common: Common) -> anyhow::Result<()> {
         let k = k.clone();
         let stream = common.stream.clone();
         tasks.push(tokio::spawn(async move {
-            let mut st = Stats {
-                latencies_us: Vec::new(),
-                records: 0,
-                bytes: 0,
-                failed: 0,
-            };
+            let mut st = Stats::new();
             let mut it = k
                 .get_shard_iterator()
                 .stream_name(&stream)
@@ -351,18 +336,7 @@ async fn get(common: Common) -> anyhow::Result<()> {
             anyhow::Ok(st)
         }));
     }
-    let mut all = Stats {
-        latencies_us: Vec::new(),
-        records: 0,
-        bytes: 0,
-        failed: 0,
-    };
-    for t in tasks {
-        let s = t.await??;
-        all.latencies_us.extend(s.latencies_us);
-        all.records += s.records;
-        all.bytes += s.bytes;
-    }
+    let all = Stats::gather(tasks).await?;
     report("GetRecords read-back (TRIM_HORIZON to tip)", start.elapsed(), all);
     Ok(())
 }

@@ -282,6 +282,11 @@ impl Engine {
             .collect()
     }
 
+    fn all_streams(&self) -> Vec<Arc<Stream>> {
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        reg.by_key.values().cloned().collect()
+    }
+
     async fn open_shards_in(&self, scope: &Scope) -> u32 {
         let mut n = 0;
         for s in self.streams_in(scope) {
@@ -393,12 +398,7 @@ impl Engine {
             let m = stream.meta.read().await;
             let status = m.status(self.now());
             if status == StreamStatus::Creating {
-                return Err(Error::ResourceInUse(format!(
-                    "Stream {} under account {} not ACTIVE, instead in state {}",
-                    m.name,
-                    m.account,
-                    status.as_str()
-                )));
+                return Err(not_active(&m, status));
             }
         }
         self.remove_stream(&stream)?;
@@ -427,15 +427,7 @@ impl Engine {
 
     /// Deletes every stream in every account (test-suite reset).
     pub async fn reset(&self) -> Result<()> {
-        let all: Vec<Arc<Stream>> = self
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_key
-            .values()
-            .cloned()
-            .collect();
-        for s in all {
+        for s in self.all_streams() {
             // Wait for in-flight writes.
             let _guard = s.meta.write().await;
             self.remove_stream(&s)?;
@@ -445,15 +437,7 @@ impl Engine {
 
     /// Flushes every log to disk (shutdown).
     pub fn sync_all(&self) -> Result<()> {
-        let all: Vec<Arc<Stream>> = self
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_key
-            .values()
-            .cloned()
-            .collect();
-        for s in all {
+        for s in self.all_streams() {
             s.log.sync()?;
         }
         Ok(())
@@ -741,12 +725,7 @@ impl Engine {
         }
         let status = m.status(now);
         if status != StreamStatus::Active {
-            return Err(Error::ResourceInUse(format!(
-                "Stream {} under account {} not ACTIVE, instead in state {}",
-                m.name,
-                m.account,
-                status.as_str()
-            )));
+            return Err(not_active(m, status));
         }
         Ok(())
     }
@@ -1011,12 +990,7 @@ impl Engine {
         let now = self.now();
         let status = m.status(now);
         if status != StreamStatus::Active {
-            return Err(Error::ResourceInUse(format!(
-                "Stream {} under account {} not ACTIVE, instead in state {}",
-                m.name,
-                m.account,
-                status.as_str()
-            )));
+            return Err(not_active(&m, status));
         }
         let mut next = m.clone();
         next.mode = mode;
@@ -1281,17 +1255,9 @@ impl Engine {
 
     /// Deletes log segments past every stream's retention. Run periodically.
     pub async fn enforce_retention(&self) -> Result<usize> {
-        let all: Vec<Arc<Stream>> = self
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_key
-            .values()
-            .cloned()
-            .collect();
         let now = self.now();
         let mut removed = 0;
-        for s in all {
+        for s in self.all_streams() {
             let horizon = s.meta.read().await.horizon_ms(now);
             removed += s.log.trim_before(horizon)?;
         }
@@ -1316,6 +1282,15 @@ impl Engine {
     pub fn logs_dir(&self) -> &Path {
         &self.config.logs_dir
     }
+}
+
+fn not_active(m: &StreamMeta, status: StreamStatus) -> Error {
+    Error::ResourceInUse(format!(
+        "Stream {} under account {} not ACTIVE, instead in state {}",
+        m.name,
+        m.account,
+        status.as_str()
+    ))
 }
 
 /// `arn:aws:kinesis:<region>:<account>:stream/<name>` → (region, account, name).

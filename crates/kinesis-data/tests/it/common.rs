@@ -75,3 +75,40 @@ pub fn payload(seed: u64, n: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A TRIM_HORIZON iterator for one shard.
+pub async fn trim_horizon(c: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> anyhow::Result<String> {
+    let out = c
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await?;
+    out.shard_iterator.ok_or_else(|| anyhow::anyhow!("no iterator"))
+}
+
+/// Every record of a shard from TRIM_HORIZON to the tip: (sequence number, data, partition key).
+pub async fn read_all(
+    c: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &str,
+) -> anyhow::Result<Vec<(String, Vec<u8>, String)>> {
+    let mut it = trim_horizon(c, stream, shard).await?;
+    let mut out = Vec::new();
+    loop {
+        let r = c.get_records().shard_iterator(&it).send().await?;
+        let n = r.records().len();
+        for rec in r.records() {
+            out.push((
+                rec.sequence_number().to_owned(),
+                rec.data().as_ref().to_vec(),
+                rec.partition_key().unwrap_or_default().to_owned(),
+            ));
+        }
+        match r.next_shard_iterator() {
+            Some(next) if n > 0 => it = next.to_owned(),
+            _ => return Ok(out),
+        }
+    }
+}

@@ -7,10 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use kd_test_support::{kinesis_client, raw_http};
 
-use crate::common::{blob, payload};
+use crate::common::{blob, payload, read_all};
 
 type R = anyhow::Result<()>;
 
@@ -143,28 +143,9 @@ async fn kill_9_during_writes_loses_no_acknowledged_record() -> R {
     let c = kinesis_client(&r.endpoint, "us-east-1", "test", "test");
     let mut seen = HashMap::new();
     for shard in ["shardId-000000000000", "shardId-000000000001"] {
-        let mut it = c
-            .get_shard_iterator()
-            .stream_name("crash")
-            .shard_id(shard)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await?
-            .shard_iterator
-            .unwrap_or_default();
-        loop {
-            let out = c.get_records().shard_iterator(&it).send().await?;
-            for rec in out.records() {
-                let prev = seen.insert(
-                    rec.sequence_number().to_owned(),
-                    (shard.to_owned(), rec.data().as_ref().to_vec()),
-                );
-                assert!(prev.is_none(), "duplicate sequence number {}", rec.sequence_number());
-            }
-            if out.records().is_empty() {
-                break;
-            }
-            it = out.next_shard_iterator().unwrap_or_default().to_owned();
+        for (seq, data, _) in read_all(&c, "crash", shard).await? {
+            let prev = seen.insert(seq.clone(), (shard.to_owned(), data));
+            assert!(prev.is_none(), "duplicate sequence number {seq}");
         }
     }
     for (seq, (shard, seed)) in &acked {

@@ -9,7 +9,7 @@ use kd_storage::ManualClock;
 use kd_test_support::{TestServer, kinesis_client, raw_http, sign_headers};
 
 use crate::assert_aws_error;
-use crate::common::blob;
+use crate::common::{blob, trim_horizon};
 
 type R = anyhow::Result<()>;
 
@@ -72,19 +72,9 @@ async fn validation_exceptions() -> R {
         "ValidationException",
         400
     );
-    let it = c
-        .get_shard_iterator()
-        .stream_name("v")
-        .shard_id("shardId-000000000000")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await?;
+    let it = trim_horizon(&c, "v", "shardId-000000000000").await?;
     assert_aws_error!(
-        c.get_records()
-            .shard_iterator(it.shard_iterator().unwrap_or_default())
-            .limit(0)
-            .send()
-            .await,
+        c.get_records().shard_iterator(&it).limit(0).send().await,
         "ValidationException",
         400
     );
@@ -349,26 +339,13 @@ async fn expired_iterators_and_tokens() -> R {
     let s = TestServer::start_with_clock(clock.clone(), |_| {}).await?;
     let c = s.kinesis();
     c.create_stream().stream_name("e").shard_count(3).send().await?;
-    let it = c
-        .get_shard_iterator()
-        .stream_name("e")
-        .shard_id("shardId-000000000000")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await?;
+    let it = trim_horizon(&c, "e", "shardId-000000000000").await?;
     let page = c.list_shards().stream_name("e").max_results(1).send().await?;
     clock.advance(299_000);
-    let fresh = c
-        .get_records()
-        .shard_iterator(it.shard_iterator().unwrap_or_default())
-        .send()
-        .await?;
+    let fresh = c.get_records().shard_iterator(&it).send().await?;
     clock.advance(2_000);
     let m = assert_aws_error!(
-        c.get_records()
-            .shard_iterator(it.shard_iterator().unwrap_or_default())
-            .send()
-            .await,
+        c.get_records().shard_iterator(&it).send().await,
         "ExpiredIteratorException",
         400
     );
@@ -638,18 +615,8 @@ async fn storage_faults_are_never_acknowledged() -> R {
         .data(blob(4, 16))
         .send()
         .await?;
-    let it = c
-        .get_shard_iterator()
-        .stream_name("f")
-        .shard_id("shardId-000000000000")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await?;
-    let r = c
-        .get_records()
-        .shard_iterator(it.shard_iterator().unwrap_or_default())
-        .send()
-        .await?;
+    let it = trim_horizon(&c, "f", "shardId-000000000000").await?;
+    let r = c.get_records().shard_iterator(&it).send().await?;
     let seqs: Vec<&str> = r.records().iter().map(|r| r.sequence_number()).collect();
     assert_eq!(
         seqs,

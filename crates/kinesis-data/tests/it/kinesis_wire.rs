@@ -13,46 +13,13 @@ use aws_sdk_kinesis::types::{
 use kd_storage::ManualClock;
 use kd_test_support::{TestServer, kinesis_client, wait_until};
 
-use crate::common::{blob, payload};
+use crate::common::{blob, payload, read_all, trim_horizon};
 
 type R = anyhow::Result<()>;
 
 async fn create(c: &aws_sdk_kinesis::Client, name: &str, shards: i32) -> R {
     c.create_stream().stream_name(name).shard_count(shards).send().await?;
     Ok(())
-}
-
-async fn read_all(
-    c: &aws_sdk_kinesis::Client,
-    stream: &str,
-    shard: &str,
-) -> anyhow::Result<Vec<(String, Vec<u8>, String)>> {
-    let mut it = c
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await?
-        .shard_iterator
-        .ok_or_else(|| anyhow::anyhow!("no iterator"))?;
-    let mut out = Vec::new();
-    loop {
-        let r = c.get_records().shard_iterator(&it).send().await?;
-        let n = r.records().len();
-        for rec in r.records() {
-            out.push((
-                rec.sequence_number().to_owned(),
-                rec.data().as_ref().to_vec(),
-                rec.partition_key().unwrap_or_default().to_owned(),
-            ));
-        }
-        match r.next_shard_iterator() {
-            Some(next) if n > 0 => it = next.to_owned(),
-            _ => break,
-        }
-    }
-    Ok(out)
 }
 
 #[tokio::test]
@@ -197,20 +164,9 @@ async fn put_records_batch_and_limits_paging() -> R {
     assert_eq!(out.records().len(), 500);
     let mut total = 0;
     for shard in ["shardId-000000000000", "shardId-000000000001"] {
-        let it = c
-            .get_shard_iterator()
-            .stream_name("batch")
-            .shard_id(shard)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await?;
+        let it = trim_horizon(&c, "batch", shard).await?;
         // Limit pages the read.
-        let first = c
-            .get_records()
-            .shard_iterator(it.shard_iterator().unwrap_or_default())
-            .limit(7)
-            .send()
-            .await?;
+        let first = c.get_records().shard_iterator(&it).limit(7).send().await?;
         assert_eq!(first.records().len(), 7);
         let rest = c
             .get_records()
@@ -387,18 +343,8 @@ async fn split_merge_and_children() -> R {
         Some("170141183460469231731687303715884105728")
     );
     // Closed parent: read to its end, then ChildShards and no next iterator.
-    let it = c
-        .get_shard_iterator()
-        .stream_name("rs")
-        .shard_id("shardId-000000000000")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await?;
-    let r = c
-        .get_records()
-        .shard_iterator(it.shard_iterator().unwrap_or_default())
-        .send()
-        .await?;
+    let it = trim_horizon(&c, "rs", "shardId-000000000000").await?;
+    let r = c.get_records().shard_iterator(&it).send().await?;
     assert_eq!(r.records().len(), 1);
     assert_eq!(r.records()[0].sequence_number(), before.sequence_number());
     assert!(r.next_shard_iterator().is_none());
