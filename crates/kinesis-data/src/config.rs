@@ -9,6 +9,7 @@
 //! access_key_id = "test"
 //! secret_access_key = "test"
 //! allow_reset = true                  # serve POST /_kinesis-data/reset
+//! s3_base_domains = ["localhost"]     # <bucket>.localhost:4566 is virtual-hosted S3
 //!
 //! [[extra_access_keys]]               # more keys, possibly in other accounts
 //! access_key_id = "AKIDOTHER"
@@ -53,6 +54,8 @@ pub struct Config {
     pub extra_access_keys: Vec<KeyConfig>,
     /// Kinesis settings.
     pub kinesis: KinesisConfig,
+    /// Domains under which `<bucket>.<domain>` is a virtual-hosted S3 bucket.
+    pub s3_base_domains: Vec<String>,
 }
 
 /// An extra access key.
@@ -128,6 +131,7 @@ impl Default for Config {
             allow_reset: true,
             extra_access_keys: Vec::new(),
             kinesis: KinesisConfig::default(),
+            s3_base_domains: vec!["localhost".to_owned()],
         }
     }
 }

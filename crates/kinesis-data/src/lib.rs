@@ -66,6 +66,7 @@ impl Server {
             let e = reset_engine.clone();
             Box::pin(async move { e.reset().await.map_err(|e| e.to_string()) })
         });
+        let s3 = kd_api_s3::service(iam.clone(), config.s3_base_domains.clone());
         let edge = Edge::new(
             EdgeConfig {
                 default_region: config.region.clone(),
@@ -73,6 +74,7 @@ impl Server {
             },
             iam,
             KinesisApi::new(engine.clone()),
+            s3,
             reset,
         );
         let listener = tokio::net::TcpListener::bind(config.listen)
