@@ -7,25 +7,32 @@
 
 pub mod auth;
 pub mod host;
+pub mod notify;
+pub mod ops;
 
 use std::sync::Arc;
 
 use kd_iam::Iam;
+use kd_objects::Objects;
 use s3s::service::{S3Service, S3ServiceBuilder};
 
-/// Our implementation of the s3s `S3` trait.
-#[derive(Debug, Clone)]
+/// Our implementation of the s3s `S3` trait (the operations are in [`ops`]).
+#[derive(Clone)]
 pub struct S3Api {
     iam: Arc<Iam>,
+    objects: Arc<Objects>,
 }
 
-#[async_trait::async_trait]
-impl s3s::S3 for S3Api {}
+impl std::fmt::Debug for S3Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Api").finish_non_exhaustive()
+    }
+}
 
 impl S3Api {
     /// The adapter.
-    pub fn new(iam: Arc<Iam>) -> Self {
-        Self { iam }
+    pub fn new(iam: Arc<Iam>, objects: Arc<Objects>) -> Self {
+        Self { iam, objects }
     }
 
     /// The account of the access key that signed a request.
@@ -37,8 +44,8 @@ impl S3Api {
 }
 
 /// The S3 service: s3s with our adapter, our key store and our host rules.
-pub fn service(iam: Arc<Iam>, base_domains: Vec<String>) -> S3Service {
-    let mut b = S3ServiceBuilder::new(S3Api::new(iam.clone()));
+pub fn service(iam: Arc<Iam>, objects: Arc<Objects>, base_domains: Vec<String>) -> S3Service {
+    let mut b = S3ServiceBuilder::new(S3Api::new(iam.clone(), objects));
     b.set_auth(auth::IamAuth::new(iam));
     b.set_host(host::Hosts::new(base_domains));
     b.build()

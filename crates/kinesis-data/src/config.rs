@@ -9,7 +9,6 @@
 //! access_key_id = "test"
 //! secret_access_key = "test"
 //! allow_reset = true                  # serve POST /_kinesis-data/reset
-//! s3_base_domains = ["localhost"]     # <bucket>.localhost:4566 is virtual-hosted S3
 //!
 //! [[extra_access_keys]]               # more keys, possibly in other accounts
 //! access_key_id = "AKIDOTHER"
@@ -25,6 +24,10 @@
 //! fsync = "always"                    # "always" | "interval" | "never"
 //! fsync_interval_ms = 100             # with fsync = "interval"
 //! retention_check_secs = 60           # how often expired segments are deleted
+//!
+//! [s3]
+//! base_domains = ["localhost"]        # <bucket>.localhost:4566 is a virtual-hosted bucket
+//! min_part_size = 5242880             # smallest multipart part but the last
 //! ```
 
 use std::net::SocketAddr;
@@ -54,8 +57,27 @@ pub struct Config {
     pub extra_access_keys: Vec<KeyConfig>,
     /// Kinesis settings.
     pub kinesis: KinesisConfig,
-    /// Domains under which `<bucket>.<domain>` is a virtual-hosted S3 bucket.
-    pub s3_base_domains: Vec<String>,
+    /// S3 settings.
+    pub s3: S3Config,
+}
+
+/// S3 engine settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Domains under which `<bucket>.<domain>` is a virtual-hosted bucket.
+    pub base_domains: Vec<String>,
+    /// Smallest multipart part but the last (5 MiB on AWS).
+    pub min_part_size: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            base_domains: vec!["localhost".to_owned()],
+            min_part_size: 5 * 1024 * 1024,
+        }
+    }
 }
 
 /// An extra access key.
@@ -131,7 +153,7 @@ impl Default for Config {
             allow_reset: true,
             extra_access_keys: Vec::new(),
             kinesis: KinesisConfig::default(),
-            s3_base_domains: vec!["localhost".to_owned()],
+            s3: S3Config::default(),
         }
     }
 }

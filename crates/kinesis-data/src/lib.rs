@@ -59,14 +59,21 @@ impl Server {
         sc.enforce_write_limits = config.kinesis.enforce_write_limits;
         sc.segment_bytes = config.kinesis.segment_mib.max(1) * 1024 * 1024;
         sc.fsync = config.fsync_policy()?;
-        let engine = Arc::new(Engine::open(sc, meta, clock).context("cannot open the stream engine")?);
+        let engine = Arc::new(Engine::open(sc, meta.clone(), clock.clone()).context("cannot open the stream engine")?);
 
-        let reset_engine = engine.clone();
+        let mut oc = kd_objects::Config::new(config.data_dir.join("s3"));
+        oc.min_part_size = config.s3.min_part_size;
+        let objects =
+            Arc::new(kd_objects::Objects::open(oc, meta.clone(), clock.clone()).context("cannot open the S3 engine")?);
+        let (reset_engine, reset_objects) = (engine.clone(), objects.clone());
         let reset: ResetHook = Arc::new(move || {
-            let e = reset_engine.clone();
-            Box::pin(async move { e.reset().await.map_err(|e| e.to_string()) })
+            let (e, o) = (reset_engine.clone(), reset_objects.clone());
+            Box::pin(async move {
+                e.reset().await.map_err(|e| e.to_string())?;
+                o.reset().await.map_err(|e| e.to_string())
+            })
         });
-        let s3 = kd_api_s3::service(iam.clone(), config.s3_base_domains.clone());
+        let s3 = kd_api_s3::service(iam.clone(), objects.clone(), config.s3.base_domains.clone());
         let edge = Edge::new(
             EdgeConfig {
                 default_region: config.region.clone(),

@@ -21,4 +21,4 @@ pub mod meta;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use log::{AppendBatch, Appended, FaultInjector, FsyncPolicy, Log, LogConfig, ReadResult, Record, StoredRecord};
-pub use meta::{MetaOp, MetaStore};
+pub use meta::{GroupedWrite, MetaOp, MetaStore, Snapshot, SnapshotRange, TableSnapshot};

@@ -88,6 +88,11 @@ impl TestServer {
         kinesis_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
+    /// An S3 client for us-east-1 with the default keys (path-style).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        s3_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
+    }
+
     /// Shuts down cleanly, then starts again on the same data directory (and a new port).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         if let Some(s) = self.server.take() {
@@ -104,6 +109,26 @@ impl TestServer {
         }
         Ok(())
     }
+}
+
+/// An S3 client for `endpoint` (path-style) with static keys, plain HTTP and no retries.
+pub fn s3_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }
 
 /// A Kinesis client for `endpoint` with static keys, plain HTTP and no retries (tests want

@@ -5,3 +5,4 @@ mod common;
 mod e2e;
 mod kinesis_errors;
 mod kinesis_wire;
+mod s3_wire;

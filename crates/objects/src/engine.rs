@@ -1,0 +1,1459 @@
+//! The S3 engine: buckets, objects, multipart uploads, tags, notification configs and the
+//! event outbox over a shared [`MetaStore`] and the blob files of [`crate::blob`].
+//!
+//! # Metadata tables (all values serde_json documents with a `version` field)
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `s3_buckets` | `<bucket>` | `BucketDoc`: owner, region, uid, tags, notification config |
+//! | `s3_objects` | `<bucket>\0<key>` | `ObjectDoc`: blob id, size, ETag, headers, checksum, tags |
+//! | `s3_uploads` | `<bucket>\0<key>\0<upload id>` | `UploadDoc` |
+//! | `s3_parts` | `<upload id>\0<part number, 5 digits>` | `PartDoc`: blob id, size, ETag |
+//! | `s3_events` | `<seq, 20 digits>` | `ObjectEvent` |
+//! | `s3_orphans` | `<blob id>` | `OrphanDoc`: blob not referenced by any document |
+//! | `s3_state` | `events_acked` | highest acknowledged event seq (decimal) |
+//!
+//! Bucket names contain no `\0`, so a range scan from `<bucket>\0` lists a bucket in
+//! UTF-8 binary key order, as S3 does. Upload ids start with the hex initiation time, so a
+//! key's uploads list in initiation order.
+//!
+//! Every object change (and its event record) is one grouped metadata transaction; see
+//! [`crate::blob`] for the write protocol and the recovery rule. Event sequence numbers are
+//! assigned under a mutex that also enqueues the transaction, so commits happen in seq order
+//! and a consumer acknowledging `up_to_seq` never skips a later-committed smaller seq.
+//! On open the next seq is one past the larger of the last stored event and `events_acked`.
+//!
+//! Locks: `buckets` (RwLock: create/delete/bucket config write; object commits read), then
+//! per-upload stripes, then per-object stripes, always in that order. Bodies stream
+//! without holding any lock; locks are taken only around read-check-commit.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use kd_storage::{Clock, MetaOp, MetaStore, TableSnapshot};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::blob::{Blobs, Segment, Source, file_stream};
+use crate::checksum::{self, hex};
+use crate::error::{Error, Result};
+use crate::names::{validate_bucket_name, validate_key, validate_tags};
+use crate::types::*;
+
+pub(crate) const T_BUCKETS: &str = "s3_buckets";
+pub(crate) const T_OBJECTS: &str = "s3_objects";
+pub(crate) const T_UPLOADS: &str = "s3_uploads";
+pub(crate) const T_PARTS: &str = "s3_parts";
+pub(crate) const T_EVENTS: &str = "s3_events";
+pub(crate) const T_ORPHANS: &str = "s3_orphans";
+pub(crate) const T_STATE: &str = "s3_state";
+const ALL_TABLES: [&str; 6] = [T_BUCKETS, T_OBJECTS, T_UPLOADS, T_PARTS, T_EVENTS, T_ORPHANS];
+
+const DOC_VERSION: u32 = 1;
+const STRIPES: usize = 256;
+/// Largest single PUT / part (S3: 5 GiB).
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Highest part number.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+const MAX_OBJECT_TAGS: usize = 10;
+const MAX_BUCKET_TAGS: usize = 50;
+/// Beyond every character a key can continue with: seeking past `prefix + MAX_CHAR` skips
+/// (almost) every key starting with `prefix`.
+const MAX_CHAR: char = '\u{10FFFF}';
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BucketDoc {
+    version: u32,
+    name: String,
+    owner_account: String,
+    region: String,
+    created_ms: i64,
+    uid: String,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    notification: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ObjectDoc {
+    version: u32,
+    blob: String,
+    size: u64,
+    etag: String,
+    last_modified_ms: i64,
+    #[serde(default)]
+    headers: ObjectHeaders,
+    #[serde(default)]
+    checksum: Option<(ChecksumAlgorithm, String)>,
+    #[serde(default)]
+    parts_count: Option<u32>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UploadDoc {
+    version: u32,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    initiated_ms: i64,
+    #[serde(default)]
+    headers: ObjectHeaders,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    checksum_algorithm: Option<ChecksumAlgorithm>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PartDoc {
+    version: u32,
+    part_number: u32,
+    blob: String,
+    size: u64,
+    etag: String,
+    last_modified_ms: i64,
+    #[serde(default)]
+    checksum: Option<(ChecksumAlgorithm, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OrphanDoc {
+    version: u32,
+    since_ms: i64,
+}
+
+struct EventDraft {
+    name: &'static str,
+    bucket: String,
+    key: String,
+    size: u64,
+    etag: String,
+}
+
+/// A blob written, synced and published, with its orphan row still in place.
+struct Staged {
+    id: String,
+    size: u64,
+    digests: checksum::Digests,
+}
+
+fn obj_key(bucket: &str, key: &str) -> String {
+    format!("{bucket}\0{key}")
+}
+
+fn upload_key(bucket: &str, key: &str, upload_id: &str) -> String {
+    format!("{bucket}\0{key}\0{upload_id}")
+}
+
+fn part_key(upload_id: &str, part: u32) -> String {
+    format!("{upload_id}\0{part:05}")
+}
+
+fn event_key(seq: u64) -> String {
+    format!("{seq:020}")
+}
+
+fn to_json<T: Serialize>(doc: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(doc).map_err(|e| Error::Internal(format!("encode document: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(table: &str, key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Internal(format!("undecodable {table} document {key:?}: {e}")))
+}
+
+fn put(table: &str, key: String, value: Vec<u8>) -> MetaOp {
+    MetaOp::Put {
+        table: table.into(),
+        key,
+        value,
+    }
+}
+
+fn del(table: &str, key: String) -> MetaOp {
+    MetaOp::Delete {
+        table: table.into(),
+        key,
+    }
+}
+
+fn stripe(parts: &[&str]) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    (h.finish() % STRIPES as u64) as usize
+}
+
+fn strip_quotes(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+/// Resolves `range` against `size` with S3 semantics: `Ok(None)` = whole object.
+fn resolve_range(range: Option<ByteRange>, size: u64) -> Result<Option<(u64, u64)>> {
+    let Some(range) = range else { return Ok(None) };
+    let unsatisfiable = Err(Error::InvalidRange { size });
+    match range {
+        // An invalid spec (last < first) is ignored, as RFC 9110 says.
+        ByteRange::FromTo(a, b) if a > b => Ok(None),
+        ByteRange::FromTo(a, b) => {
+            if a >= size {
+                unsatisfiable
+            } else {
+                Ok(Some((a, b.min(size - 1))))
+            }
+        }
+        ByteRange::From(a) => {
+            if a >= size {
+                unsatisfiable
+            } else {
+                Ok(Some((a, size - 1)))
+            }
+        }
+        ByteRange::Suffix(n) => {
+            if n == 0 || size == 0 {
+                unsatisfiable
+            } else {
+                Ok(Some((size - n.min(size), size - 1)))
+            }
+        }
+    }
+}
+
+impl ObjectDoc {
+    fn info(&self, bucket: &str, key: &str) -> ObjectInfo {
+        ObjectInfo {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            size: self.size,
+            etag: self.etag.clone(),
+            last_modified_ms: self.last_modified_ms,
+            headers: self.headers.clone(),
+            checksum: self.checksum.clone(),
+            parts_count: self.parts_count,
+            tag_count: self.tags.len(),
+        }
+    }
+}
+
+impl BucketDoc {
+    fn info(&self) -> BucketInfo {
+        BucketInfo {
+            name: self.name.clone(),
+            owner_account: self.owner_account.clone(),
+            region: self.region.clone(),
+            created_ms: self.created_ms,
+            uid: self.uid.clone(),
+        }
+    }
+}
+
+impl PartDoc {
+    fn info(&self) -> PartInfo {
+        PartInfo {
+            part_number: self.part_number,
+            etag: self.etag.clone(),
+            size: self.size,
+            last_modified_ms: self.last_modified_ms,
+            checksum: self.checksum.clone(),
+        }
+    }
+}
+
+/// The S3 engine. `Send + Sync`; share it as `Arc<Objects>`.
+pub struct Objects {
+    config: Config,
+    meta: Arc<MetaStore>,
+    clock: Arc<dyn Clock>,
+    blobs: Blobs,
+    buckets_lock: tokio::sync::RwLock<()>,
+    upload_locks: Vec<tokio::sync::Mutex<()>>,
+    object_locks: Vec<tokio::sync::Mutex<()>>,
+    /// The next event seq; held while enqueueing an event-carrying transaction.
+    next_seq: std::sync::Mutex<u64>,
+}
+
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objects")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Objects {
+    /// Opens the engine: prepares the directories, empties `tmp/`, deletes orphaned blobs
+    /// (see [`crate::blob`]) and restores the event sequence.
+    pub fn open(config: Config, meta: Arc<MetaStore>, clock: Arc<dyn Clock>) -> Result<Objects> {
+        let blobs = Blobs::open(&config.root)?;
+        let snap = meta.snapshot()?;
+        let orphans = snap.table(T_ORPHANS)?;
+        let mut ops = Vec::new();
+        for item in orphans.range(Bound::Unbounded, Bound::Unbounded)? {
+            let (id, _) = item?;
+            if let Err(e) = blobs.remove_sync(&id) {
+                tracing::warn!(error = %e, blob = %id, "cannot delete orphaned blob");
+                continue;
+            }
+            ops.push(del(T_ORPHANS, id));
+        }
+        if !ops.is_empty() {
+            tracing::info!(count = ops.len(), "deleted orphaned S3 blobs");
+        }
+        meta.write(ops)?;
+        let last_event = match snap
+            .table(T_EVENTS)?
+            .range(Bound::Unbounded, Bound::Unbounded)?
+            .next_back()
+        {
+            Some(item) => {
+                let (k, _) = item?;
+                k.parse::<u64>()
+                    .map_err(|_| Error::Internal(format!("bad event key {k:?}")))?
+            }
+            None => 0,
+        };
+        let acked = match snap.table(T_STATE)?.get("events_acked")? {
+            Some(v) => String::from_utf8_lossy(&v)
+                .parse::<u64>()
+                .map_err(|_| Error::Internal("bad events_acked".into()))?,
+            None => 0,
+        };
+        Ok(Objects {
+            blobs,
+            meta,
+            clock,
+            buckets_lock: tokio::sync::RwLock::new(()),
+            upload_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            object_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            next_seq: std::sync::Mutex::new(last_event.max(acked) + 1),
+            config,
+        })
+    }
+
+    /// The configuration this engine was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn object_lock(&self, bucket: &str, key: &str) -> &tokio::sync::Mutex<()> {
+        &self.object_locks[stripe(&[bucket, key])]
+    }
+
+    fn upload_lock(&self, upload_id: &str) -> &tokio::sync::Mutex<()> {
+        &self.upload_locks[stripe(&[upload_id])]
+    }
+
+    fn get_doc<T: DeserializeOwned>(&self, table: &str, key: &str) -> Result<Option<T>> {
+        match self.meta.get(table, key)? {
+            Some(v) => Ok(Some(from_json(table, key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn snap_doc<T: DeserializeOwned>(t: &TableSnapshot, table: &str, key: &str) -> Result<Option<T>> {
+        match t.get(key)? {
+            Some(v) => Ok(Some(from_json(table, key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn bucket_doc(&self, bucket: &str) -> Result<BucketDoc> {
+        self.get_doc(T_BUCKETS, bucket)?.ok_or_else(|| Error::NoSuchBucket {
+            bucket: bucket.to_string(),
+        })
+    }
+
+    fn orphan_op(&self, id: &str) -> Result<MetaOp> {
+        Ok(put(
+            T_ORPHANS,
+            id.to_string(),
+            to_json(&OrphanDoc {
+                version: DOC_VERSION,
+                since_ms: self.now(),
+            })?,
+        ))
+    }
+
+    /// Commits `ops` plus one outbox record per event as one grouped transaction.
+    async fn commit(&self, mut ops: Vec<MetaOp>, events: Vec<EventDraft>) -> Result<()> {
+        let pending = {
+            let mut next = self
+                .next_seq
+                .lock()
+                .map_err(|_| Error::Internal("event sequence lock poisoned".into()))?;
+            let time_ms = self.now();
+            for e in events {
+                let seq = *next;
+                *next += 1;
+                let ev = ObjectEvent {
+                    version: DOC_VERSION,
+                    seq,
+                    event_name: e.name.to_string(),
+                    bucket: e.bucket,
+                    key: e.key,
+                    size: e.size,
+                    etag: e.etag,
+                    sequencer: format!("{seq:016X}"),
+                    time_ms,
+                };
+                ops.push(put(T_EVENTS, event_key(seq), to_json(&ev)?));
+            }
+            self.meta.write_grouped(ops)
+        };
+        pending.await?;
+        Ok(())
+    }
+
+    /// Writes a new blob from `source` (see the write protocol in [`crate::blob`]): on
+    /// success the blob is published and its orphan row committed.
+    async fn stage<S>(
+        &self,
+        source: Source<S>,
+        max_size: u64,
+        algorithm: Option<ChecksumAlgorithm>,
+        content_md5: Option<&str>,
+        checksum: Option<&ChecksumRequest>,
+    ) -> Result<Staged>
+    where
+        S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        let id = Blobs::new_id();
+        let orphan = self.meta.write_grouped(vec![self.orphan_op(&id)?]);
+        let written = self.blobs.write_tmp(&id, source, max_size, algorithm).await;
+        let result = async {
+            let (size, digests) = written?;
+            checksum::verify(&digests, content_md5, checksum)?;
+            orphan.await?;
+            self.blobs.publish(&id).await?;
+            Ok(Staged {
+                id: id.clone(),
+                size,
+                digests,
+            })
+        }
+        .await;
+        if result.is_err() {
+            self.discard(&id).await;
+        }
+        result
+    }
+
+    /// Drops a staged blob that will not be referenced.
+    async fn discard(&self, id: &str) {
+        self.blobs.remove_tmp(id).await;
+        if self.blobs.remove(id).await.is_ok() {
+            drop(self.meta.write_grouped(vec![del(T_ORPHANS, id.to_string())]));
+        }
+    }
+
+    /// Deletes blobs whose orphan rows were just committed, then the rows (not awaited:
+    /// a crash before they commit only repeats the deletion on open).
+    async fn retire(&self, ids: Vec<String>) {
+        let mut ops = Vec::new();
+        for id in ids {
+            match self.blobs.remove(&id).await {
+                Ok(()) => ops.push(del(T_ORPHANS, id)),
+                Err(e) => tracing::warn!(error = %e, blob = %id, "cannot delete replaced blob"),
+            }
+        }
+        drop(self.meta.write_grouped(ops));
+    }
+
+    // ---------------------------------------------------------------- buckets
+
+    /// CreateBucket.
+    pub async fn create_bucket(&self, account: &str, region: &str, bucket: &str) -> Result<BucketInfo> {
+        validate_bucket_name(bucket)?;
+        let _g = self.buckets_lock.write().await;
+        if let Some(existing) = self.get_doc::<BucketDoc>(T_BUCKETS, bucket)? {
+            return Err(if existing.owner_account == account {
+                Error::BucketAlreadyOwnedByYou { bucket: bucket.into() }
+            } else {
+                Error::BucketAlreadyExists { bucket: bucket.into() }
+            });
+        }
+        let doc = BucketDoc {
+            version: DOC_VERSION,
+            name: bucket.into(),
+            owner_account: account.into(),
+            region: region.into(),
+            created_ms: self.now(),
+            uid: uuid::Uuid::new_v4().to_string(),
+            tags: BTreeMap::new(),
+            notification: None,
+        };
+        self.commit(vec![put(T_BUCKETS, bucket.into(), to_json(&doc)?)], Vec::new())
+            .await?;
+        Ok(doc.info())
+    }
+
+    /// DeleteBucket: `BucketNotEmpty` while objects or in-progress uploads exist.
+    pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        let _g = self.buckets_lock.write().await;
+        self.bucket_doc(bucket)?;
+        let prefix = format!("{bucket}\0");
+        let snap = self.meta.snapshot()?;
+        for table in [T_OBJECTS, T_UPLOADS] {
+            let t = snap.table(table)?;
+            if let Some(item) = t.range(Bound::Included(prefix.as_str()), Bound::Unbounded)?.next() {
+                let (k, _) = item?;
+                if k.starts_with(&prefix) {
+                    return Err(Error::BucketNotEmpty { bucket: bucket.into() });
+                }
+            }
+        }
+        self.commit(vec![del(T_BUCKETS, bucket.into())], Vec::new()).await
+    }
+
+    /// HeadBucket / GetBucketLocation.
+    pub fn bucket(&self, bucket: &str) -> Result<BucketInfo> {
+        Ok(self.bucket_doc(bucket)?.info())
+    }
+
+    /// ListBuckets: the buckets of `account`, sorted by name.
+    pub fn list_buckets(&self, account: &str) -> Result<Vec<BucketInfo>> {
+        let mut out = Vec::new();
+        for (k, v) in self.meta.scan_prefix(T_BUCKETS, "")? {
+            let doc: BucketDoc = from_json(T_BUCKETS, &k, &v)?;
+            if doc.owner_account == account {
+                out.push(doc.info());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn update_bucket(&self, bucket: &str, f: impl FnOnce(&mut BucketDoc) -> Result<()>) -> Result<()> {
+        let _g = self.buckets_lock.write().await;
+        let mut doc = self.bucket_doc(bucket)?;
+        f(&mut doc)?;
+        self.commit(vec![put(T_BUCKETS, bucket.into(), to_json(&doc)?)], Vec::new())
+            .await
+    }
+
+    /// GetBucketTagging (empty map = no tag set).
+    pub fn get_bucket_tags(&self, bucket: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self.bucket_doc(bucket)?.tags)
+    }
+
+    /// PutBucketTagging (replaces the set; at most 50 tags).
+    pub async fn put_bucket_tags(&self, bucket: &str, tags: BTreeMap<String, String>) -> Result<()> {
+        validate_tags(&tags, MAX_BUCKET_TAGS)?;
+        self.update_bucket(bucket, |d| {
+            d.tags = tags;
+            Ok(())
+        })
+        .await
+    }
+
+    /// DeleteBucketTagging.
+    pub async fn delete_bucket_tags(&self, bucket: &str) -> Result<()> {
+        self.update_bucket(bucket, |d| {
+            d.tags.clear();
+            Ok(())
+        })
+        .await
+    }
+
+    /// PutBucketNotificationConfiguration: stored opaque (the adapter validates).
+    pub async fn put_bucket_notification(&self, bucket: &str, config_json: String) -> Result<()> {
+        self.update_bucket(bucket, |d| {
+            d.notification = Some(config_json);
+            Ok(())
+        })
+        .await
+    }
+
+    /// GetBucketNotificationConfiguration.
+    pub fn get_bucket_notification(&self, bucket: &str) -> Result<Option<String>> {
+        Ok(self.bucket_doc(bucket)?.notification)
+    }
+
+    // ---------------------------------------------------------------- objects
+
+    /// Replaces or creates `bucket/key` with a staged blob, as one transaction with its
+    /// event; deletes the replaced blob afterwards.
+    async fn install_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        doc: ObjectDoc,
+        event: &'static str,
+        mut extra: Vec<MetaOp>,
+        mut retired: Vec<String>,
+    ) -> Result<ObjectInfo> {
+        let info = doc.info(bucket, key);
+        let staged_id = doc.blob.clone();
+        let result = async {
+            let _b = self.buckets_lock.read().await;
+            let _o = self.object_lock(bucket, key).lock().await;
+            self.bucket_doc(bucket)?;
+            let k = obj_key(bucket, key);
+            let old: Option<ObjectDoc> = self.get_doc(T_OBJECTS, &k)?;
+            let mut ops = vec![put(T_OBJECTS, k, to_json(&doc)?), del(T_ORPHANS, staged_id.clone())];
+            ops.append(&mut extra);
+            if let Some(old) = old {
+                ops.push(self.orphan_op(&old.blob)?);
+                retired.push(old.blob);
+            }
+            let event = EventDraft {
+                name: event,
+                bucket: bucket.into(),
+                key: key.into(),
+                size: doc.size,
+                etag: doc.etag.clone(),
+            };
+            self.commit(ops, vec![event]).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                self.retire(retired).await;
+                Ok(info)
+            }
+            Err(e) => {
+                self.discard(&staged_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// PutObject. The body is streamed to disk, never held in memory.
+    pub async fn put_object<S>(&self, bucket: &str, key: &str, body: S, opts: PutOptions) -> Result<ObjectInfo>
+    where
+        S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        validate_key(key)?;
+        validate_tags(&opts.tags, MAX_OBJECT_TAGS)?;
+        self.bucket_doc(bucket)?;
+        let algorithm = opts.checksum.as_ref().map(|c| c.algorithm);
+        let staged = self
+            .stage(
+                Source::Body(body),
+                MAX_OBJECT_SIZE,
+                algorithm,
+                opts.content_md5.as_deref(),
+                opts.checksum.as_ref(),
+            )
+            .await?;
+        let doc = ObjectDoc {
+            version: DOC_VERSION,
+            blob: staged.id,
+            size: staged.size,
+            etag: hex(&staged.digests.md5),
+            last_modified_ms: self.now(),
+            headers: ObjectHeaders::from_opts(&opts),
+            checksum: staged.digests.checksum,
+            parts_count: None,
+            tags: opts.tags,
+        };
+        self.install_object(bucket, key, doc, "ObjectCreated:Put", Vec::new(), Vec::new())
+            .await
+    }
+
+    fn object_doc(&self, bucket: &str, key: &str) -> Result<ObjectDoc> {
+        let snap = self.meta.snapshot()?;
+        let k = obj_key(bucket, key);
+        match Self::snap_doc(&snap.table(T_OBJECTS)?, T_OBJECTS, &k)? {
+            Some(d) => Ok(d),
+            None => {
+                if snap.table(T_BUCKETS)?.get(bucket)?.is_none() {
+                    Err(Error::NoSuchBucket { bucket: bucket.into() })
+                } else {
+                    Err(Error::NoSuchKey { key: key.into() })
+                }
+            }
+        }
+    }
+
+    /// HeadObject.
+    pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        Ok(self.object_doc(bucket, key)?.info(bucket, key))
+    }
+
+    /// Reads the object document and opens its blob, retrying if the object was replaced
+    /// between the two.
+    async fn open_object(&self, bucket: &str, key: &str) -> Result<(ObjectDoc, tokio::fs::File)> {
+        for _ in 0..8 {
+            let doc = self.object_doc(bucket, key)?;
+            if let Some(f) = self.blobs.open_blob(&doc.blob).await? {
+                return Ok((doc, f));
+            }
+        }
+        Err(Error::Internal(format!("blob of {bucket}/{key} keeps disappearing")))
+    }
+
+    /// GetObject: the object, the resolved range (inclusive) if one was asked for and
+    /// satisfiable, and a stream of the bytes.
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, Option<(u64, u64)>, BodyStream)> {
+        let (doc, file) = self.open_object(bucket, key).await?;
+        let resolved = resolve_range(range, doc.size)?;
+        let (offset, len) = match resolved {
+            Some((a, b)) => (a, b - a + 1),
+            None => (0, doc.size),
+        };
+        let stream = file_stream(file, offset, len).await?;
+        Ok((doc.info(bucket, key), resolved, stream))
+    }
+
+    /// DeleteObject: a missing key is success; a removal writes an event.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let old = {
+            let _b = self.buckets_lock.read().await;
+            let _o = self.object_lock(bucket, key).lock().await;
+            self.bucket_doc(bucket)?;
+            let k = obj_key(bucket, key);
+            let Some(old) = self.get_doc::<ObjectDoc>(T_OBJECTS, &k)? else {
+                return Ok(());
+            };
+            let event = EventDraft {
+                name: "ObjectRemoved:Delete",
+                bucket: bucket.into(),
+                key: key.into(),
+                size: 0,
+                etag: String::new(),
+            };
+            self.commit(vec![del(T_OBJECTS, k), self.orphan_op(&old.blob)?], vec![event])
+                .await?;
+            old
+        };
+        self.retire(vec![old.blob]).await;
+        Ok(())
+    }
+
+    /// CopyObject. `replace_metadata = None` is the COPY directive (headers, user metadata
+    /// and tags are kept); `Some(opts)` replaces them with `opts` (tags included). The
+    /// bytes are copied by streaming.
+    pub async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace_metadata: Option<PutOptions>,
+    ) -> Result<ObjectInfo> {
+        validate_key(dst_key)?;
+        if let Some(o) = &replace_metadata {
+            validate_tags(&o.tags, MAX_OBJECT_TAGS)?;
+        }
+        if src_bucket == dst_bucket && src_key == dst_key && replace_metadata.is_none() {
+            return Err(Error::InvalidRequest(
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),
+            ));
+        }
+        self.bucket_doc(dst_bucket)?;
+        let (src, file) = self.open_object(src_bucket, src_key).await?;
+        let algorithm = match &replace_metadata {
+            Some(o) => o.checksum.as_ref().map(|c| c.algorithm),
+            None => None,
+        }
+        .or(src.checksum.as_ref().map(|c| c.0));
+        let body = file_stream(file, 0, src.size).await?;
+        let staged = self.stage(Source::Body(body), u64::MAX, algorithm, None, None).await?;
+        let (headers, tags) = match replace_metadata {
+            Some(o) => (ObjectHeaders::from_opts(&o), o.tags),
+            None => (src.headers.clone(), src.tags.clone()),
+        };
+        let doc = ObjectDoc {
+            version: DOC_VERSION,
+            blob: staged.id,
+            size: staged.size,
+            etag: src.etag.clone(),
+            last_modified_ms: self.now(),
+            headers,
+            checksum: staged.digests.checksum,
+            parts_count: src.parts_count,
+            tags,
+        };
+        // A copy of a plain object has the MD5 of its bytes, which is the source's ETag; a
+        // copy of a multipart object keeps the multipart ETag, as S3 does.
+        self.install_object(dst_bucket, dst_key, doc, "ObjectCreated:Copy", Vec::new(), Vec::new())
+            .await
+    }
+
+    /// ListObjects / ListObjectsV2 over a range scan: keys after `start_after` that start
+    /// with `prefix`, rolled up at `delimiter` into common prefixes (a whole common prefix
+    /// is skipped with one seek). `next_marker` (set when truncated) is the last key or
+    /// common prefix returned and can be passed back as `start_after`.
+    pub fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListPage> {
+        let snap = self.meta.snapshot()?;
+        if snap.table(T_BUCKETS)?.get(bucket)?.is_none() {
+            return Err(Error::NoSuchBucket { bucket: bucket.into() });
+        }
+        let objects = snap.table(T_OBJECTS)?;
+        let base = format!("{bucket}\0");
+        let full_prefix = format!("{base}{prefix}");
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        let mut page = ListPage::default();
+        if max_keys == 0 {
+            return Ok(page);
+        }
+        // Where to seek, and a prefix whose keys are to be skipped (a rolled-up prefix).
+        let mut start = Bound::Included(full_prefix.clone());
+        let mut skip: Option<String> = None;
+        if let Some(after) = start_after {
+            let after_full = format!("{base}{after}");
+            if after_full >= full_prefix {
+                // A marker that is itself a common prefix skips every key under it.
+                if let Some(d) = delimiter
+                    && let Some(rest) = after.strip_prefix(prefix)
+                    && rest.ends_with(d)
+                    && rest.find(d).map(|i| i + d.len()) == Some(rest.len())
+                {
+                    start = Bound::Excluded(format!("{after_full}{MAX_CHAR}"));
+                    skip = Some(after_full);
+                } else {
+                    start = Bound::Excluded(after_full);
+                }
+            }
+        }
+        let mut count = 0usize;
+        'seek: loop {
+            let range = match &start {
+                Bound::Included(s) => objects.range(Bound::Included(s.as_str()), Bound::Unbounded)?,
+                Bound::Excluded(s) => objects.range(Bound::Excluded(s.as_str()), Bound::Unbounded)?,
+                Bound::Unbounded => objects.range(Bound::Unbounded, Bound::Unbounded)?,
+            };
+            for item in range {
+                let (k, v) = item?;
+                if !k.starts_with(&full_prefix) {
+                    break 'seek;
+                }
+                if let Some(s) = &skip
+                    && k.starts_with(s.as_str())
+                {
+                    continue;
+                }
+                let key = &k[base.len()..];
+                let rolled = delimiter.and_then(|d| {
+                    key[prefix.len()..]
+                        .find(d)
+                        .map(|i| key[..prefix.len() + i + d.len()].to_string())
+                });
+                if count == max_keys {
+                    page.is_truncated = true;
+                    break 'seek;
+                }
+                count += 1;
+                match rolled {
+                    Some(cp) => {
+                        let cp_full = format!("{base}{cp}");
+                        start = Bound::Excluded(format!("{cp_full}{MAX_CHAR}"));
+                        skip = Some(cp_full);
+                        page.next_marker = Some(cp.clone());
+                        page.common_prefixes.push(cp);
+                        continue 'seek;
+                    }
+                    None => {
+                        let doc: ObjectDoc = from_json(T_OBJECTS, &k, &v)?;
+                        page.next_marker = Some(key.to_string());
+                        page.objects.push(doc.info(bucket, key));
+                    }
+                }
+            }
+            break;
+        }
+        if !page.is_truncated {
+            page.next_marker = None;
+        }
+        Ok(page)
+    }
+
+    // ---------------------------------------------------------------- object tags
+
+    /// GetObjectTagging.
+    pub fn get_object_tags(&self, bucket: &str, key: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self.object_doc(bucket, key)?.tags)
+    }
+
+    async fn update_object(&self, bucket: &str, key: &str, f: impl FnOnce(&mut ObjectDoc)) -> Result<()> {
+        let _b = self.buckets_lock.read().await;
+        let _o = self.object_lock(bucket, key).lock().await;
+        let mut doc = self.object_doc(bucket, key)?;
+        f(&mut doc);
+        self.commit(vec![put(T_OBJECTS, obj_key(bucket, key), to_json(&doc)?)], Vec::new())
+            .await
+    }
+
+    /// PutObjectTagging (replaces the set; at most 10 tags).
+    pub async fn put_object_tags(&self, bucket: &str, key: &str, tags: BTreeMap<String, String>) -> Result<()> {
+        validate_tags(&tags, MAX_OBJECT_TAGS)?;
+        self.update_object(bucket, key, |d| d.tags = tags).await
+    }
+
+    /// DeleteObjectTagging.
+    pub async fn delete_object_tags(&self, bucket: &str, key: &str) -> Result<()> {
+        self.update_object(bucket, key, |d| d.tags.clear()).await
+    }
+
+    // ---------------------------------------------------------------- multipart
+
+    /// CreateMultipartUpload: returns the upload id.
+    pub async fn create_multipart(&self, bucket: &str, key: &str, opts: PutOptions) -> Result<String> {
+        validate_key(key)?;
+        validate_tags(&opts.tags, MAX_OBJECT_TAGS)?;
+        let _b = self.buckets_lock.read().await;
+        self.bucket_doc(bucket)?;
+        let now = self.now();
+        let upload_id = format!("{:012x}{}", now.max(0), uuid::Uuid::new_v4().simple());
+        let doc = UploadDoc {
+            version: DOC_VERSION,
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.clone(),
+            initiated_ms: now,
+            headers: ObjectHeaders::from_opts(&opts),
+            tags: opts.tags,
+            checksum_algorithm: opts.checksum.map(|c| c.algorithm),
+        };
+        self.commit(
+            vec![put(T_UPLOADS, upload_key(bucket, key, &upload_id), to_json(&doc)?)],
+            Vec::new(),
+        )
+        .await?;
+        Ok(upload_id)
+    }
+
+    fn upload_doc(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadDoc> {
+        match self.get_doc(T_UPLOADS, &upload_key(bucket, key, upload_id))? {
+            Some(d) => Ok(d),
+            None => {
+                self.bucket_doc(bucket)?;
+                Err(Error::NoSuchUpload {
+                    upload_id: upload_id.into(),
+                })
+            }
+        }
+    }
+
+    fn check_part_number(part_number: u32) -> Result<()> {
+        if (1..=MAX_PART_NUMBER).contains(&part_number) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive".into(),
+            ))
+        }
+    }
+
+    async fn install_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        staged: Staged,
+    ) -> Result<PartInfo> {
+        let doc = PartDoc {
+            version: DOC_VERSION,
+            part_number,
+            blob: staged.id.clone(),
+            size: staged.size,
+            etag: hex(&staged.digests.md5),
+            last_modified_ms: self.now(),
+            checksum: staged.digests.checksum,
+        };
+        let result = async {
+            let _u = self.upload_lock(upload_id).lock().await;
+            self.upload_doc(bucket, key, upload_id)?;
+            let pk = part_key(upload_id, part_number);
+            let old: Option<PartDoc> = self.get_doc(T_PARTS, &pk)?;
+            let mut ops = vec![put(T_PARTS, pk, to_json(&doc)?), del(T_ORPHANS, staged.id.clone())];
+            if let Some(old) = &old {
+                ops.push(self.orphan_op(&old.blob)?);
+            }
+            self.commit(ops, Vec::new()).await?;
+            Ok(old)
+        }
+        .await;
+        match result {
+            Ok(old) => {
+                self.retire(old.into_iter().map(|o| o.blob).collect()).await;
+                Ok(doc.info())
+            }
+            Err(e) => {
+                self.discard(&staged.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// UploadPart. A part with the same number is replaced.
+    pub async fn upload_part<S>(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: S,
+        checksum: Option<ChecksumRequest>,
+    ) -> Result<PartInfo>
+    where
+        S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        Self::check_part_number(part_number)?;
+        let upload = self.upload_doc(bucket, key, upload_id)?;
+        let algorithm = checksum.as_ref().map(|c| c.algorithm).or(upload.checksum_algorithm);
+        let staged = self
+            .stage(Source::Body(body), MAX_OBJECT_SIZE, algorithm, None, checksum.as_ref())
+            .await?;
+        self.install_part(bucket, key, upload_id, part_number, staged).await
+    }
+
+    /// UploadPartCopy: a part from (a range of) an existing object.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        src_bucket: &str,
+        src_key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<PartInfo> {
+        Self::check_part_number(part_number)?;
+        let upload = self.upload_doc(bucket, key, upload_id)?;
+        let (src, file) = self.open_object(src_bucket, src_key).await?;
+        let (offset, len) = match resolve_range(range, src.size)? {
+            Some((a, b)) => (a, b - a + 1),
+            None => (0, src.size),
+        };
+        if len > MAX_OBJECT_SIZE {
+            return Err(Error::EntityTooLarge {
+                max_size: MAX_OBJECT_SIZE,
+            });
+        }
+        let body = file_stream(file, offset, len).await?;
+        let staged = self
+            .stage(
+                Source::Body(body),
+                MAX_OBJECT_SIZE,
+                upload.checksum_algorithm,
+                None,
+                None,
+            )
+            .await?;
+        self.install_part(bucket, key, upload_id, part_number, staged).await
+    }
+
+    fn upload_parts(&self, upload_id: &str) -> Result<Vec<PartDoc>> {
+        let prefix = format!("{upload_id}\0");
+        let mut out = Vec::new();
+        for (k, v) in self.meta.scan_prefix(T_PARTS, &prefix)? {
+            out.push(from_json(T_PARTS, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// CompleteMultipartUpload: concatenates the listed parts (streamed) into the object.
+    /// ETag = hex(md5(concatenated part digests)) + "-" + N.
+    pub async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(u32, String)>,
+    ) -> Result<ObjectInfo> {
+        let _u = self.upload_lock(upload_id).lock().await;
+        let upload = self.upload_doc(bucket, key, upload_id)?;
+        if parts.is_empty() {
+            return Err(Error::InvalidArgument("You must specify at least one part".into()));
+        }
+        for w in parts.windows(2) {
+            if w[1].0 <= w[0].0 {
+                return Err(Error::InvalidPartOrder);
+            }
+        }
+        let stored: BTreeMap<u32, PartDoc> = self
+            .upload_parts(upload_id)?
+            .into_iter()
+            .map(|p| (p.part_number, p))
+            .collect();
+        let mut segments = Vec::with_capacity(parts.len());
+        let mut md5s = Vec::with_capacity(parts.len() * 16);
+        for (i, (number, etag)) in parts.iter().enumerate() {
+            let invalid = || Error::InvalidPart {
+                part_number: *number,
+                etag: etag.clone(),
+            };
+            let part = stored.get(number).ok_or_else(invalid)?;
+            if !part.etag.eq_ignore_ascii_case(strip_quotes(etag)) {
+                return Err(invalid());
+            }
+            if i + 1 < parts.len() && part.size < self.config.min_part_size {
+                return Err(Error::EntityTooSmall {
+                    part_number: *number,
+                    size: part.size,
+                    min_size: self.config.min_part_size,
+                });
+            }
+            md5s.extend(decode_hex(&part.etag).ok_or_else(|| Error::Internal("bad part etag".into()))?);
+            segments.push(Segment {
+                id: part.blob.clone(),
+                offset: 0,
+                len: part.size,
+            });
+        }
+        let staged = self
+            .stage::<BodyStream>(Source::Segments(segments), u64::MAX, None, None, None)
+            .await?;
+        let mut h = checksum::BodyHasher::new(None);
+        h.update(&md5s);
+        let etag = format!("{}-{}", hex(&h.finish().md5), parts.len());
+        let doc = ObjectDoc {
+            version: DOC_VERSION,
+            blob: staged.id,
+            size: staged.size,
+            etag,
+            last_modified_ms: self.now(),
+            headers: upload.headers,
+            checksum: None,
+            parts_count: u32::try_from(parts.len()).ok(),
+            tags: upload.tags,
+        };
+        let mut extra = vec![del(T_UPLOADS, upload_key(bucket, key, upload_id))];
+        let mut retired = Vec::new();
+        for p in stored.values() {
+            extra.push(del(T_PARTS, part_key(upload_id, p.part_number)));
+            extra.push(self.orphan_op(&p.blob)?);
+            retired.push(p.blob.clone());
+        }
+        self.install_object(
+            bucket,
+            key,
+            doc,
+            "ObjectCreated:CompleteMultipartUpload",
+            extra,
+            retired,
+        )
+        .await
+    }
+
+    /// AbortMultipartUpload: deletes the upload and its parts.
+    pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let retired = {
+            let _u = self.upload_lock(upload_id).lock().await;
+            self.upload_doc(bucket, key, upload_id)?;
+            let mut ops = vec![del(T_UPLOADS, upload_key(bucket, key, upload_id))];
+            let mut retired = Vec::new();
+            for p in self.upload_parts(upload_id)? {
+                ops.push(del(T_PARTS, part_key(upload_id, p.part_number)));
+                ops.push(self.orphan_op(&p.blob)?);
+                retired.push(p.blob);
+            }
+            self.commit(ops, Vec::new()).await?;
+            retired
+        };
+        self.retire(retired).await;
+        Ok(())
+    }
+
+    /// ListMultipartUploads: uploads whose key starts with `prefix`, after
+    /// (`key_marker`, `upload_id_marker`), in key then initiation order; `true` if more follow.
+    pub fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: Option<&str>,
+        upload_id_marker: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<UploadInfo>, bool)> {
+        let snap = self.meta.snapshot()?;
+        if snap.table(T_BUCKETS)?.get(bucket)?.is_none() {
+            return Err(Error::NoSuchBucket { bucket: bucket.into() });
+        }
+        let full_prefix = format!("{bucket}\0{prefix}");
+        let mut start = Bound::Included(full_prefix.clone());
+        if let Some(km) = key_marker {
+            let marker = match upload_id_marker {
+                Some(id) => upload_key(bucket, km, id),
+                None => format!("{}{MAX_CHAR}", upload_key(bucket, km, "")),
+            };
+            if marker >= full_prefix {
+                start = Bound::Excluded(marker);
+            }
+        }
+        let t = snap.table(T_UPLOADS)?;
+        let range = match &start {
+            Bound::Excluded(s) => t.range(Bound::Excluded(s.as_str()), Bound::Unbounded)?,
+            Bound::Included(s) => t.range(Bound::Included(s.as_str()), Bound::Unbounded)?,
+            Bound::Unbounded => t.range(Bound::Unbounded, Bound::Unbounded)?,
+        };
+        let mut out = Vec::new();
+        for item in range {
+            let (k, v) = item?;
+            if !k.starts_with(&full_prefix) {
+                break;
+            }
+            if out.len() == max {
+                return Ok((out, true));
+            }
+            let d: UploadDoc = from_json(T_UPLOADS, &k, &v)?;
+            out.push(UploadInfo {
+                bucket: d.bucket,
+                key: d.key,
+                upload_id: d.upload_id,
+                initiated_ms: d.initiated_ms,
+            });
+        }
+        Ok((out, false))
+    }
+
+    /// ListParts: parts after `part_marker`, in order; `true` if more follow.
+    pub fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_marker: Option<u32>,
+        max: usize,
+    ) -> Result<(Vec<PartInfo>, bool)> {
+        self.upload_doc(bucket, key, upload_id)?;
+        let snap = self.meta.snapshot()?;
+        let t = snap.table(T_PARTS)?;
+        let prefix = format!("{upload_id}\0");
+        let from = part_key(upload_id, part_marker.unwrap_or(0).saturating_add(1).min(99_999));
+        let mut out = Vec::new();
+        for item in t.range(Bound::Included(from.as_str()), Bound::Unbounded)? {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if out.len() == max {
+                return Ok((out, true));
+            }
+            out.push(from_json::<PartDoc>(T_PARTS, &k, &v)?.info());
+        }
+        Ok((out, false))
+    }
+
+    // ---------------------------------------------------------------- events
+
+    /// Up to `limit` unacknowledged events, oldest first.
+    pub fn pending_events(&self, limit: usize) -> Result<Vec<ObjectEvent>> {
+        let snap = self.meta.snapshot()?;
+        let t = snap.table(T_EVENTS)?;
+        let mut out = Vec::new();
+        for item in t.range(Bound::Unbounded, Bound::Unbounded)?.take(limit) {
+            let (k, v) = item?;
+            out.push(from_json(T_EVENTS, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Removes every event with `seq <= up_to_seq` from the outbox.
+    pub async fn ack_events(&self, up_to_seq: u64) -> Result<()> {
+        let snap = self.meta.snapshot()?;
+        let t = snap.table(T_EVENTS)?;
+        let end = event_key(up_to_seq);
+        let mut ops = Vec::new();
+        for item in t.range(Bound::Unbounded, Bound::Included(end.as_str()))? {
+            ops.push(del(T_EVENTS, item?.0));
+        }
+        let acked = match snap.table(T_STATE)?.get("events_acked")? {
+            Some(v) => String::from_utf8_lossy(&v).parse::<u64>().unwrap_or(0),
+            None => 0,
+        };
+        if up_to_seq > acked {
+            ops.push(put(T_STATE, "events_acked".into(), up_to_seq.to_string().into_bytes()));
+        }
+        self.commit(ops, Vec::new()).await
+    }
+
+    // ---------------------------------------------------------------- reset
+
+    /// Deletes every bucket, object, upload, event and blob (test-suite reset). Event
+    /// sequence numbers keep increasing.
+    pub async fn reset(&self) -> Result<()> {
+        let _g = self.buckets_lock.write().await;
+        let snap = self.meta.snapshot()?;
+        let mut ops = Vec::new();
+        for table in ALL_TABLES {
+            for item in snap.table(table)?.range(Bound::Unbounded, Bound::Unbounded)? {
+                ops.push(del(table, item?.0));
+            }
+        }
+        drop(snap);
+        self.commit(ops, Vec::new()).await?;
+        self.blobs.clear()
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(resolve_range(None, 10).ok(), Some(None));
+        assert_eq!(
+            resolve_range(Some(ByteRange::FromTo(0, 0)), 10).ok(),
+            Some(Some((0, 0)))
+        );
+        assert_eq!(
+            resolve_range(Some(ByteRange::FromTo(2, 100)), 10).ok(),
+            Some(Some((2, 9)))
+        );
+        assert_eq!(resolve_range(Some(ByteRange::FromTo(5, 2)), 10).ok(), Some(None));
+        assert!(matches!(
+            resolve_range(Some(ByteRange::FromTo(10, 12)), 10),
+            Err(Error::InvalidRange { size: 10 })
+        ));
+        assert_eq!(resolve_range(Some(ByteRange::From(9)), 10).ok(), Some(Some((9, 9))));
+        assert!(resolve_range(Some(ByteRange::From(10)), 10).is_err());
+        assert_eq!(resolve_range(Some(ByteRange::Suffix(3)), 10).ok(), Some(Some((7, 9))));
+        assert_eq!(resolve_range(Some(ByteRange::Suffix(30)), 10).ok(), Some(Some((0, 9))));
+        assert!(resolve_range(Some(ByteRange::Suffix(0)), 10).is_err());
+        assert!(resolve_range(Some(ByteRange::Suffix(1)), 0).is_err());
+        assert!(resolve_range(Some(ByteRange::From(0)), 0).is_err());
+    }
+
+    /// Builds `KD_S3_BENCH_KEYS` (default 1,000,000) index entries through grouped commits,
+    /// then times 1,000-key listings. Run: `cargo test --release -p kd-objects -- --ignored
+    /// list_benchmark --nocapture`.
+    #[test]
+    #[ignore]
+    fn list_benchmark() -> Result<()> {
+        let n: usize = std::env::var("KD_S3_BENCH_KEYS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let meta = Arc::new(MetaStore::open(&dir.path().join("meta.redb"))?);
+        let clock: Arc<dyn Clock> = Arc::new(kd_storage::SystemClock);
+        let s3 = Objects::open(Config::new(dir.path().join("s3")), meta.clone(), clock)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .map_err(|e| Error::io("runtime", e))?;
+        let started = std::time::Instant::now();
+        rt.block_on(async {
+            s3.create_bucket("1", "r", "bench").await?;
+            let doc = ObjectDoc {
+                version: DOC_VERSION,
+                blob: Blobs::new_id(),
+                size: 1234,
+                etag: "5eb63bbbe01eeed093cb22bb8f5acdc3".into(),
+                last_modified_ms: 1_700_000_000_000,
+                headers: ObjectHeaders {
+                    content_type: Some("application/octet-stream".into()),
+                    ..ObjectHeaders::default()
+                },
+                checksum: None,
+                parts_count: None,
+                tags: BTreeMap::new(),
+            };
+            let value = to_json(&doc)?;
+            // Many concurrent writers of 1,000 entries each, grouped into shared commits.
+            let mut pending = Vec::new();
+            for batch in 0..n.div_ceil(1000) {
+                let ops = (batch * 1000..((batch + 1) * 1000).min(n))
+                    .map(|i| {
+                        put(
+                            T_OBJECTS,
+                            obj_key("bench", &format!("dir{:03}/obj{:08}", i % 100, i)),
+                            value.clone(),
+                        )
+                    })
+                    .collect();
+                pending.push(meta.write_grouped(ops));
+                if pending.len() == 16 {
+                    for p in pending.drain(..) {
+                        p.await?;
+                    }
+                }
+            }
+            for p in pending {
+                p.await?;
+            }
+            Ok::<(), Error>(())
+        })?;
+        eprintln!(
+            "built {n} keys in {:?} with {} grouped commits",
+            started.elapsed(),
+            meta.group_commit_count()
+        );
+        for (label, prefix, delimiter, after) in [
+            ("first page", "", None, None),
+            ("middle, start-after", "", None, Some("dir050/obj00500000")),
+            ("prefix", "dir077/", None, Some("dir077/obj00400000")),
+            ("delimiter (100 common prefixes)", "", Some("/"), None),
+        ] {
+            let t = std::time::Instant::now();
+            let page = s3.list_objects("bench", prefix, delimiter, after, 1000)?;
+            let took = t.elapsed();
+            eprintln!(
+                "{label}: {} objects + {} prefixes in {took:?}",
+                page.objects.len(),
+                page.common_prefixes.len()
+            );
+            assert!(
+                took < std::time::Duration::from_millis(20) || cfg!(debug_assertions),
+                "{label} took {took:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn engine_and_its_futures_are_send() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e));
+        let Ok(dir) = dir else { return };
+        let Ok(meta) = MetaStore::open(&dir.path().join("m.redb")) else {
+            return;
+        };
+        let clock: Arc<dyn Clock> = Arc::new(kd_storage::SystemClock);
+        let Ok(s3) = Objects::open(Config::new(dir.path().join("s3")), Arc::new(meta), clock) else {
+            return;
+        };
+        send_sync(&s3);
+        let body = futures_util::stream::iter(Vec::<std::io::Result<Bytes>>::new());
+        send(s3.put_object("b", "k", body, PutOptions::default()));
+        send(s3.get_object("b", "k", None));
+        send(s3.complete_multipart("b", "k", "u", Vec::new()));
+        send(s3.copy_object("b", "k", "b", "k2", None));
+        send(s3.delete_object("b", "k"));
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(decode_hex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(decode_hex("0"), None);
+        assert_eq!(decode_hex("zz"), None);
+    }
+}

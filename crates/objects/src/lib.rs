@@ -1,0 +1,42 @@
+//! The S3 engine: buckets, objects, multipart uploads, object and bucket tags, bucket
+//! notification configurations and an event outbox. No HTTP, XML or wire types: the
+//! `api-s3` adapter maps S3 requests onto [`Objects`]; below it is `kd-storage`
+//! ([`kd_storage::MetaStore`] for metadata, plain files for bytes).
+//!
+//! # On disk
+//!
+//! * Metadata: tables prefixed `s3_` in the shared `MetaStore` (redb), serde_json documents
+//!   with a `version` field. Object index keys are `<bucket>\0<key>`, so a range scan lists
+//!   a bucket in UTF-8 binary order. Table list and lock order: [`engine`].
+//! * Bytes: `<root>/blobs/<xx>/<uuid>` (one file per object or part, raw bytes; `xx` = the
+//!   first two hex digits of the uuid) and `<root>/tmp/<uuid>` while a body streams. An
+//!   object key never becomes a path.
+//!
+//! # Durability and recovery
+//!
+//! A body is streamed to `tmp/`, `fdatasync`ed, renamed into `blobs/`, the directory
+//! fsynced, and only then is the metadata committed (grouped: one redb transaction serves
+//! many concurrent writers) together with its outbox event; replaced blobs are deleted
+//! after the commit. An `s3_orphans` row exists for every blob not referenced by committed
+//! metadata (written before the rename, removed in the referencing transaction; written in
+//! the transaction that drops a reference). On open: `tmp/` is emptied and every blob with
+//! an orphan row is deleted, so no crash leaves a stray blob or loses a referenced one.
+//! Details: [`blob`].
+
+pub mod blob;
+mod checksum;
+pub mod engine;
+mod error;
+mod names;
+mod types;
+
+pub use engine::{MAX_OBJECT_SIZE, MAX_PART_NUMBER, Objects};
+pub use error::{Error, Result};
+pub use names::{MAX_KEY_LEN, validate_bucket_name};
+pub use types::{
+    BodyStream, BucketInfo, ByteRange, ChecksumAlgorithm, ChecksumRequest, Config, ListPage, ObjectEvent,
+    ObjectHeaders, ObjectInfo, PartInfo, PutOptions, UploadInfo,
+};
+
+/// S3's minimum size of every part but the last (5 MiB).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;

@@ -1,0 +1,261 @@
+//! Public request and response types of the S3 engine.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+
+/// Engine configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory holding `blobs/` and `tmp/` (the metadata lives in the shared `MetaStore`).
+    pub root: PathBuf,
+    /// Minimum size of every part but the last in CompleteMultipartUpload (S3: 5 MiB).
+    pub min_part_size: u64,
+}
+
+impl Config {
+    /// S3's defaults under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Config {
+        Config {
+            root: root.into(),
+            min_part_size: crate::MIN_PART_SIZE,
+        }
+    }
+}
+
+/// An object body as the engine returns it: chunks of at most 256 KiB read from the blob
+/// file. Feeds `axum::body::Body::from_stream` directly.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// A bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketInfo {
+    /// The bucket name.
+    pub name: String,
+    /// Account id that created it.
+    pub owner_account: String,
+    /// Region it was created in.
+    pub region: String,
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+    /// A unique id of this incarnation of the bucket (differs after delete + create).
+    pub uid: String,
+}
+
+/// The additional checksum algorithms of S3 (`x-amz-checksum-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChecksumAlgorithm {
+    /// CRC-32 (ISO-HDLC), base64 of the big-endian u32.
+    Crc32,
+    /// CRC-32C (Castagnoli), base64 of the big-endian u32.
+    Crc32c,
+    /// CRC-64/NVME, base64 of the big-endian u64.
+    Crc64Nvme,
+    /// SHA-1, base64 of the digest.
+    Sha1,
+    /// SHA-256, base64 of the digest.
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    /// The S3 spelling ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Crc32 => "CRC32",
+            ChecksumAlgorithm::Crc32c => "CRC32C",
+            ChecksumAlgorithm::Crc64Nvme => "CRC64NVME",
+            ChecksumAlgorithm::Sha1 => "SHA1",
+            ChecksumAlgorithm::Sha256 => "SHA256",
+        }
+    }
+
+    /// Parses the S3 spelling, case-insensitively.
+    pub fn parse(s: &str) -> Option<ChecksumAlgorithm> {
+        match s.to_ascii_uppercase().as_str() {
+            "CRC32" => Some(ChecksumAlgorithm::Crc32),
+            "CRC32C" => Some(ChecksumAlgorithm::Crc32c),
+            "CRC64NVME" => Some(ChecksumAlgorithm::Crc64Nvme),
+            "SHA1" => Some(ChecksumAlgorithm::Sha1),
+            "SHA256" => Some(ChecksumAlgorithm::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// A request to compute (and optionally verify) an additional checksum while streaming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChecksumRequest {
+    /// Which algorithm.
+    pub algorithm: ChecksumAlgorithm,
+    /// The value the caller sent (base64), verified against the body: mismatch → `BadDigest`.
+    pub expected_b64: Option<String>,
+}
+
+/// Options of PutObject / CreateMultipartUpload / CopyObject (REPLACE directive).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// `Content-Disposition`.
+    pub content_disposition: Option<String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// `Expires`, as given.
+    pub expires: Option<String>,
+    /// `Content-Language`.
+    pub content_language: Option<String>,
+    /// `x-amz-meta-*` (names without the prefix).
+    pub user_metadata: BTreeMap<String, String>,
+    /// `x-amz-tagging`, decoded.
+    pub tags: BTreeMap<String, String>,
+    /// `x-amz-checksum-*` / `x-amz-sdk-checksum-algorithm`.
+    pub checksum: Option<ChecksumRequest>,
+    /// `Content-MD5` (base64 of the digest), verified against the body.
+    pub content_md5: Option<String>,
+}
+
+/// The stored header fields of an object (the persistent part of [`PutOptions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectHeaders {
+    /// `Content-Type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// `Content-Encoding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// `Content-Disposition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    /// `Cache-Control`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// `Expires`, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// `Content-Language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    /// `x-amz-meta-*`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_metadata: BTreeMap<String, String>,
+}
+
+impl ObjectHeaders {
+    pub(crate) fn from_opts(o: &PutOptions) -> ObjectHeaders {
+        ObjectHeaders {
+            content_type: o.content_type.clone(),
+            content_encoding: o.content_encoding.clone(),
+            content_disposition: o.content_disposition.clone(),
+            cache_control: o.cache_control.clone(),
+            expires: o.expires.clone(),
+            content_language: o.content_language.clone(),
+            user_metadata: o.user_metadata.clone(),
+        }
+    }
+}
+
+/// An object's metadata (HeadObject, list entries, PUT results).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Unquoted ETag: hex MD5, or `hex-N` for multipart objects.
+    pub etag: String,
+    /// Last-Modified, ms since the epoch.
+    pub last_modified_ms: i64,
+    /// Stored header fields and user metadata.
+    pub headers: ObjectHeaders,
+    /// The additional checksum stored with the object (algorithm, base64 value).
+    pub checksum: Option<(ChecksumAlgorithm, String)>,
+    /// Number of parts for objects made by CompleteMultipartUpload.
+    pub parts_count: Option<u32>,
+    /// Number of tags (`x-amz-tagging-count`).
+    pub tag_count: usize,
+}
+
+/// A byte range of GetObject / UploadPartCopy, as in `Range: bytes=...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=a-b` (inclusive; `b` past the end is clipped).
+    FromTo(u64, u64),
+    /// `bytes=a-`.
+    From(u64),
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+/// One page of ListObjects(V2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Objects, in key order.
+    pub objects: Vec<ObjectInfo>,
+    /// Common prefixes (with a delimiter), in order.
+    pub common_prefixes: Vec<String>,
+    /// More keys follow.
+    pub is_truncated: bool,
+    /// The last key or common prefix returned when truncated (NextMarker / the
+    /// continuation point for `start_after`).
+    pub next_marker: Option<String>,
+}
+
+/// A part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    /// 1..=10000.
+    pub part_number: u32,
+    /// Unquoted hex MD5 of the part.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Upload time, ms since the epoch.
+    pub last_modified_ms: i64,
+    /// Additional checksum of the part, if one was requested.
+    pub checksum: Option<(ChecksumAlgorithm, String)>,
+}
+
+/// An in-progress multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Upload id.
+    pub upload_id: String,
+    /// Initiation time, ms since the epoch.
+    pub initiated_ms: i64,
+}
+
+/// One record of the event outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEvent {
+    /// Format version of the stored document.
+    pub version: u32,
+    /// Outbox sequence number (strictly increasing, never reused).
+    pub seq: u64,
+    /// "ObjectCreated:Put", "ObjectCreated:Copy", "ObjectCreated:CompleteMultipartUpload" or
+    /// "ObjectRemoved:Delete".
+    pub event_name: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Object size (0 for removals).
+    pub size: u64,
+    /// Unquoted ETag (empty for removals).
+    pub etag: String,
+    /// S3's `sequencer`: upper-case hex, 16 digits, increasing.
+    pub sequencer: String,
+    /// Event time, ms since the epoch.
+    pub time_ms: i64,
+}
