@@ -85,6 +85,54 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// S3 small objects: `clients` concurrent PUTs (then GETs of what was written).
+    S3Small {
+        #[command(flatten)]
+        common: Common,
+        /// Bucket (created if missing).
+        #[arg(long, default_value = "loadgen")]
+        bucket: String,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Bytes per object.
+        #[arg(long, default_value_t = 4096)]
+        object_bytes: usize,
+        /// Seconds for each of the PUT and GET phases.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// S3 one large object: PUT it from a file, GET it to nowhere; MB/s of each.
+    S3Big {
+        #[command(flatten)]
+        common: Common,
+        /// Bucket (created if missing).
+        #[arg(long, default_value = "loadgen")]
+        bucket: String,
+        /// Object size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+        /// Scratch file to upload from (created if missing).
+        #[arg(long, default_value = "/tmp/loadgen-big.bin")]
+        file: std::path::PathBuf,
+    },
+    /// S3 listing: ListObjectsV2 pages of 1,000 keys at random points of a large bucket.
+    S3List {
+        #[command(flatten)]
+        common: Common,
+        /// Bucket (created and filled with `keys` empty objects if it holds fewer).
+        #[arg(long, default_value = "loadgen-list")]
+        bucket: String,
+        /// Keys in the bucket.
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// Concurrent clients while filling.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// List calls to time.
+        #[arg(long, default_value_t = 200)]
+        lists: usize,
+    },
 }
 
 fn client(c: &Common) -> aws_sdk_kinesis::Client {
@@ -341,6 +389,182 @@ async fn get(common: Common) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn s3(c: &Common) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(c.region.clone()))
+        .endpoint_url(&c.endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(&c.access_key, &c.secret_key, None, None, "loadgen"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+async fn ensure_bucket(c: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<()> {
+    if c.head_bucket().bucket(bucket).send().await.is_err() {
+        c.create_bucket().bucket(bucket).send().await.context("create bucket")?;
+    }
+    Ok(())
+}
+
+/// Runs `clients` workers calling `op(worker, i)` until `seconds` pass; one latency per call.
+async fn timed<F, Fut>(clients: usize, seconds: u64, op: F) -> anyhow::Result<(Stats, Duration)>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
+{
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        let op = op.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut st = Stats::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match op(w, i).await {
+                    Ok(bytes) => {
+                        st.latencies_us.push(t.elapsed().as_micros() as u64);
+                        st.records += 1;
+                        st.bytes += bytes;
+                    }
+                    Err(e) => {
+                        eprintln!("call failed: {e}");
+                        st.failed += 1;
+                    }
+                }
+                i += 1;
+            }
+            anyhow::Ok(st)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let all = Stats::gather(tasks).await?;
+    Ok((all, start.elapsed()))
+}
+
+async fn s3_small(common: Common, bucket: String, clients: usize, object_bytes: usize, seconds: u64) -> anyhow::Result<()> {
+    let c = s3(&common);
+    ensure_bucket(&c, &bucket).await?;
+    // Objects written by the slowest worker: every worker has at least that many keys.
+    let written: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
+    let (cp, bp, wp) = (c.clone(), bucket.clone(), written.clone());
+    let (st, el) = timed(clients, seconds, move |w, i| {
+        let (c, b, written) = (cp.clone(), bp.clone(), wp.clone());
+        async move {
+            let body = aws_sdk_s3::primitives::ByteStream::from(vec![b'o'; object_bytes]);
+            c.put_object().bucket(b).key(format!("small/{w:02}/{i:08}")).body(body).send().await?;
+            if let Some(n) = written.get(w) {
+                n.store(i + 1, Ordering::Relaxed);
+            }
+            Ok(object_bytes as u64)
+        }
+    })
+    .await?;
+    report(&format!("S3 PUT {object_bytes} B objects, {clients} clients"), el, st);
+    let per_worker = written.iter().map(|n| n.load(Ordering::Relaxed)).min().unwrap_or(0).max(1);
+    let (cg, bg) = (c.clone(), bucket.clone());
+    let (st, el) = timed(clients, seconds, move |w, i| {
+        let (c, b) = (cg.clone(), bg.clone());
+        async move {
+            let key = format!("small/{w:02}/{:08}", i % per_worker);
+            let out = c.get_object().bucket(b).key(key).send().await?;
+            let n = out.body.collect().await?.into_bytes().len();
+            Ok(n as u64)
+        }
+    })
+    .await?;
+    report(&format!("S3 GET {object_bytes} B objects, {clients} clients"), el, st);
+    Ok(())
+}
+
+async fn s3_big(common: Common, bucket: String, mib: u64, file: std::path::PathBuf) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let c = s3(&common);
+    ensure_bucket(&c, &bucket).await?;
+    let size = mib * 1024 * 1024;
+    if std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) != size {
+        let mut f = tokio::fs::File::create(&file).await?;
+        let chunk = vec![b'b'; 1024 * 1024];
+        for _ in 0..mib {
+            f.write_all(&chunk).await?;
+        }
+        f.sync_all().await?;
+    }
+    let t = Instant::now();
+    let body = aws_sdk_s3::primitives::ByteStream::from_path(&file).await?;
+    c.put_object().bucket(&bucket).key("big").body(body).send().await?;
+    let put = t.elapsed();
+    let t = Instant::now();
+    let out = c.get_object().bucket(&bucket).key("big").send().await?;
+    let mut body = out.body;
+    let mut n = 0u64;
+    while let Some(chunk) = body.try_next().await? {
+        n += chunk.len() as u64;
+    }
+    let get = t.elapsed();
+    anyhow::ensure!(n == size, "GET returned {n} bytes, expected {size}");
+    println!(
+        "S3 one {mib} MiB object: PUT {:.1} s = {:.0} MB/s; GET {:.1} s = {:.0} MB/s",
+        put.as_secs_f64(),
+        size as f64 / put.as_secs_f64() / 1e6,
+        get.as_secs_f64(),
+        size as f64 / get.as_secs_f64() / 1e6
+    );
+    Ok(())
+}
+
+async fn s3_list(common: Common, bucket: String, keys: u64, clients: usize, lists: usize) -> anyhow::Result<()> {
+    let c = s3(&common);
+    ensure_bucket(&c, &bucket).await?;
+    let filled = c.head_object().bucket(&bucket).key(format!("k/{:010}", keys - 1)).send().await.is_ok();
+    if !filled {
+        let next = Arc::new(AtomicU64::new(0));
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (c, b, next) = (c.clone(), bucket.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= keys {
+                        return anyhow::Ok(());
+                    }
+                    c.put_object().bucket(&b).key(format!("k/{i:010}")).body(Vec::new().into()).send().await?;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        println!("filled {keys} keys in {:.1} s ({:.0} PUT/s)", t.elapsed().as_secs_f64(), keys as f64 / t.elapsed().as_secs_f64());
+    }
+    let mut lat = Vec::with_capacity(lists);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..lists {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = x % keys.saturating_sub(1000).max(1);
+        let t = Instant::now();
+        let out = c.list_objects_v2().bucket(&bucket).start_after(format!("k/{at:010}")).max_keys(1000).send().await?;
+        lat.push(t.elapsed().as_micros() as u64);
+        anyhow::ensure!(out.key_count() == Some(1000), "expected a full page, got {:?}", out.key_count());
+    }
+    lat.sort_unstable();
+    println!(
+        "S3 ListObjectsV2 of 1,000 keys in a bucket of {keys}: p50 {:.2} ms, p99 {:.2} ms ({lists} calls)",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -359,5 +583,10 @@ async fn main() -> anyhow::Result<()> {
             seconds,
         } => put_one(common, clients, record_bytes, seconds).await,
         Cmd::Get { common } => get(common).await,
+        Cmd::S3Small { common, bucket, clients, object_bytes, seconds } => {
+            s3_small(common, bucket, clients, object_bytes, seconds).await
+        }
+        Cmd::S3Big { common, bucket, mib, file } => s3_big(common, bucket, mib, file).await,
+        Cmd::S3List { common, bucket, keys, clients, lists } => s3_list(common, bucket, keys, clients, lists).await,
     }
 }
