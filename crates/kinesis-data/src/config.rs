@@ -28,6 +28,7 @@
 //! [s3]
 //! base_domains = ["localhost"]        # <bucket>.localhost:4566 is a virtual-hosted bucket
 //! min_part_size = 5242880             # smallest multipart part but the last
+//! inline_max = 65536                  # objects up to this size live in the metadata store
 //! ```
 
 use std::net::SocketAddr;
@@ -69,6 +70,9 @@ pub struct S3Config {
     pub base_domains: Vec<String>,
     /// Smallest multipart part but the last (5 MiB on AWS).
     pub min_part_size: u64,
+    /// Objects up to this size are stored inline in the metadata store (one grouped commit
+    /// per PUT instead of a file, a file sync and a directory sync); 0 turns it off.
+    pub inline_max: u64,
 }
 
 impl Default for S3Config {
@@ -76,6 +80,7 @@ impl Default for S3Config {
         Self {
             base_domains: vec!["localhost".to_owned()],
             min_part_size: 5 * 1024 * 1024,
+            inline_max: kd_objects::DEFAULT_INLINE_MAX,
         }
     }
 }

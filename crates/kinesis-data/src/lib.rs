@@ -63,6 +63,7 @@ impl Server {
 
         let mut oc = kd_objects::Config::new(config.data_dir.join("s3"));
         oc.min_part_size = config.s3.min_part_size;
+        oc.inline_max = config.s3.inline_max;
         let objects =
             Arc::new(kd_objects::Objects::open(oc, meta.clone(), clock.clone()).context("cannot open the S3 engine")?);
         let (reset_engine, reset_objects) = (engine.clone(), objects.clone());

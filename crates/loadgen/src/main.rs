@@ -395,7 +395,13 @@ fn s3(c: &Common) -> aws_sdk_s3::Client {
         .region(aws_sdk_s3::config::Region::new(c.region.clone()))
         .endpoint_url(&c.endpoint)
         .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(&c.access_key, &c.secret_key, None, None, "loadgen"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &c.access_key,
+            &c.secret_key,
+            None,
+            None,
+            "loadgen",
+        ))
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_s3::Client::from_conf(conf)
@@ -448,7 +454,13 @@ where
     Ok((all, start.elapsed()))
 }
 
-async fn s3_small(common: Common, bucket: String, clients: usize, object_bytes: usize, seconds: u64) -> anyhow::Result<()> {
+async fn s3_small(
+    common: Common,
+    bucket: String,
+    clients: usize,
+    object_bytes: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
     let c = s3(&common);
     ensure_bucket(&c, &bucket).await?;
     // Objects written by the slowest worker: every worker has at least that many keys.
@@ -458,7 +470,12 @@ async fn s3_small(common: Common, bucket: String, clients: usize, object_bytes: 
         let (c, b, written) = (cp.clone(), bp.clone(), wp.clone());
         async move {
             let body = aws_sdk_s3::primitives::ByteStream::from(vec![b'o'; object_bytes]);
-            c.put_object().bucket(b).key(format!("small/{w:02}/{i:08}")).body(body).send().await?;
+            c.put_object()
+                .bucket(b)
+                .key(format!("small/{w:02}/{i:08}"))
+                .body(body)
+                .send()
+                .await?;
             if let Some(n) = written.get(w) {
                 n.store(i + 1, Ordering::Relaxed);
             }
@@ -467,7 +484,12 @@ async fn s3_small(common: Common, bucket: String, clients: usize, object_bytes: 
     })
     .await?;
     report(&format!("S3 PUT {object_bytes} B objects, {clients} clients"), el, st);
-    let per_worker = written.iter().map(|n| n.load(Ordering::Relaxed)).min().unwrap_or(0).max(1);
+    let per_worker = written
+        .iter()
+        .map(|n| n.load(Ordering::Relaxed))
+        .min()
+        .unwrap_or(0)
+        .max(1);
     let (cg, bg) = (c.clone(), bucket.clone());
     let (st, el) = timed(clients, seconds, move |w, i| {
         let (c, b) = (cg.clone(), bg.clone());
@@ -522,7 +544,13 @@ async fn s3_big(common: Common, bucket: String, mib: u64, file: std::path::PathB
 async fn s3_list(common: Common, bucket: String, keys: u64, clients: usize, lists: usize) -> anyhow::Result<()> {
     let c = s3(&common);
     ensure_bucket(&c, &bucket).await?;
-    let filled = c.head_object().bucket(&bucket).key(format!("k/{:010}", keys - 1)).send().await.is_ok();
+    let filled = c
+        .head_object()
+        .bucket(&bucket)
+        .key(format!("k/{:010}", keys - 1))
+        .send()
+        .await
+        .is_ok();
     if !filled {
         let next = Arc::new(AtomicU64::new(0));
         let t = Instant::now();
@@ -535,14 +563,23 @@ async fn s3_list(common: Common, bucket: String, keys: u64, clients: usize, list
                     if i >= keys {
                         return anyhow::Ok(());
                     }
-                    c.put_object().bucket(&b).key(format!("k/{i:010}")).body(Vec::new().into()).send().await?;
+                    c.put_object()
+                        .bucket(&b)
+                        .key(format!("k/{i:010}"))
+                        .body(Vec::new().into())
+                        .send()
+                        .await?;
                 }
             }));
         }
         for t in tasks {
             t.await??;
         }
-        println!("filled {keys} keys in {:.1} s ({:.0} PUT/s)", t.elapsed().as_secs_f64(), keys as f64 / t.elapsed().as_secs_f64());
+        println!(
+            "filled {keys} keys in {:.1} s ({:.0} PUT/s)",
+            t.elapsed().as_secs_f64(),
+            keys as f64 / t.elapsed().as_secs_f64()
+        );
     }
     let mut lat = Vec::with_capacity(lists);
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
@@ -552,9 +589,19 @@ async fn s3_list(common: Common, bucket: String, keys: u64, clients: usize, list
         x ^= x << 17;
         let at = x % keys.saturating_sub(1000).max(1);
         let t = Instant::now();
-        let out = c.list_objects_v2().bucket(&bucket).start_after(format!("k/{at:010}")).max_keys(1000).send().await?;
+        let out = c
+            .list_objects_v2()
+            .bucket(&bucket)
+            .start_after(format!("k/{at:010}"))
+            .max_keys(1000)
+            .send()
+            .await?;
         lat.push(t.elapsed().as_micros() as u64);
-        anyhow::ensure!(out.key_count() == Some(1000), "expected a full page, got {:?}", out.key_count());
+        anyhow::ensure!(
+            out.key_count() == Some(1000),
+            "expected a full page, got {:?}",
+            out.key_count()
+        );
     }
     lat.sort_unstable();
     println!(
@@ -583,10 +630,25 @@ async fn main() -> anyhow::Result<()> {
             seconds,
         } => put_one(common, clients, record_bytes, seconds).await,
         Cmd::Get { common } => get(common).await,
-        Cmd::S3Small { common, bucket, clients, object_bytes, seconds } => {
-            s3_small(common, bucket, clients, object_bytes, seconds).await
-        }
-        Cmd::S3Big { common, bucket, mib, file } => s3_big(common, bucket, mib, file).await,
-        Cmd::S3List { common, bucket, keys, clients, lists } => s3_list(common, bucket, keys, clients, lists).await,
+        Cmd::S3Small {
+            common,
+            bucket,
+            clients,
+            object_bytes,
+            seconds,
+        } => s3_small(common, bucket, clients, object_bytes, seconds).await,
+        Cmd::S3Big {
+            common,
+            bucket,
+            mib,
+            file,
+        } => s3_big(common, bucket, mib, file).await,
+        Cmd::S3List {
+            common,
+            bucket,
+            keys,
+            clients,
+            lists,
+        } => s3_list(common, bucket, keys, clients, lists).await,
     }
 }

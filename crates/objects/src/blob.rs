@@ -11,15 +11,24 @@
 //! blob file is the raw bytes, with no header: its size, MD5 and checksum live in the
 //! metadata document that references it.
 //!
+//! Bodies of at most `Config::inline_max` bytes get no file at all: they are *inline*, the
+//! raw bytes stored as the `s3_inline/<id>` row of the metadata store and written in the
+//! same transaction as the document that references them (see [`crate::engine`]).
+//!
 //! # Write protocol
 //!
+//! 0. The body is read, hashed and buffered in memory ([`read_head`]) until it ends or
+//!    exceeds the inline limit. If it ends within the limit, it is inline: none of the
+//!    steps below happen, and the referencing transaction stores the bytes.
 //! 1. An `s3_orphans/<id>` row is queued ("this blob is not referenced"); its group commit
-//!    runs while the body streams.
-//! 2. The body streams into `tmp/<id>`, hashed on the way; then `fdatasync`.
+//!    runs while the rest of the body streams.
+//! 2. The buffered head and then the rest of the body stream into `tmp/<id>`, hashed on the
+//!    way; then `fdatasync`.
 //! 3. The orphan row's commit is awaited, `tmp/<id>` is renamed to `blobs/<xx>/<id>` and the
 //!    `blobs/<xx>` directory is fsynced.
 //! 4. One metadata transaction references the blob and deletes its orphan row (and, when it
-//!    replaces or removes blobs, adds orphan rows for those).
+//!    replaces or removes blobs, adds orphan rows for those, or deletes the inline rows of
+//!    replaced inline bodies).
 //! 5. After that commit, replaced blob files are deleted and then their orphan rows.
 //!
 //! # Recovery (on open)
@@ -28,7 +37,8 @@
 //! is deleted and then the row. A blob file is thus never left behind by a crash at any
 //! step, and a referenced blob is never deleted: the orphan row of a blob is removed in the
 //! same transaction that first references it, and added in the same transaction that drops
-//! the last reference.
+//! the last reference. Inline bodies need nothing: their rows are committed and deleted
+//! atomically with the referencing documents.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -39,7 +49,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::checksum::{BodyHasher, Digests};
 use crate::error::{Error, Result};
-use crate::types::{BodyStream, ChecksumAlgorithm};
+use crate::types::BodyStream;
 
 /// Size of the chunks of a [`BodyStream`] read from a blob.
 pub(crate) const READ_CHUNK: usize = 256 * 1024;
@@ -51,18 +61,81 @@ pub(crate) struct Blobs {
     blobs: PathBuf,
 }
 
-/// A blob file segment to copy (CopyObject, UploadPartCopy, CompleteMultipartUpload).
-#[derive(Debug, Clone)]
-pub(crate) struct Segment {
-    pub id: String,
-    pub offset: u64,
-    pub len: u64,
+/// Where a body comes from: a read error of a client's body is `IncompleteBody`, of a
+/// stored body (copies, CompleteMultipartUpload) an I/O error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Client,
+    Stored,
 }
 
-/// Where the bytes of a new blob come from.
-pub(crate) enum Source<S> {
-    Body(S),
-    Segments(Vec<Segment>),
+/// The start of a body, read into memory by [`read_head`].
+#[derive(Debug, Default)]
+pub(crate) struct Head {
+    pub chunks: Vec<Bytes>,
+    /// Bytes in `chunks` (all hashed).
+    pub size: u64,
+    /// The body ended within the inline limit: `chunks` is all of it.
+    pub complete: bool,
+}
+
+impl Head {
+    /// The buffered bytes as one vector.
+    pub fn concat(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0));
+        for c in self.chunks {
+            out.extend_from_slice(&c);
+        }
+        out
+    }
+}
+
+fn body_chunk(chunk: std::result::Result<Bytes, std::io::Error>, origin: Origin) -> Result<Bytes> {
+    match chunk {
+        Ok(c) => Ok(c),
+        Err(e) if origin == Origin::Client => Err(Error::IncompleteBody(e.to_string())),
+        Err(e) => Err(Error::io("read blob", e)),
+    }
+}
+
+fn count(size: &mut u64, chunk: &Bytes, max_size: u64) -> Result<()> {
+    *size = size.saturating_add(chunk.len() as u64);
+    if *size > max_size {
+        return Err(Error::EntityTooLarge { max_size });
+    }
+    Ok(())
+}
+
+/// Reads and hashes `body` until it ends or more than `inline_max` bytes were read (at
+/// most `inline_max` plus one chunk are held). With `inline_max == 0` nothing is read and
+/// the head is not complete, so even an empty body goes to a file.
+pub(crate) async fn read_head<S>(
+    body: &mut S,
+    hasher: &mut BodyHasher,
+    inline_max: u64,
+    max_size: u64,
+    origin: Origin,
+) -> Result<Head>
+where
+    S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin,
+{
+    let mut head = Head::default();
+    if inline_max == 0 {
+        return Ok(head);
+    }
+    while let Some(chunk) = body.next().await {
+        let chunk = body_chunk(chunk, origin)?;
+        count(&mut head.size, &chunk, max_size)?;
+        hasher.update(&chunk);
+        if !chunk.is_empty() {
+            head.chunks.push(chunk);
+        }
+        if head.size > inline_max {
+            return Ok(head);
+        }
+    }
+    head.complete = true;
+    Ok(head)
 }
 
 fn sync_dir(path: &Path) -> std::io::Result<()> {
@@ -130,14 +203,17 @@ impl Blobs {
         Ok(self.tmp.join(Self::checked(id)?))
     }
 
-    /// Streams `source` into `tmp/<id>`, hashing it, refusing more than `max_size` bytes;
-    /// syncs the file. On error the temporary file is removed.
+    /// Writes `head` (already hashed by `hasher`) and then the rest of `body` into
+    /// `tmp/<id>`, hashing the rest, refusing more than `max_size` bytes in all; syncs the
+    /// file. On error the temporary file is removed.
     pub async fn write_tmp<S>(
         &self,
         id: &str,
-        source: Source<S>,
+        head: Head,
+        body: S,
+        mut hasher: BodyHasher,
         max_size: u64,
-        algorithm: Option<ChecksumAlgorithm>,
+        origin: Origin,
     ) -> Result<(u64, Digests)>
     where
         S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin,
@@ -146,20 +222,15 @@ impl Blobs {
         let mut file = tokio::fs::File::create(&path)
             .await
             .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-        let mut hasher = BodyHasher::new(algorithm);
         let result = async {
-            let mut size = 0u64;
-            match source {
-                Source::Body(body) => {
-                    write_stream(&mut file, &path, body, &mut hasher, &mut size, max_size, true).await?;
-                }
-                Source::Segments(segments) => {
-                    for seg in segments {
-                        let stream = self.read_segment(&seg.id, seg.offset, seg.len).await?;
-                        write_stream(&mut file, &path, stream, &mut hasher, &mut size, max_size, false).await?;
-                    }
-                }
+            let mut size = head.size;
+            for chunk in &head.chunks {
+                file.write_all(chunk)
+                    .await
+                    .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
             }
+            drop(head);
+            write_stream(&mut file, &path, body, &mut hasher, &mut size, max_size, origin).await?;
             file.flush()
                 .await
                 .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
@@ -278,6 +349,28 @@ pub(crate) async fn file_stream(mut file: tokio::fs::File, offset: u64, len: u64
     Ok(Box::pin(stream))
 }
 
+/// A stream of `len` bytes of an inline body from `offset`, in chunks of at most
+/// [`READ_CHUNK`]. The range must lie within `bytes`.
+pub(crate) fn bytes_stream(bytes: Bytes, offset: u64, len: u64) -> Result<BodyStream> {
+    let start = usize::try_from(offset).ok();
+    let end = offset.checked_add(len).and_then(|e| usize::try_from(e).ok());
+    let (Some(start), Some(end)) = (start, end) else {
+        return Err(Error::Internal("inline range out of bounds".into()));
+    };
+    if end > bytes.len() {
+        return Err(Error::Internal(format!(
+            "inline body has {} bytes, {end} wanted",
+            bytes.len()
+        )));
+    }
+    let mut rest = bytes.slice(start..end);
+    let mut chunks = Vec::with_capacity(rest.len().div_ceil(READ_CHUNK));
+    while !rest.is_empty() {
+        chunks.push(Ok(rest.split_to(rest.len().min(READ_CHUNK))));
+    }
+    Ok(Box::pin(futures_util::stream::iter(chunks)))
+}
+
 async fn write_stream<S>(
     file: &mut tokio::fs::File,
     path: &Path,
@@ -285,21 +378,14 @@ async fn write_stream<S>(
     hasher: &mut BodyHasher,
     size: &mut u64,
     max_size: u64,
-    from_client: bool,
+    origin: Origin,
 ) -> Result<()>
 where
     S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin,
 {
     while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) if from_client => return Err(Error::IncompleteBody(e.to_string())),
-            Err(e) => return Err(Error::io("read blob", e)),
-        };
-        *size += chunk.len() as u64;
-        if *size > max_size {
-            return Err(Error::EntityTooLarge { max_size });
-        }
+        let chunk = body_chunk(chunk, origin)?;
+        count(size, &chunk, max_size)?;
         hasher.update(&chunk);
         file.write_all(&chunk)
             .await

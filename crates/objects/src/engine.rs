@@ -11,14 +11,22 @@
 //! | `s3_parts` | `<upload id>\0<part number, 5 digits>` | `PartDoc`: blob id, size, ETag |
 //! | `s3_events` | `<seq, 20 digits>` | `ObjectEvent` |
 //! | `s3_orphans` | `<blob id>` | `OrphanDoc`: blob not referenced by any document |
+//! | `s3_inline` | `<blob id>` | the raw bytes of an inline body (no JSON, no header) |
 //! | `s3_state` | `events_acked` | highest acknowledged event seq (decimal) |
 //!
 //! Bucket names contain no `\0`, so a range scan from `<bucket>\0` lists a bucket in
 //! UTF-8 binary key order, as S3 does. Upload ids start with the hex initiation time, so a
 //! key's uploads list in initiation order.
 //!
+//! A body of at most [`Config::inline_max`] bytes is *inline*: its document (object or
+//! part) has `"inline": true` and its bytes are the `s3_inline` row of its blob id, written
+//! in the same transaction as the document and deleted in the transaction that drops the
+//! document's reference, so an inline row exists exactly while a document references it
+//! (no orphan row, no file, nothing to recover). Listings read only `s3_objects`, never the
+//! bytes. A reader takes the document and its inline row from one snapshot.
+//!
 //! Every object change (and its event record) is one grouped metadata transaction; see
-//! [`crate::blob`] for the write protocol and the recovery rule. Event sequence numbers are
+//! [`crate::blob`] for the write protocol of blob files and the recovery rule. Event sequence numbers are
 //! assigned under a mutex that also enqueues the transaction, so commits happen in seq order
 //! and a consumer acknowledging `up_to_seq` never skips a later-committed smaller seq.
 //! On open the next seq is one past the larger of the last stored event and `events_acked`.
@@ -38,7 +46,7 @@ use kd_storage::{Clock, MetaOp, MetaStore, TableSnapshot};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::blob::{Blobs, Segment, Source, file_stream};
+use crate::blob::{Blobs, Origin, bytes_stream, file_stream, read_head};
 use crate::checksum::{self, hex};
 use crate::error::{Error, Result};
 use crate::names::{validate_bucket_name, validate_key, validate_tags};
@@ -51,7 +59,8 @@ pub(crate) const T_PARTS: &str = "s3_parts";
 pub(crate) const T_EVENTS: &str = "s3_events";
 pub(crate) const T_ORPHANS: &str = "s3_orphans";
 pub(crate) const T_STATE: &str = "s3_state";
-const ALL_TABLES: [&str; 6] = [T_BUCKETS, T_OBJECTS, T_UPLOADS, T_PARTS, T_EVENTS, T_ORPHANS];
+pub(crate) const T_INLINE: &str = "s3_inline";
+const ALL_TABLES: [&str; 7] = [T_BUCKETS, T_OBJECTS, T_UPLOADS, T_PARTS, T_EVENTS, T_ORPHANS, T_INLINE];
 
 const DOC_VERSION: u32 = 1;
 const STRIPES: usize = 256;
@@ -94,6 +103,9 @@ pub(crate) struct ObjectDoc {
     parts_count: Option<u32>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
+    /// The bytes are the `s3_inline` row of `blob`, not a blob file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    inline: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +133,9 @@ pub(crate) struct PartDoc {
     last_modified_ms: i64,
     #[serde(default)]
     checksum: Option<(ChecksumAlgorithm, String)>,
+    /// The bytes are the `s3_inline` row of `blob`, not a blob file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    inline: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,11 +152,55 @@ struct EventDraft {
     etag: String,
 }
 
-/// A blob written, synced and published, with its orphan row still in place.
+/// A staged body: either inline bytes (nothing written yet) or a blob file written,
+/// synced and published, with its orphan row still in place.
 struct Staged {
     id: String,
     size: u64,
     digests: checksum::Digests,
+    inline: bool,
+    /// The body when `inline` (taken by [`Staged::adopt_op`]).
+    bytes: Vec<u8>,
+}
+
+impl Staged {
+    /// The op that adopts the body in the transaction that first references it: stores
+    /// the inline bytes, or deletes the blob file's orphan row.
+    fn adopt_op(&mut self) -> MetaOp {
+        if self.inline {
+            put(T_INLINE, self.id.clone(), std::mem::take(&mut self.bytes))
+        } else {
+            del(T_ORPHANS, self.id.clone())
+        }
+    }
+}
+
+/// The bytes of a stored body, opened for reading.
+enum StoredBody {
+    File(tokio::fs::File),
+    Inline(Bytes),
+}
+
+impl StoredBody {
+    /// `len` bytes from `offset` (within the body).
+    async fn stream(self, offset: u64, len: u64) -> Result<BodyStream> {
+        match self {
+            StoredBody::File(f) => file_stream(f, offset, len).await,
+            StoredBody::Inline(b) => bytes_stream(b, offset, len),
+        }
+    }
+}
+
+/// The bytes of inline body `id`, which a document of `size` bytes references.
+fn inline_bytes(row: Option<Vec<u8>>, id: &str, size: u64) -> Result<Bytes> {
+    let bytes = row.ok_or_else(|| Error::Internal(format!("inline body {id} is missing")))?;
+    if bytes.len() as u64 != size {
+        return Err(Error::Internal(format!(
+            "inline body {id} has {} bytes, its document says {size}",
+            bytes.len()
+        )));
+    }
+    Ok(Bytes::from(bytes))
 }
 
 fn obj_key(bucket: &str, key: &str) -> String {
@@ -415,11 +474,14 @@ impl Objects {
         Ok(())
     }
 
-    /// Writes a new blob from `source` (see the write protocol in [`crate::blob`]): on
-    /// success the blob is published and its orphan row committed.
+    /// Stages a body: hashed and buffered up to [`Config::inline_max`] bytes; a body that
+    /// ends within that stays in memory (inline: no file, no orphan row). A longer one is
+    /// written as a blob file (see the write protocol in [`crate::blob`]): on success the
+    /// blob is published and its orphan row committed.
     async fn stage<S>(
         &self,
-        source: Source<S>,
+        mut body: S,
+        origin: Origin,
         max_size: u64,
         algorithm: Option<ChecksumAlgorithm>,
         content_md5: Option<&str>,
@@ -428,9 +490,22 @@ impl Objects {
     where
         S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin,
     {
+        let mut hasher = checksum::BodyHasher::new(algorithm);
+        let head = read_head(&mut body, &mut hasher, self.config.inline_max, max_size, origin).await?;
+        if head.complete {
+            let digests = hasher.finish();
+            checksum::verify(&digests, content_md5, checksum)?;
+            return Ok(Staged {
+                id: Blobs::new_id(),
+                size: head.size,
+                digests,
+                inline: true,
+                bytes: head.concat(),
+            });
+        }
         let id = Blobs::new_id();
         let orphan = self.meta.write_grouped(vec![self.orphan_op(&id)?]);
-        let written = self.blobs.write_tmp(&id, source, max_size, algorithm).await;
+        let written = self.blobs.write_tmp(&id, head, body, hasher, max_size, origin).await;
         let result = async {
             let (size, digests) = written?;
             checksum::verify(&digests, content_md5, checksum)?;
@@ -440,6 +515,8 @@ impl Objects {
                 id: id.clone(),
                 size,
                 digests,
+                inline: false,
+                bytes: Vec::new(),
             })
         }
         .await;
@@ -449,7 +526,20 @@ impl Objects {
         result
     }
 
-    /// Drops a staged blob that will not be referenced.
+    /// Drops the reference of a document to its body `id` in the transaction `ops`: the
+    /// inline row goes with it; a blob file gets an orphan row and is added to `retired`
+    /// (to delete after the commit).
+    fn release(&self, id: &str, inline: bool, ops: &mut Vec<MetaOp>, retired: &mut Vec<String>) -> Result<()> {
+        if inline {
+            ops.push(del(T_INLINE, id.to_string()));
+        } else {
+            ops.push(self.orphan_op(id)?);
+            retired.push(id.to_string());
+        }
+        Ok(())
+    }
+
+    /// Drops a staged blob file that will not be referenced (an inline body needs nothing).
     async fn discard(&self, id: &str) {
         self.blobs.remove_tmp(id).await;
         if self.blobs.remove(id).await.is_ok() {
@@ -581,8 +671,11 @@ impl Objects {
 
     // ---------------------------------------------------------------- objects
 
-    /// Replaces or creates `bucket/key` with a staged blob, as one transaction with its
-    /// event; deletes the replaced blob afterwards.
+    /// Replaces or creates `bucket/key` with a staged body, as one transaction with its
+    /// event (`extra` must hold the staged body's [`Staged::adopt_op`]); deletes the
+    /// replaced blob file afterwards. `condition` is checked against the current object
+    /// under the object lock; if it fails, the staged body is discarded.
+    #[allow(clippy::too_many_arguments)]
     async fn install_object(
         &self,
         bucket: &str,
@@ -591,20 +684,24 @@ impl Objects {
         event: &'static str,
         mut extra: Vec<MetaOp>,
         mut retired: Vec<String>,
-    ) -> Result<ObjectInfo> {
+        condition: Option<&WriteCondition>,
+    ) -> Result<Result<ObjectInfo, ConditionFailed>> {
         let info = doc.info(bucket, key);
         let staged_id = doc.blob.clone();
+        let staged_inline = doc.inline;
         let result = async {
             let _b = self.buckets_lock.read().await;
             let _o = self.object_lock(bucket, key).lock().await;
             self.bucket_doc(bucket)?;
             let k = obj_key(bucket, key);
             let old: Option<ObjectDoc> = self.get_doc(T_OBJECTS, &k)?;
-            let mut ops = vec![put(T_OBJECTS, k, to_json(&doc)?), del(T_ORPHANS, staged_id.clone())];
+            if let Some(failed) = check_condition(condition, old.as_ref()) {
+                return Ok(Err(failed));
+            }
+            let mut ops = vec![put(T_OBJECTS, k, to_json(&doc)?)];
             ops.append(&mut extra);
             if let Some(old) = old {
-                ops.push(self.orphan_op(&old.blob)?);
-                retired.push(old.blob);
+                self.release(&old.blob, old.inline, &mut ops, &mut retired)?;
             }
             let event = EventDraft {
                 name: event,
@@ -613,39 +710,79 @@ impl Objects {
                 size: doc.size,
                 etag: doc.etag.clone(),
             };
-            self.commit(ops, vec![event]).await
+            self.commit(ops, vec![event]).await.map(Ok)
         }
         .await;
         match result {
-            Ok(()) => {
+            Ok(Ok(())) => {
                 self.retire(retired).await;
-                Ok(info)
+                Ok(Ok(info))
+            }
+            Ok(Err(failed)) => {
+                if !staged_inline {
+                    self.discard(&staged_id).await;
+                }
+                Ok(Err(failed))
             }
             Err(e) => {
-                self.discard(&staged_id).await;
+                if !staged_inline {
+                    self.discard(&staged_id).await;
+                }
                 Err(e)
             }
         }
     }
 
-    /// PutObject. The body is streamed to disk, never held in memory.
+    /// The current object document of `bucket/key`, if any (no bucket check).
+    fn current_doc(&self, bucket: &str, key: &str) -> Result<Option<ObjectDoc>> {
+        self.get_doc(T_OBJECTS, &obj_key(bucket, key))
+    }
+
+    /// PutObject. A body of at most [`Config::inline_max`] bytes is stored inline; a longer
+    /// one is streamed to disk, never held in memory.
     pub async fn put_object<S>(&self, bucket: &str, key: &str, body: S, opts: PutOptions) -> Result<ObjectInfo>
+    where
+        S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        self.put_object_if(bucket, key, body, opts, None)
+            .await?
+            .map_err(unconditional)
+    }
+
+    /// PutObject with an optional [`WriteCondition`], checked atomically with the commit
+    /// (and once before the body is streamed, to fail early). `Ok(Err(_))`: the condition
+    /// did not hold and nothing was written.
+    pub async fn put_object_if<S>(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: S,
+        opts: PutOptions,
+        condition: Option<WriteCondition>,
+    ) -> Result<Result<ObjectInfo, ConditionFailed>>
     where
         S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin,
     {
         validate_key(key)?;
         validate_tags(&opts.tags, MAX_OBJECT_TAGS)?;
         self.bucket_doc(bucket)?;
+        if condition.is_some()
+            && let Some(failed) = check_condition(condition.as_ref(), self.current_doc(bucket, key)?.as_ref())
+        {
+            return Ok(Err(failed));
+        }
         let algorithm = opts.checksum.as_ref().map(|c| c.algorithm);
-        let staged = self
+        let mut staged = self
             .stage(
-                Source::Body(body),
+                body,
+                Origin::Client,
                 MAX_OBJECT_SIZE,
                 algorithm,
                 opts.content_md5.as_deref(),
                 opts.checksum.as_ref(),
             )
             .await?;
+        let adopt = staged.adopt_op();
         let doc = ObjectDoc {
             version: DOC_VERSION,
             blob: staged.id,
@@ -656,13 +793,25 @@ impl Objects {
             checksum: staged.digests.checksum,
             parts_count: None,
             tags: opts.tags,
+            inline: staged.inline,
         };
-        self.install_object(bucket, key, doc, "ObjectCreated:Put", Vec::new(), Vec::new())
-            .await
+        self.install_object(
+            bucket,
+            key,
+            doc,
+            "ObjectCreated:Put",
+            vec![adopt],
+            Vec::new(),
+            condition.as_ref(),
+        )
+        .await
     }
 
     fn object_doc(&self, bucket: &str, key: &str) -> Result<ObjectDoc> {
-        let snap = self.meta.snapshot()?;
+        Self::object_doc_in(&self.meta.snapshot()?, bucket, key)
+    }
+
+    fn object_doc_in(snap: &kd_storage::Snapshot, bucket: &str, key: &str) -> Result<ObjectDoc> {
         let k = obj_key(bucket, key);
         match Self::snap_doc(&snap.table(T_OBJECTS)?, T_OBJECTS, &k)? {
             Some(d) => Ok(d),
@@ -681,13 +830,22 @@ impl Objects {
         Ok(self.object_doc(bucket, key)?.info(bucket, key))
     }
 
-    /// Reads the object document and opens its blob, retrying if the object was replaced
-    /// between the two.
-    async fn open_object(&self, bucket: &str, key: &str) -> Result<(ObjectDoc, tokio::fs::File)> {
+    /// Reads the object document and opens its body: an inline body comes from the same
+    /// snapshot as the document; for a blob file, retries if the object was replaced
+    /// between reading the document and opening the file.
+    async fn open_object(&self, bucket: &str, key: &str) -> Result<(ObjectDoc, StoredBody)> {
         for _ in 0..8 {
-            let doc = self.object_doc(bucket, key)?;
+            let doc = {
+                let snap = self.meta.snapshot()?;
+                let doc = Self::object_doc_in(&snap, bucket, key)?;
+                if doc.inline {
+                    let bytes = inline_bytes(snap.table(T_INLINE)?.get(&doc.blob)?, &doc.blob, doc.size)?;
+                    return Ok((doc, StoredBody::Inline(bytes)));
+                }
+                doc
+            };
             if let Some(f) = self.blobs.open_blob(&doc.blob).await? {
-                return Ok((doc, f));
+                return Ok((doc, StoredBody::File(f)));
             }
         }
         Err(Error::Internal(format!("blob of {bucket}/{key} keeps disappearing")))
@@ -701,13 +859,13 @@ impl Objects {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<(ObjectInfo, Option<(u64, u64)>, BodyStream)> {
-        let (doc, file) = self.open_object(bucket, key).await?;
+        let (doc, stored) = self.open_object(bucket, key).await?;
         let resolved = resolve_range(range, doc.size)?;
         let (offset, len) = match resolved {
             Some((a, b)) => (a, b - a + 1),
             None => (0, doc.size),
         };
-        let stream = file_stream(file, offset, len).await?;
+        let stream = stored.stream(offset, len).await?;
         Ok((doc.info(bucket, key), resolved, stream))
     }
 
@@ -728,11 +886,13 @@ impl Objects {
                 size: 0,
                 etag: String::new(),
             };
-            self.commit(vec![del(T_OBJECTS, k), self.orphan_op(&old.blob)?], vec![event])
-                .await?;
-            old
+            let mut ops = vec![del(T_OBJECTS, k)];
+            let mut retired = Vec::new();
+            self.release(&old.blob, old.inline, &mut ops, &mut retired)?;
+            self.commit(ops, vec![event]).await?;
+            retired
         };
-        self.retire(vec![old.blob]).await;
+        self.retire(old).await;
         Ok(())
     }
 
@@ -747,6 +907,23 @@ impl Objects {
         dst_key: &str,
         replace_metadata: Option<PutOptions>,
     ) -> Result<ObjectInfo> {
+        self.copy_object_if(src_bucket, src_key, dst_bucket, dst_key, replace_metadata, None)
+            .await?
+            .map_err(unconditional)
+    }
+
+    /// CopyObject with an optional [`WriteCondition`] on the destination, checked
+    /// atomically with the commit (and once before the bytes are copied). A missing source
+    /// is `NoSuchKey` whatever the condition. `Ok(Err(_))`: nothing was written.
+    pub async fn copy_object_if(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace_metadata: Option<PutOptions>,
+        condition: Option<WriteCondition>,
+    ) -> Result<Result<ObjectInfo, ConditionFailed>> {
         validate_key(dst_key)?;
         if let Some(o) = &replace_metadata {
             validate_tags(&o.tags, MAX_OBJECT_TAGS)?;
@@ -757,14 +934,22 @@ impl Objects {
             ));
         }
         self.bucket_doc(dst_bucket)?;
-        let (src, file) = self.open_object(src_bucket, src_key).await?;
+        let (src, stored) = self.open_object(src_bucket, src_key).await?;
+        if condition.is_some()
+            && let Some(failed) = check_condition(condition.as_ref(), self.current_doc(dst_bucket, dst_key)?.as_ref())
+        {
+            return Ok(Err(failed));
+        }
         let algorithm = match &replace_metadata {
             Some(o) => o.checksum.as_ref().map(|c| c.algorithm),
             None => None,
         }
         .or(src.checksum.as_ref().map(|c| c.0));
-        let body = file_stream(file, 0, src.size).await?;
-        let staged = self.stage(Source::Body(body), u64::MAX, algorithm, None, None).await?;
+        let body = stored.stream(0, src.size).await?;
+        let mut staged = self
+            .stage(body, Origin::Stored, u64::MAX, algorithm, None, None)
+            .await?;
+        let adopt = staged.adopt_op();
         let (headers, tags) = match replace_metadata {
             Some(o) => (ObjectHeaders::from_opts(&o), o.tags),
             None => (src.headers.clone(), src.tags.clone()),
@@ -779,11 +964,20 @@ impl Objects {
             checksum: staged.digests.checksum,
             parts_count: src.parts_count,
             tags,
+            inline: staged.inline,
         };
         // A copy of a plain object has the MD5 of its bytes, which is the source's ETag; a
         // copy of a multipart object keeps the multipart ETag, as S3 does.
-        self.install_object(dst_bucket, dst_key, doc, "ObjectCreated:Copy", Vec::new(), Vec::new())
-            .await
+        self.install_object(
+            dst_bucket,
+            dst_key,
+            doc,
+            "ObjectCreated:Copy",
+            vec![adopt],
+            Vec::new(),
+            condition.as_ref(),
+        )
+        .await
     }
 
     /// ListObjects / ListObjectsV2 over a range scan: keys after `start_after` that start
@@ -964,8 +1158,9 @@ impl Objects {
         key: &str,
         upload_id: &str,
         part_number: u32,
-        staged: Staged,
+        mut staged: Staged,
     ) -> Result<PartInfo> {
+        let adopt = staged.adopt_op();
         let doc = PartDoc {
             version: DOC_VERSION,
             part_number,
@@ -974,27 +1169,31 @@ impl Objects {
             etag: hex(&staged.digests.md5),
             last_modified_ms: self.now(),
             checksum: staged.digests.checksum,
+            inline: staged.inline,
         };
         let result = async {
             let _u = self.upload_lock(upload_id).lock().await;
             self.upload_doc(bucket, key, upload_id)?;
             let pk = part_key(upload_id, part_number);
             let old: Option<PartDoc> = self.get_doc(T_PARTS, &pk)?;
-            let mut ops = vec![put(T_PARTS, pk, to_json(&doc)?), del(T_ORPHANS, staged.id.clone())];
+            let mut ops = vec![put(T_PARTS, pk, to_json(&doc)?), adopt];
+            let mut retired = Vec::new();
             if let Some(old) = &old {
-                ops.push(self.orphan_op(&old.blob)?);
+                self.release(&old.blob, old.inline, &mut ops, &mut retired)?;
             }
             self.commit(ops, Vec::new()).await?;
-            Ok(old)
+            Ok(retired)
         }
         .await;
         match result {
-            Ok(old) => {
-                self.retire(old.into_iter().map(|o| o.blob).collect()).await;
+            Ok(retired) => {
+                self.retire(retired).await;
                 Ok(doc.info())
             }
             Err(e) => {
-                self.discard(&staged.id).await;
+                if !doc.inline {
+                    self.discard(&staged.id).await;
+                }
                 Err(e)
             }
         }
@@ -1017,7 +1216,14 @@ impl Objects {
         let upload = self.upload_doc(bucket, key, upload_id)?;
         let algorithm = checksum.as_ref().map(|c| c.algorithm).or(upload.checksum_algorithm);
         let staged = self
-            .stage(Source::Body(body), MAX_OBJECT_SIZE, algorithm, None, checksum.as_ref())
+            .stage(
+                body,
+                Origin::Client,
+                MAX_OBJECT_SIZE,
+                algorithm,
+                None,
+                checksum.as_ref(),
+            )
             .await?;
         self.install_part(bucket, key, upload_id, part_number, staged).await
     }
@@ -1036,7 +1242,7 @@ impl Objects {
     ) -> Result<PartInfo> {
         Self::check_part_number(part_number)?;
         let upload = self.upload_doc(bucket, key, upload_id)?;
-        let (src, file) = self.open_object(src_bucket, src_key).await?;
+        let (src, stored) = self.open_object(src_bucket, src_key).await?;
         let (offset, len) = match resolve_range(range, src.size)? {
             Some((a, b)) => (a, b - a + 1),
             None => (0, src.size),
@@ -1046,10 +1252,11 @@ impl Objects {
                 max_size: MAX_OBJECT_SIZE,
             });
         }
-        let body = file_stream(file, offset, len).await?;
+        let body = stored.stream(offset, len).await?;
         let staged = self
             .stage(
-                Source::Body(body),
+                body,
+                Origin::Stored,
                 MAX_OBJECT_SIZE,
                 upload.checksum_algorithm,
                 None,
@@ -1057,6 +1264,28 @@ impl Objects {
             )
             .await?;
         self.install_part(bucket, key, upload_id, part_number, staged).await
+    }
+
+    /// The concatenated bytes of `parts`, each opened only when the previous one is done.
+    /// The caller holds the upload lock, so the parts stay in place.
+    fn parts_stream(
+        &self,
+        parts: Vec<PartDoc>,
+    ) -> std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + '_>> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        let streams = futures_util::stream::iter(parts).then(move |p| async move {
+            let body = if p.inline {
+                self.meta
+                    .get(T_INLINE, &p.blob)
+                    .map_err(Error::from)
+                    .and_then(|row| inline_bytes(row, &p.blob, p.size))
+                    .and_then(|b| bytes_stream(b, 0, p.size))
+            } else {
+                self.blobs.read_segment(&p.blob, 0, p.size).await
+            };
+            body.map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        Box::pin(streams.try_flatten())
     }
 
     fn upload_parts(&self, upload_id: &str) -> Result<Vec<PartDoc>> {
@@ -1092,7 +1321,7 @@ impl Objects {
             .into_iter()
             .map(|p| (p.part_number, p))
             .collect();
-        let mut segments = Vec::with_capacity(parts.len());
+        let mut sources = Vec::with_capacity(parts.len());
         let mut md5s = Vec::with_capacity(parts.len() * 16);
         for (i, (number, etag)) in parts.iter().enumerate() {
             let invalid = || Error::InvalidPart {
@@ -1111,15 +1340,12 @@ impl Objects {
                 });
             }
             md5s.extend(decode_hex(&part.etag).ok_or_else(|| Error::Internal("bad part etag".into()))?);
-            segments.push(Segment {
-                id: part.blob.clone(),
-                offset: 0,
-                len: part.size,
-            });
+            sources.push(part.clone());
         }
-        let staged = self
-            .stage::<BodyStream>(Source::Segments(segments), u64::MAX, None, None, None)
+        let mut staged = self
+            .stage(self.parts_stream(sources), Origin::Stored, u64::MAX, None, None, None)
             .await?;
+        let adopt = staged.adopt_op();
         let mut h = checksum::BodyHasher::new(None);
         h.update(&md5s);
         let etag = format!("{}-{}", hex(&h.finish().md5), parts.len());
@@ -1133,13 +1359,13 @@ impl Objects {
             checksum: None,
             parts_count: u32::try_from(parts.len()).ok(),
             tags: upload.tags,
+            inline: staged.inline,
         };
-        let mut extra = vec![del(T_UPLOADS, upload_key(bucket, key, upload_id))];
+        let mut extra = vec![adopt, del(T_UPLOADS, upload_key(bucket, key, upload_id))];
         let mut retired = Vec::new();
         for p in stored.values() {
             extra.push(del(T_PARTS, part_key(upload_id, p.part_number)));
-            extra.push(self.orphan_op(&p.blob)?);
-            retired.push(p.blob.clone());
+            self.release(&p.blob, p.inline, &mut extra, &mut retired)?;
         }
         self.install_object(
             bucket,
@@ -1148,8 +1374,10 @@ impl Objects {
             "ObjectCreated:CompleteMultipartUpload",
             extra,
             retired,
+            None,
         )
-        .await
+        .await?
+        .map_err(unconditional)
     }
 
     /// AbortMultipartUpload: deletes the upload and its parts.
@@ -1161,8 +1389,7 @@ impl Objects {
             let mut retired = Vec::new();
             for p in self.upload_parts(upload_id)? {
                 ops.push(del(T_PARTS, part_key(upload_id, p.part_number)));
-                ops.push(self.orphan_op(&p.blob)?);
-                retired.push(p.blob);
+                self.release(&p.blob, p.inline, &mut ops, &mut retired)?;
             }
             self.commit(ops, Vec::new()).await?;
             retired
@@ -1302,6 +1529,29 @@ impl Objects {
     }
 }
 
+/// Whether `condition` holds for the current object `old`: `Some(why)` if it does not.
+fn check_condition(condition: Option<&WriteCondition>, old: Option<&ObjectDoc>) -> Option<ConditionFailed> {
+    match (condition?, old) {
+        (WriteCondition::NotExists, None) => None,
+        (WriteCondition::NotExists, Some(old)) => Some(ConditionFailed::Exists { etag: old.etag.clone() }),
+        (WriteCondition::ETagMatches(_), None) => Some(ConditionFailed::Missing),
+        (WriteCondition::ETagMatches(want), Some(old)) => {
+            if old.etag.eq_ignore_ascii_case(strip_quotes(want)) {
+                None
+            } else {
+                Some(ConditionFailed::ETagMismatch {
+                    current: old.etag.clone(),
+                })
+            }
+        }
+    }
+}
+
+/// An unconditional write cannot fail a condition.
+fn unconditional(failed: ConditionFailed) -> Error {
+    Error::Internal(format!("unconditional write refused: {failed}"))
+}
+
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
@@ -1375,6 +1625,7 @@ mod tests {
                 checksum: None,
                 parts_count: None,
                 tags: BTreeMap::new(),
+                inline: false,
             };
             let value = to_json(&doc)?;
             // Many concurrent writers of 1,000 entries each, grouped into shared commits.
@@ -1423,6 +1674,71 @@ mod tests {
             assert!(
                 took < std::time::Duration::from_millis(20) || cfg!(debug_assertions),
                 "{label} took {took:?}"
+            );
+        }
+        Ok(())
+    }
+
+    /// 16 concurrent clients PUT `KD_S3_BENCH_BYTES` (default 4096) byte objects for
+    /// `KD_S3_BENCH_SECS` (default 3) seconds,
+    /// with inline storage off and on. Run: `cargo test --release -p kd-objects --
+    /// --ignored small_put_benchmark --nocapture`.
+    #[test]
+    #[ignore]
+    fn small_put_benchmark() -> Result<()> {
+        let secs: u64 = std::env::var("KD_S3_BENCH_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        let size: usize = std::env::var("KD_S3_BENCH_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4096);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("runtime", e))?;
+        for inline_max in [0, crate::DEFAULT_INLINE_MAX] {
+            let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+            let meta = Arc::new(MetaStore::open(&dir.path().join("meta.redb"))?);
+            let clock: Arc<dyn Clock> = Arc::new(kd_storage::SystemClock);
+            let config = Config {
+                inline_max,
+                ..Config::new(dir.path().join("s3"))
+            };
+            let s3 = Arc::new(Objects::open(config, meta.clone(), clock)?);
+            let (puts, took) = rt.block_on(async {
+                s3.create_bucket("1", "r", "bench").await?;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+                let started = std::time::Instant::now();
+                let mut tasks = Vec::new();
+                for client in 0..16 {
+                    let s3 = s3.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut n = 0u64;
+                        while std::time::Instant::now() < deadline {
+                            let body = futures_util::stream::iter(vec![Ok(Bytes::from(vec![b'o'; size]))]);
+                            s3.put_object("bench", &format!("c{client}/o{n}"), body, PutOptions::default())
+                                .await?;
+                            n += 1;
+                        }
+                        Ok::<u64, Error>(n)
+                    }));
+                }
+                let mut total = 0;
+                for t in tasks {
+                    total += t.await.map_err(|e| Error::Internal(e.to_string()))??;
+                }
+                Ok::<_, Error>((total, started.elapsed()))
+            })?;
+            let meta_bytes = std::fs::metadata(dir.path().join("meta.redb")).map_or(0, |m| m.len());
+            eprintln!(
+                "inline_max {inline_max}: {puts} PUTs of {size} B in {took:?} = {:.0}/s ({} group commits, \
+                 meta.redb {} bytes/object)",
+                puts as f64 / took.as_secs_f64(),
+                meta.group_commit_count(),
+                meta_bytes / puts.max(1)
             );
         }
         Ok(())

@@ -8,34 +8,50 @@
 //! * Metadata: tables prefixed `s3_` in the shared `MetaStore` (redb), serde_json documents
 //!   with a `version` field. Object index keys are `<bucket>\0<key>`, so a range scan lists
 //!   a bucket in UTF-8 binary order. Table list and lock order: [`engine`].
-//! * Bytes: `<root>/blobs/<xx>/<uuid>` (one file per object or part, raw bytes; `xx` = the
-//!   first two hex digits of the uuid) and `<root>/tmp/<uuid>` while a body streams. An
-//!   object key never becomes a path.
+//! * Small bytes: a body (object or part) of at most [`Config::inline_max`] bytes (default
+//!   64 KiB, 0 = never) is *inline*: the raw bytes are the value of `s3_inline/<uuid>`, and
+//!   its document says `"inline": true`. Listings never read that table.
+//! * Other bytes: `<root>/blobs/<xx>/<uuid>` (one file per object or part, raw bytes; `xx`
+//!   = the first two hex digits of the uuid) and `<root>/tmp/<uuid>` while a body streams.
+//!   An object key never becomes a path.
 //!
 //! # Durability and recovery
 //!
-//! A body is streamed to `tmp/`, `fdatasync`ed, renamed into `blobs/`, the directory
+//! An inline body is written in the same grouped redb transaction as its document and
+//! outbox event, and deleted in the transaction that replaces or deletes that document: it
+//! is committed atomically with its document, so there is nothing to recover (and a small
+//! PUT costs one grouped commit, no file sync).
+//!
+//! A larger body is streamed to `tmp/`, `fdatasync`ed, renamed into `blobs/`, the directory
 //! fsynced, and only then is the metadata committed (grouped: one redb transaction serves
 //! many concurrent writers) together with its outbox event; replaced blobs are deleted
-//! after the commit. An `s3_orphans` row exists for every blob not referenced by committed
-//! metadata (written before the rename, removed in the referencing transaction; written in
-//! the transaction that drops a reference). On open: `tmp/` is emptied and every blob with
-//! an orphan row is deleted, so no crash leaves a stray blob or loses a referenced one.
-//! Details: [`blob`].
+//! after the commit. An `s3_orphans` row exists for every blob file not referenced by
+//! committed metadata (written before the rename, removed in the referencing transaction;
+//! written in the transaction that drops a reference). On open: `tmp/` is emptied and
+//! every blob with an orphan row is deleted, so no crash leaves a stray blob or loses a
+//! referenced one. Details: [`blob`].
+//!
+//! # object_store
+//!
+//! [`store::BucketStore`] implements `object_store::ObjectStore` (0.13) over one bucket,
+//! for in-process readers and writers such as DataFusion; its writes are ordinary S3
+//! writes (events included), and `PutMode::Create`/`Update` use the engine's atomic
+//! conditional writes ([`WriteCondition`]).
 
 pub mod blob;
 mod checksum;
 pub mod engine;
 mod error;
 mod names;
+pub mod store;
 mod types;
 
 pub use engine::{MAX_OBJECT_SIZE, MAX_PART_NUMBER, Objects};
 pub use error::{Error, Result};
 pub use names::{MAX_KEY_LEN, validate_bucket_name};
 pub use types::{
-    BodyStream, BucketInfo, ByteRange, ChecksumAlgorithm, ChecksumRequest, Config, ListPage, ObjectEvent,
-    ObjectHeaders, ObjectInfo, PartInfo, PutOptions, UploadInfo,
+    BodyStream, BucketInfo, ByteRange, ChecksumAlgorithm, ChecksumRequest, ConditionFailed, Config, DEFAULT_INLINE_MAX,
+    ListPage, ObjectEvent, ObjectHeaders, ObjectInfo, PartInfo, PutOptions, UploadInfo, WriteCondition,
 };
 
 /// S3's minimum size of every part but the last (5 MiB).

@@ -15,7 +15,16 @@ pub struct Config {
     pub root: PathBuf,
     /// Minimum size of every part but the last in CompleteMultipartUpload (S3: 5 MiB).
     pub min_part_size: u64,
+    /// Bodies (objects and parts) of at most this many bytes are stored inline in the
+    /// metadata store, committed in the same transaction as their document, instead of as
+    /// a blob file ([`DEFAULT_INLINE_MAX`]). `0` disables inline storage: every body, even an
+    /// empty one, becomes a blob file. Up to this many bytes (plus one chunk) of each body
+    /// being written are held in memory.
+    pub inline_max: u64,
 }
+
+/// Default [`Config::inline_max`]: 64 KiB.
+pub const DEFAULT_INLINE_MAX: u64 = 64 * 1024;
 
 impl Config {
     /// S3's defaults under `root`.
@@ -23,12 +32,13 @@ impl Config {
         Config {
             root: root.into(),
             min_part_size: crate::MIN_PART_SIZE,
+            inline_max: DEFAULT_INLINE_MAX,
         }
     }
 }
 
 /// An object body as the engine returns it: chunks of at most 256 KiB read from the blob
-/// file. Feeds `axum::body::Body::from_stream` directly.
+/// file or sliced from the inline bytes. Feeds `axum::body::Body::from_stream` directly.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 /// A bucket.
@@ -181,6 +191,44 @@ pub struct ObjectInfo {
     pub parts_count: Option<u32>,
     /// Number of tags (`x-amz-tagging-count`).
     pub tag_count: usize,
+}
+
+/// A precondition of a conditional write (S3's `If-None-Match: *` / `If-Match` on
+/// PutObject), checked against the current object under the object's lock in the same
+/// step that installs the new one, so it is atomic with the write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// The key must not exist.
+    NotExists,
+    /// The key must exist with this ETag (surrounding quotes are ignored).
+    ETagMatches(String),
+}
+
+/// Why a conditional write was refused (nothing was written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConditionFailed {
+    /// [`WriteCondition::NotExists`], and the key exists with this (unquoted) ETag.
+    Exists {
+        /// The current ETag.
+        etag: String,
+    },
+    /// [`WriteCondition::ETagMatches`], and the key does not exist.
+    Missing,
+    /// [`WriteCondition::ETagMatches`], and the current (unquoted) ETag differs.
+    ETagMismatch {
+        /// The current ETag.
+        current: String,
+    },
+}
+
+impl std::fmt::Display for ConditionFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConditionFailed::Exists { etag } => write!(f, "the object exists (ETag {etag})"),
+            ConditionFailed::Missing => write!(f, "the object does not exist"),
+            ConditionFailed::ETagMismatch { current } => write!(f, "the object's ETag is {current}"),
+        }
+    }
 }
 
 /// A byte range of GetObject / UploadPartCopy, as in `Range: bytes=...`.

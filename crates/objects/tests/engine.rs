@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use kd_objects::{
-    BodyStream, ByteRange, ChecksumAlgorithm, ChecksumRequest, Config, Error, ObjectInfo, Objects, PutOptions,
+    BodyStream, ByteRange, ChecksumAlgorithm, ChecksumRequest, Config, DEFAULT_INLINE_MAX, Error, ObjectInfo, Objects,
+    PutOptions,
 };
 use kd_storage::{Clock, ManualClock, MetaStore};
 
@@ -15,13 +16,19 @@ type R<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const MIN_PART: u64 = 16;
 
+/// The two storage modes every engine test runs in: no inline bodies (every body is a blob
+/// file), and the default inline limit (the small test bodies are all inline).
+const MODES: [u64; 2] = [0, DEFAULT_INLINE_MAX];
+
 struct Env {
     dir: tempfile::TempDir,
     clock: Arc<ManualClock>,
+    inline_max: u64,
     s3: Option<Objects>,
+    meta: Option<Arc<MetaStore>>,
 }
 
-fn open_engine(dir: &Path, clock: Arc<ManualClock>) -> R<Objects> {
+fn open_engine(dir: &Path, clock: Arc<ManualClock>, inline_max: u64) -> R<(Objects, Arc<MetaStore>)> {
     // The previous store's committer thread may hold the database for a moment more.
     let mut last = None;
     for _ in 0..100 {
@@ -30,9 +37,11 @@ fn open_engine(dir: &Path, clock: Arc<ManualClock>) -> R<Objects> {
                 let config = Config {
                     root: dir.join("s3"),
                     min_part_size: MIN_PART,
+                    inline_max,
                 };
                 let clock: Arc<dyn Clock> = clock;
-                return Ok(Objects::open(config, Arc::new(meta), clock)?);
+                let meta = Arc::new(meta);
+                return Ok((Objects::open(config, meta.clone(), clock)?, meta));
             }
             Err(e) => last = Some(e),
         }
@@ -43,13 +52,19 @@ fn open_engine(dir: &Path, clock: Arc<ManualClock>) -> R<Objects> {
 
 impl Env {
     fn new() -> R<Env> {
+        Env::with_inline(DEFAULT_INLINE_MAX)
+    }
+
+    fn with_inline(inline_max: u64) -> R<Env> {
         let dir = tempfile::tempdir()?;
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-        let s3 = open_engine(dir.path(), clock.clone())?;
+        let (s3, meta) = open_engine(dir.path(), clock.clone(), inline_max)?;
         Ok(Env {
             dir,
             clock,
+            inline_max,
             s3: Some(s3),
+            meta: Some(meta),
         })
     }
 
@@ -57,9 +72,17 @@ impl Env {
         self.s3.as_ref().expect("engine open")
     }
 
-    fn reopen(&mut self) -> R {
+    /// Closes the engine and its metadata store.
+    fn close(&mut self) {
         self.s3 = None;
-        self.s3 = Some(open_engine(self.dir.path(), self.clock.clone())?);
+        self.meta = None;
+    }
+
+    fn reopen(&mut self) -> R {
+        self.close();
+        let (s3, meta) = open_engine(self.dir.path(), self.clock.clone(), self.inline_max)?;
+        self.s3 = Some(s3);
+        self.meta = Some(meta);
         Ok(())
     }
 
@@ -84,8 +107,28 @@ impl Env {
         out
     }
 
+    /// The blob ids of the files under `s3/blobs`.
+    fn blob_files(&self) -> BTreeSet<String> {
+        self.files()
+            .iter()
+            .filter(|p| p.starts_with("s3/blobs"))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    /// The keys (blob ids) of the `s3_inline` table, with their sizes.
+    fn inline_rows(&self) -> R<BTreeMap<String, usize>> {
+        let meta = self.meta.as_ref().ok_or("engine closed")?;
+        Ok(meta
+            .scan_prefix("s3_inline", "")?
+            .into_iter()
+            .map(|(k, v)| (k, v.len()))
+            .collect())
+    }
+
+    /// Stored bodies: blob files plus inline rows.
     fn blob_count(&self) -> usize {
-        self.files().iter().filter(|p| p.starts_with("s3/blobs")).count()
+        self.blob_files().len() + self.inline_rows().map(|r| r.len()).unwrap_or(usize::MAX / 2)
     }
 }
 
@@ -120,7 +163,16 @@ fn md5_hex(data: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_lifecycle() -> R {
-    let env = Env::new()?;
+    for inline_max in MODES {
+        buckets_lifecycle_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn buckets_lifecycle_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
     let s3 = env.s3();
     let b = s3.create_bucket("111111111111", "us-east-1", "alpha").await?;
     assert_eq!(b.name, "alpha");
@@ -189,7 +241,16 @@ async fn buckets_lifecycle() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_round_trip_and_odd_keys_stay_inside_root() -> R {
-    let mut env = Env::new()?;
+    for inline_max in MODES {
+        objects_round_trip_and_odd_keys_stay_inside_root_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn objects_round_trip_and_odd_keys_stay_inside_root_in(inline_max: u64) -> R {
+    let mut env = Env::with_inline(inline_max)?;
     env.s3().create_bucket("1", "us-east-1", "bkt").await?;
     let keys = [
         "plain",
@@ -303,7 +364,16 @@ async fn objects_round_trip_and_odd_keys_stay_inside_root() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges() -> R {
-    let env = Env::new()?;
+    for inline_max in MODES {
+        ranges_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn ranges_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
     let s3 = env.s3();
     s3.create_bucket("1", "r", "bkt").await?;
     let data: Vec<u8> = (0..100u8).collect();
@@ -341,7 +411,16 @@ async fn ranges() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_with_delimiter_prefix_and_pages() -> R {
-    let env = Env::new()?;
+    for inline_max in MODES {
+        listing_with_delimiter_prefix_and_pages_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn listing_with_delimiter_prefix_and_pages_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
     let s3 = env.s3();
     s3.create_bucket("1", "r", "bkt").await?;
     let keys = ["a/1", "a/2", "a/b/3", "b", "c/x/y", "c/z", "d"];
@@ -474,7 +553,16 @@ mod listing_model {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_object() -> R {
-    let env = Env::new()?;
+    for inline_max in MODES {
+        copy_object_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn copy_object_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
     let s3 = env.s3();
     s3.create_bucket("1", "r", "src").await?;
     s3.create_bucket("1", "r", "dst").await?;
@@ -529,7 +617,16 @@ async fn copy_object() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checksums_and_bad_digest() -> R {
-    let env = Env::new()?;
+    for inline_max in MODES {
+        checksums_and_bad_digest_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn checksums_and_bad_digest_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
     let s3 = env.s3();
     s3.create_bucket("1", "r", "bkt").await?;
     let known = [
@@ -609,7 +706,16 @@ async fn checksums_and_bad_digest() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_tags() -> R {
-    let env = Env::new()?;
+    for inline_max in MODES {
+        object_tags_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn object_tags_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
     let s3 = env.s3();
     s3.create_bucket("1", "r", "bkt").await?;
     put(s3, "bkt", "k", b"v").await?;
@@ -655,7 +761,16 @@ async fn object_tags() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_happy_path() -> R {
-    let mut env = Env::new()?;
+    for inline_max in MODES {
+        multipart_happy_path_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn multipart_happy_path_in(inline_max: u64) -> R {
+    let mut env = Env::with_inline(inline_max)?;
     env.s3().create_bucket("1", "r", "bkt").await?;
     let opts = PutOptions {
         content_type: Some("video/mp4".into()),
@@ -741,7 +856,16 @@ async fn multipart_happy_path() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_errors() -> R {
-    let env = Env::new()?;
+    for inline_max in MODES {
+        multipart_errors_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn multipart_errors_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
     let s3 = env.s3();
     s3.create_bucket("1", "r", "bkt").await?;
     assert!(matches!(
@@ -837,7 +961,16 @@ async fn multipart_errors() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_upload_listing_markers() -> R {
-    let env = Env::new()?;
+    for inline_max in MODES {
+        multipart_upload_listing_markers_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn multipart_upload_listing_markers_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
     let s3 = env.s3();
     s3.create_bucket("1", "r", "bkt").await?;
     let mut ids = Vec::new();
@@ -865,7 +998,16 @@ async fn multipart_upload_listing_markers() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_outbox_survives_reopen() -> R {
-    let mut env = Env::new()?;
+    for inline_max in MODES {
+        event_outbox_survives_reopen_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn event_outbox_survives_reopen_in(inline_max: u64) -> R {
+    let mut env = Env::with_inline(inline_max)?;
     env.s3().create_bucket("1", "r", "bkt").await?;
     let put_info = put(env.s3(), "bkt", "a", b"hello").await?;
     env.s3().copy_object("bkt", "a", "bkt", "b", None).await?;
@@ -913,7 +1055,16 @@ async fn event_outbox_survives_reopen() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_puts_share_commits_and_keep_the_last_blob() -> R {
-    let env = Env::new()?;
+    for inline_max in MODES {
+        concurrent_puts_share_commits_and_keep_the_last_blob_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn concurrent_puts_share_commits_and_keep_the_last_blob_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
     let s3 = env.s3();
     s3.create_bucket("1", "r", "bkt").await?;
     let puts = (0..32).map(|i| {
@@ -934,10 +1085,19 @@ async fn concurrent_puts_share_commits_and_keep_the_last_blob() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_deletes_tmp_and_orphaned_blobs() -> R {
-    let mut env = Env::new()?;
+    for inline_max in MODES {
+        recovery_deletes_tmp_and_orphaned_blobs_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn recovery_deletes_tmp_and_orphaned_blobs_in(inline_max: u64) -> R {
+    let mut env = Env::with_inline(inline_max)?;
     env.s3().create_bucket("1", "r", "bkt").await?;
     put(env.s3(), "bkt", "keep", b"data").await?;
-    env.s3 = None;
+    env.close();
     // Simulate crashes: a half-written tmp file, and a published blob whose metadata
     // commit never happened (its orphan row is there).
     let root = env.root();
@@ -963,7 +1123,16 @@ async fn recovery_deletes_tmp_and_orphaned_blobs() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_deletes_everything() -> R {
-    let env = Env::new()?;
+    for inline_max in MODES {
+        reset_deletes_everything_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn reset_deletes_everything_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
     let s3 = env.s3();
     s3.create_bucket("1", "r", "bkt").await?;
     put(s3, "bkt", "a", b"1").await?;
@@ -977,5 +1146,359 @@ async fn reset_deletes_everything() -> R {
     assert!(s3.list_objects("bkt", "", None, None, 10)?.objects.is_empty());
     put(s3, "bkt", "a", b"2").await?;
     assert_eq!(get(s3, "bkt", "a").await?, b"2");
+    Ok(())
+}
+
+// ------------------------------------------------------------------ inline bodies
+
+const T: usize = DEFAULT_INLINE_MAX as usize;
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+impl Env {
+    /// The `s3_orphans` rows, once the fire-and-forget deletions queued by earlier calls
+    /// have committed (waits up to 2 s for the set to become empty).
+    async fn orphan_rows(&self) -> R<Vec<String>> {
+        let meta = self.meta.as_ref().ok_or("engine closed")?;
+        let mut rows = Vec::new();
+        for _ in 0..200 {
+            rows = meta
+                .scan_prefix("s3_orphans", "")?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            if rows.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(rows)
+    }
+
+    /// Asserts exactly `inline` inline rows and `files` blob files, no orphan rows and an
+    /// empty `tmp/`: nothing stray.
+    async fn assert_stored(&self, inline: usize, files: usize) -> R {
+        let rows = self.inline_rows()?;
+        let blobs = self.blob_files();
+        assert_eq!(rows.len(), inline, "inline rows {rows:?}");
+        assert_eq!(blobs.len(), files, "blob files {blobs:?}");
+        assert!(
+            rows.keys().all(|k| !blobs.contains(k)),
+            "a body is both inline and a file"
+        );
+        assert!(
+            !self.files().iter().any(|f| f.starts_with("s3/tmp")),
+            "{:?}",
+            self.files()
+        );
+        assert_eq!(self.orphan_rows().await?, Vec::<String>::new());
+        Ok(())
+    }
+}
+
+async fn check_threshold_objects(env: &Env, cases: &[(&str, usize)]) -> R {
+    let s3 = env.s3();
+    let page = s3.list_objects("bkt", "", None, None, 100)?;
+    assert_eq!(page.objects.len(), cases.len() + 2);
+    for (i, (key, len)) in cases.iter().enumerate() {
+        let bytes = data(*len, i as u8);
+        assert_eq!(get(s3, "bkt", key).await?, bytes, "{key}");
+        let head = s3.head_object("bkt", key)?;
+        assert_eq!((head.size, head.etag), (*len as u64, md5_hex(&bytes)));
+        let listed = page.objects.iter().find(|o| o.key == *key).ok_or("not listed")?;
+        assert_eq!(listed.size, *len as u64);
+    }
+    assert_eq!(get(s3, "bkt", "chunk-over").await?, data(T + 1, 9));
+    assert_eq!(get(s3, "bkt", "chunk-exact").await?, data(T, 9));
+    Ok(())
+}
+
+/// Sizes either side of the threshold round-trip, are stored inline or as a file as
+/// expected, list without their bytes and survive a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_threshold_round_trips_and_survives_reopen() -> R {
+    let mut env = Env::new()?;
+    env.s3().create_bucket("1", "r", "bkt").await?;
+    let cases = [
+        ("empty", 0usize),
+        ("one", 1),
+        ("exact", T),
+        ("over", T + 1),
+        ("big", 5 * T),
+    ];
+    for (i, (key, len)) in cases.iter().enumerate() {
+        let bytes = data(*len, i as u8);
+        let info = put(env.s3(), "bkt", key, &bytes).await?;
+        assert_eq!(info.size, *len as u64);
+        assert_eq!(info.etag, md5_hex(&bytes));
+    }
+    // T + 1 bytes in one chunk spills too; T bytes in one chunk stays inline.
+    let one_chunk = |n: usize| futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(data(n, 9)))]);
+    let opts = || PutOptions {
+        checksum: Some(ChecksumRequest {
+            algorithm: ChecksumAlgorithm::Crc32c,
+            expected_b64: None,
+        }),
+        ..PutOptions::default()
+    };
+    let a = env
+        .s3()
+        .put_object("bkt", "chunk-over", one_chunk(T + 1), opts())
+        .await?;
+    let b = env.s3().put_object("bkt", "chunk-exact", one_chunk(T), opts()).await?;
+    assert!(a.checksum.is_some() && b.checksum.is_some());
+    // Inline: empty, one, exact, chunk-exact. Files: over, big, chunk-over.
+    env.assert_stored(4, 3).await?;
+    let sizes: BTreeSet<usize> = env.inline_rows()?.values().copied().collect();
+    assert_eq!(sizes, BTreeSet::from([0, 1, T]));
+    check_threshold_objects(&env, &cases).await?;
+    env.reopen()?;
+    check_threshold_objects(&env, &cases).await?;
+    env.assert_stored(4, 3).await?;
+    // Bodies written inline stay readable when inline storage is turned off.
+    env.inline_max = 0;
+    env.reopen()?;
+    check_threshold_objects(&env, &cases).await?;
+    put(env.s3(), "bkt", "tiny-file", b"x").await?;
+    env.assert_stored(4, 4).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_ranges() -> R {
+    // A limit above the 256 KiB read chunk, to see an inline body come in several chunks.
+    let env = Env::with_inline(600_000)?;
+    let s3 = env.s3();
+    s3.create_bucket("1", "r", "bkt").await?;
+    let small = data(100, 1);
+    put(s3, "bkt", "small", &small).await?;
+    let large = data(500_000, 2);
+    put(s3, "bkt", "large", &large).await?;
+    put(s3, "bkt", "empty", b"").await?;
+    env.assert_stored(3, 0).await?;
+    for (range, want) in [
+        (ByteRange::FromTo(0, 0), (0, 0)),
+        (ByteRange::FromTo(10, 19), (10, 19)),
+        (ByteRange::FromTo(90, 1000), (90, 99)),
+        (ByteRange::From(42), (42, 99)),
+        (ByteRange::Suffix(7), (93, 99)),
+        (ByteRange::Suffix(1000), (0, 99)),
+    ] {
+        let (_, resolved, stream) = s3.get_object("bkt", "small", Some(range)).await?;
+        assert_eq!(resolved, Some(want), "{range:?}");
+        assert_eq!(
+            collect(stream).await?,
+            small[want.0 as usize..=want.1 as usize],
+            "{range:?}"
+        );
+    }
+    for range in [ByteRange::From(100), ByteRange::FromTo(100, 200), ByteRange::Suffix(0)] {
+        let r = s3.get_object("bkt", "small", Some(range)).await;
+        assert!(matches!(r, Err(Error::InvalidRange { size: 100 })), "{range:?}");
+    }
+    let r = s3.get_object("bkt", "empty", Some(ByteRange::From(0))).await;
+    assert!(matches!(r, Err(Error::InvalidRange { size: 0 })));
+    let (_, _, s) = s3.get_object("bkt", "empty", None).await?;
+    assert!(collect(s).await?.is_empty());
+    // The large inline body: several chunks of at most 256 KiB, whole and ranged.
+    let (_, _, mut s) = s3.get_object("bkt", "large", None).await?;
+    let mut chunks = Vec::new();
+    while let Some(c) = s.next().await {
+        chunks.push(c?);
+    }
+    assert!(chunks.len() >= 2, "{} chunks", chunks.len());
+    assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= 256 * 1024));
+    assert_eq!(chunks.concat(), large);
+    let (_, _, s) = s3
+        .get_object("bkt", "large", Some(ByteRange::FromTo(100_000, 399_999)))
+        .await?;
+    assert_eq!(collect(s).await?, large[100_000..400_000]);
+    Ok(())
+}
+
+/// Copies inline → inline, file → file, and over destinations of the other kind; a
+/// reopen without inline storage copies inline sources into files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_copies() -> R {
+    let mut env = Env::new()?;
+    let small = data(T, 3);
+    let big = data(T + 1, 4);
+    {
+        let s3 = env.s3();
+        s3.create_bucket("1", "r", "bkt").await?;
+        s3.create_bucket("1", "r", "other").await?;
+        let src_small = put(s3, "bkt", "small", &small).await?;
+        put(s3, "bkt", "big", &big).await?;
+        env.assert_stored(1, 1).await?;
+        // inline → new inline object, in another bucket
+        let c = s3.copy_object("bkt", "small", "other", "small-copy", None).await?;
+        assert_eq!(c.etag, src_small.etag);
+        // file → new file object
+        s3.copy_object("bkt", "big", "other", "big-copy", None).await?;
+        env.assert_stored(2, 2).await?;
+        // inline source over a file destination, file source over an inline destination
+        s3.copy_object("bkt", "small", "other", "big-copy", None).await?;
+        s3.copy_object("bkt", "big", "other", "small-copy", None).await?;
+        env.assert_stored(2, 2).await?;
+        assert_eq!(get(s3, "other", "big-copy").await?, small);
+        assert_eq!(get(s3, "other", "small-copy").await?, big);
+        // inline over inline (same key, REPLACE): the old row goes
+        let before = env.inline_rows()?;
+        let opts = PutOptions {
+            content_type: Some("text/plain".into()),
+            ..PutOptions::default()
+        };
+        s3.copy_object("bkt", "small", "bkt", "small", Some(opts)).await?;
+        let after = env.inline_rows()?;
+        assert_eq!(after.len(), 2);
+        assert_ne!(before, after);
+        assert_eq!(get(s3, "bkt", "small").await?, small);
+        assert_eq!(
+            s3.head_object("bkt", "small")?.headers.content_type.as_deref(),
+            Some("text/plain")
+        );
+        env.assert_stored(2, 2).await?;
+    }
+    // The same bytes under a limit of 0: an inline source copies into a file, and
+    // replacing inline objects by files drops their rows.
+    env.inline_max = 0;
+    env.reopen()?;
+    let s3 = env.s3();
+    s3.copy_object("bkt", "small", "other", "from-inline", None).await?;
+    assert_eq!(get(s3, "other", "from-inline").await?, small);
+    env.assert_stored(2, 3).await?;
+    s3.copy_object("other", "from-inline", "bkt", "small", Some(PutOptions::default()))
+        .await?;
+    s3.copy_object("bkt", "big", "other", "big-copy", None).await?;
+    env.assert_stored(0, 5).await?;
+    assert_eq!(get(s3, "bkt", "small").await?, small);
+    assert_eq!(get(s3, "other", "big-copy").await?, big);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_overwrite_and_delete_leave_nothing_stray() -> R {
+    let env = Env::new()?;
+    let s3 = env.s3();
+    s3.create_bucket("1", "r", "bkt").await?;
+    put(s3, "bkt", "k", &data(10, 1)).await?;
+    env.assert_stored(1, 0).await?;
+    let first_row = env.inline_rows()?;
+    // inline by inline: a new row replaces the old one
+    put(s3, "bkt", "k", &data(20, 2)).await?;
+    env.assert_stored(1, 0).await?;
+    assert_ne!(env.inline_rows()?, first_row);
+    // inline by file
+    put(s3, "bkt", "k", &data(T + 1, 3)).await?;
+    env.assert_stored(0, 1).await?;
+    assert_eq!(get(s3, "bkt", "k").await?, data(T + 1, 3));
+    // file by inline
+    put(s3, "bkt", "k", &data(T, 4)).await?;
+    env.assert_stored(1, 0).await?;
+    assert_eq!(get(s3, "bkt", "k").await?, data(T, 4));
+    // delete an inline object
+    put(s3, "bkt", "other", b"x").await?;
+    env.assert_stored(2, 0).await?;
+    s3.delete_object("bkt", "k").await?;
+    env.assert_stored(1, 0).await?;
+    assert!(matches!(
+        s3.get_object("bkt", "k", None).await,
+        Err(Error::NoSuchKey { .. })
+    ));
+    // A refused conditional write and a bad digest store nothing.
+    let r = s3
+        .put_object_if(
+            "bkt",
+            "other",
+            body(b"y"),
+            PutOptions::default(),
+            Some(kd_objects::WriteCondition::NotExists),
+        )
+        .await?;
+    assert!(r.is_err());
+    let bad = PutOptions {
+        content_md5: Some("AAAAAAAAAAAAAAAAAAAAAA==".into()),
+        ..PutOptions::default()
+    };
+    assert!(s3.put_object("bkt", "bad", body(b"zz"), bad).await.is_err());
+    env.assert_stored(1, 0).await?;
+    s3.delete_object("bkt", "other").await?;
+    env.assert_stored(0, 0).await?;
+    // The outbox saw every write and removal, as for files.
+    let names: Vec<String> = s3.pending_events(100)?.into_iter().map(|e| e.event_name).collect();
+    assert_eq!(names.iter().filter(|n| n.as_str() == "ObjectCreated:Put").count(), 5);
+    assert_eq!(names.iter().filter(|n| n.as_str() == "ObjectRemoved:Delete").count(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_multipart_parts_and_copy_sources() -> R {
+    let mut env = Env::new()?;
+    let src = data(100, 5);
+    let big = data(T + 1, 6);
+    let tail = data(30, 7);
+    let expected = [&src[10..60], &big[..], &tail[..]].concat();
+    let id = {
+        let s3 = env.s3();
+        s3.create_bucket("1", "r", "bkt").await?;
+        put(s3, "bkt", "src", &src).await?;
+        let id = s3.create_multipart("bkt", "mp", PutOptions::default()).await?;
+        // Part 1 copied from a range of an inline object (an inline part), part 2 a file,
+        // part 3 inline; part 3 first uploaded with other bytes and replaced.
+        s3.upload_part_copy("bkt", "mp", &id, 1, "bkt", "src", Some(ByteRange::FromTo(10, 59)))
+            .await?;
+        s3.upload_part("bkt", "mp", &id, 2, body(&big), None).await?;
+        s3.upload_part("bkt", "mp", &id, 3, body(b"replaced later"), None)
+            .await?;
+        s3.upload_part("bkt", "mp", &id, 3, body(&tail), None).await?;
+        // src, part 1, part 3 inline; part 2 a file.
+        env.assert_stored(3, 1).await?;
+        id
+    };
+    // Parts (inline ones included) survive a reopen.
+    env.reopen()?;
+    let s3 = env.s3();
+    let (parts, _) = s3.list_parts("bkt", "mp", &id, None, 10)?;
+    assert_eq!(
+        parts.iter().map(|p| p.size).collect::<Vec<_>>(),
+        vec![50, T as u64 + 1, 30]
+    );
+    let list: Vec<(u32, String)> = parts.iter().map(|p| (p.part_number, p.etag.clone())).collect();
+    let info = s3.complete_multipart("bkt", "mp", &id, list).await?;
+    assert!(info.etag.ends_with("-3"), "{}", info.etag);
+    assert_eq!(get(s3, "bkt", "mp").await?, expected);
+    // The parts are gone: src inline, the completed object a file.
+    env.assert_stored(1, 1).await?;
+
+    // A small upload completes into an inline object; an aborted one leaves nothing.
+    let id = s3.create_multipart("bkt", "small-mp", PutOptions::default()).await?;
+    let p1 = s3
+        .upload_part_copy("bkt", "small-mp", &id, 1, "bkt", "src", None)
+        .await?;
+    let p2 = s3.upload_part("bkt", "small-mp", &id, 2, body(b"end"), None).await?;
+    env.assert_stored(3, 1).await?;
+    s3.complete_multipart("bkt", "small-mp", &id, vec![(1, p1.etag), (2, p2.etag)])
+        .await?;
+    assert_eq!(get(s3, "bkt", "small-mp").await?, [&src[..], b"end"].concat());
+    env.assert_stored(2, 1).await?;
+    // UploadPartCopy from the (file) multipart object and from the inline one.
+    let id = s3.create_multipart("bkt", "aborted", PutOptions::default()).await?;
+    s3.upload_part_copy("bkt", "aborted", &id, 1, "bkt", "small-mp", None)
+        .await?;
+    s3.upload_part_copy("bkt", "aborted", &id, 2, "bkt", "mp", Some(ByteRange::Suffix(20)))
+        .await?;
+    // Both parts are small, so inline, whatever their source.
+    env.assert_stored(4, 1).await?;
+    s3.abort_multipart("bkt", "aborted", &id).await?;
+    env.assert_stored(2, 1).await?;
+    // Copying the multipart object keeps its ETag, inline or not.
+    let c = s3.copy_object("bkt", "small-mp", "bkt", "small-mp-copy", None).await?;
+    assert_eq!(c.etag, s3.head_object("bkt", "small-mp")?.etag);
+    assert_eq!(get(s3, "bkt", "small-mp-copy").await?, [&src[..], b"end"].concat());
+    env.assert_stored(3, 1).await?;
+    s3.reset().await?;
+    env.assert_stored(0, 0).await?;
     Ok(())
 }

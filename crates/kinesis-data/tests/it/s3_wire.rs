@@ -963,3 +963,82 @@ async fn raw_http_host(
     let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     Ok((status, Vec::new(), buf[split + 4..].to_vec()))
 }
+
+#[tokio::test]
+async fn malformed_xml_skewed_clock_and_wrong_method() -> R {
+    let s = TestServer::start().await?;
+    let c = s.s3();
+    c.create_bucket().bucket("raw").send().await?;
+    let addr = s.inner().addr();
+    let sha = |b: &[u8]| {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>()
+    };
+    // A DeleteObjects body that is not XML.
+    let body = b"<Delete><Object><Key>unclosed";
+    let url = format!("http://{addr}/raw?delete");
+    let h = vec![
+        ("x-amz-content-sha256".to_owned(), sha(body)),
+        ("content-md5".to_owned(), {
+            use base64::Engine as _;
+            use md5::{Digest, Md5};
+            base64::engine::general_purpose::STANDARD.encode(Md5::digest(body))
+        }),
+    ];
+    let signed = kd_test_support::sign_headers("POST", &url, &h, body, "s3", "us-east-1")?;
+    let (status, _, resp) = raw_http(addr, "POST", "/raw?delete", &signed, body).await?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("<Code>MalformedXML</Code>"), "{text}");
+    // A request signed an hour ago.
+    let url = format!("http://{addr}/raw");
+    let h = vec![
+        ("x-amz-content-sha256".to_owned(), sha(b"")),
+        (
+            "x-amz-date".to_owned(),
+            kd_edge::sigv4::format_amz_date(now_secs() - 3600),
+        ),
+    ];
+    let signed = sign_at("GET", &url, &h, now_secs() - 3600)?;
+    let (status, _, resp) = raw_http(addr, "GET", "/raw", &signed, b"").await?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("<Code>RequestTimeTooSkewed</Code>"), "{text}");
+    s.stop().await
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// SigV4-signs a request as if at `unix` seconds.
+fn sign_at(method: &str, url: &str, headers: &[(String, String)], unix: i64) -> anyhow::Result<Vec<(String, String)>> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    let identity = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "t").into();
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(unix as u64);
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()?
+        .into();
+    let hdrs: Vec<(String, String)> = headers.iter().filter(|(k, _)| k != "x-amz-date").cloned().collect();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        hdrs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(b""),
+    )?;
+    let (instructions, _) = sign(signable, &params)?.into_parts();
+    let mut out = hdrs;
+    for (k, v) in instructions.headers() {
+        out.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(out)
+}
