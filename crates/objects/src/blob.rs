@@ -371,6 +371,9 @@ pub(crate) fn bytes_stream(bytes: Bytes, offset: u64, len: u64) -> Result<BodySt
     Ok(Box::pin(futures_util::stream::iter(chunks)))
 }
 
+/// Bytes written between write-behind syncs of a large body.
+const WRITE_BEHIND_BYTES: u64 = 64 * 1024 * 1024;
+
 async fn write_stream<S>(
     file: &mut tokio::fs::File,
     path: &Path,
@@ -383,6 +386,11 @@ async fn write_stream<S>(
 where
     S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin,
 {
+    // Write-behind: every 64 MiB, start an fdatasync of what is written so far on a second
+    // handle while the body keeps streaming, so the final sync of a large object has little
+    // left to flush. Durability still rests on the final sync in `write_tmp`.
+    let mut since_sync = 0u64;
+    let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
     while let Some(chunk) = body.next().await {
         let chunk = body_chunk(chunk, origin)?;
         count(size, &chunk, max_size)?;
@@ -390,6 +398,32 @@ where
         file.write_all(&chunk)
             .await
             .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        since_sync += chunk.len() as u64;
+        if since_sync >= WRITE_BEHIND_BYTES && syncing.as_ref().is_none_or(|h| h.is_finished()) {
+            since_sync = 0;
+            if let Some(done) = syncing.take() {
+                finish_sync(done, path).await?;
+            }
+            file.flush()
+                .await
+                .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+            let handle = file
+                .try_clone()
+                .await
+                .map_err(|e| Error::io(format!("clone {}", path.display()), e))?
+                .into_std()
+                .await;
+            syncing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+        }
+    }
+    if let Some(done) = syncing.take() {
+        finish_sync(done, path).await?;
     }
     Ok(())
+}
+
+async fn finish_sync(done: tokio::task::JoinHandle<std::io::Result<()>>, path: &Path) -> Result<()> {
+    done.await
+        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| Error::io(format!("sync {}", path.display()), e))
 }
