@@ -428,21 +428,28 @@ impl S3 for S3Api {
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         self.owned_bucket(&req, &req.input.bucket)?;
         let i = req.input;
-        let head = self.objects.head_object(&i.bucket, &i.key).map_err(s3_err)?;
-        check_conditions(
-            &head,
-            i.if_match.as_ref(),
-            i.if_none_match.as_ref(),
-            i.if_modified_since.as_ref(),
-            i.if_unmodified_since.as_ref(),
-            false,
-        )?;
         let range = i.range.as_ref().map(parse_range);
-        let (info, content_range, body) = self
-            .objects
-            .get_object(&i.bucket, &i.key, range)
-            .await
-            .map_err(s3_err)?;
+        let conditions = |info: &ObjectInfo| {
+            check_conditions(
+                info,
+                i.if_match.as_ref(),
+                i.if_none_match.as_ref(),
+                i.if_modified_since.as_ref(),
+                i.if_unmodified_since.as_ref(),
+                false,
+            )
+        };
+        // One read serves the conditions and the body (the body stream is lazy). Conditions
+        // are judged before the range, as S3 does, so an unsatisfiable range re-reads the head.
+        let (info, content_range, body) = match self.objects.get_object(&i.bucket, &i.key, range).await {
+            Ok(found) => found,
+            Err(e @ OErr::InvalidRange { .. }) => {
+                conditions(&self.objects.head_object(&i.bucket, &i.key).map_err(s3_err)?)?;
+                return Err(s3_err(e));
+            }
+            Err(e) => return Err(s3_err(e)),
+        };
+        conditions(&info)?;
         let length = content_range.map_or(info.size, |(a, b)| b - a + 1);
         let want_checksum = i
             .checksum_mode
