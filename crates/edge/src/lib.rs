@@ -19,8 +19,9 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use kd_api_iam::{Endpoint, IamApi};
 use kd_api_kinesis::KinesisApi;
-use kd_iam::Iam;
+use kd_iam::{Iam, Principal, TokenError};
 use kd_wire::json::Encoding;
 use kd_wire::{Protocol, RequestContext, ServiceError, render_error};
 
@@ -51,6 +52,7 @@ pub struct Edge {
     config: EdgeConfig,
     iam: Arc<Iam>,
     kinesis: KinesisApi,
+    iam_api: IamApi,
     s3: s3s::service::S3Service,
     reset: ResetHook,
 }
@@ -61,6 +63,7 @@ impl Edge {
         config: EdgeConfig,
         iam: Arc<Iam>,
         kinesis: KinesisApi,
+        iam_api: IamApi,
         s3: s3s::service::S3Service,
         reset: ResetHook,
     ) -> Self {
@@ -68,6 +71,7 @@ impl Edge {
             config,
             iam,
             kinesis,
+            iam_api,
             s3,
             reset,
         }
@@ -94,10 +98,10 @@ impl Edge {
             return self.s3(Request::from_parts(parts, body), &request_id).await;
         }
         let protocol = service.protocol();
-        let limit = if protocol == Protocol::AwsJson {
-            MAX_JSON_BODY
-        } else {
-            MAX_OTHER_BODY
+        let limit = match service {
+            Service::Iam | Service::Sts => kd_api_iam::MAX_BODY,
+            _ if protocol == Protocol::AwsJson => MAX_JSON_BODY,
+            _ => MAX_OTHER_BODY,
         };
         let body = match read_body(body, limit).await {
             Ok(b) => b,
@@ -114,8 +118,8 @@ impl Edge {
                 return into_body(render_error(protocol, &err, &request_id));
             }
         };
-        let ctx = match self.authenticate(&parts, &body, &request_id) {
-            Ok(ctx) => ctx,
+        let (ctx, principal) = match self.authenticate(&parts, &body, &request_id) {
+            Ok(authenticated) => authenticated,
             Err(e) => {
                 tracing::debug!(%request_id, error = %e, "authentication failed");
                 return into_body(render_error(protocol, &auth_error(protocol, &e), &request_id));
@@ -130,6 +134,16 @@ impl Edge {
                         .and_then(|v| v.to_str().ok()),
                 );
                 self.kinesis.handle(&ctx, &op, encoding, &body).await
+            }
+            Service::Iam | Service::Sts => {
+                let endpoint = if service == Service::Iam {
+                    Endpoint::Iam
+                } else {
+                    Endpoint::Sts
+                };
+                self.iam_api
+                    .handle(&ctx, &principal, endpoint, parts.uri.query(), &body)
+                    .await
             }
             other => render_error(
                 protocol,
@@ -210,7 +224,7 @@ impl Edge {
         parts: &http::request::Parts,
         body: &[u8],
         request_id: &str,
-    ) -> Result<RequestContext, AuthError> {
+    ) -> Result<(RequestContext, Principal), AuthError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -220,16 +234,23 @@ impl Edge {
         let principal = iam
             .principal(&verified.access_key)
             .ok_or(AuthError::UnknownAccessKey(verified.access_key.clone()))?;
+        // Session keys (ASIA…) must carry their own token and be unexpired.
+        iam.check_session(&principal, verified.session_token.as_deref())
+            .map_err(|e| match e {
+                TokenError::Expired => AuthError::ExpiredToken,
+                TokenError::Invalid => AuthError::InvalidToken,
+            })?;
         let region = if verified.region.is_empty() {
             self.config.default_region.clone()
         } else {
             verified.region
         };
-        Ok(RequestContext {
+        let ctx = RequestContext {
             request_id: request_id.to_owned(),
-            account_id: principal.account_id,
+            account_id: principal.account_id.clone(),
             region,
-        })
+        };
+        Ok((ctx, principal))
     }
 }
 
@@ -239,7 +260,11 @@ pub fn health() -> serde_json::Value {
     for s in dispatch::ALL_SERVICES {
         services.insert(
             (*s).to_owned(),
-            serde_json::Value::from(if *s == "kinesis" { "running" } else { "not_implemented" }),
+            serde_json::Value::from(if matches!(*s, "kinesis" | "iam" | "sts") {
+                "running"
+            } else {
+                "not_implemented"
+            }),
         );
     }
     serde_json::json!({ "status": "ready", "version": env!("CARGO_PKG_VERSION"), "services": services })
@@ -272,6 +297,8 @@ pub fn auth_error(protocol: Protocol, e: &AuthError) -> ServiceError {
         (Protocol::AwsJson, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => {
             (s400, "IncompleteSignatureException")
         }
+        (Protocol::AwsJson, AuthError::ExpiredToken) => (s400, "ExpiredTokenException"),
+        (Protocol::AwsJson, AuthError::InvalidToken) => (s400, "UnrecognizedClientException"),
         (Protocol::RestJson, AuthError::Missing) => (s403, "MissingAuthenticationTokenException"),
         (Protocol::RestJson, AuthError::UnknownAccessKey(_)) => (s403, "UnrecognizedClientException"),
         (Protocol::RestJson, AuthError::SignatureMismatch | AuthError::Expired { .. }) => {
@@ -280,6 +307,8 @@ pub fn auth_error(protocol: Protocol, e: &AuthError) -> ServiceError {
         (Protocol::RestJson, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => {
             (s400, "IncompleteSignatureException")
         }
+        (Protocol::RestJson, AuthError::ExpiredToken) => (s403, "ExpiredTokenException"),
+        (Protocol::RestJson, AuthError::InvalidToken) => (s403, "UnrecognizedClientException"),
         (Protocol::RestXml, AuthError::Missing) => (s403, "AccessDenied"),
         (Protocol::RestXml, AuthError::UnknownAccessKey(_)) => (s403, "InvalidAccessKeyId"),
         (Protocol::RestXml, AuthError::SignatureMismatch) => (s403, "SignatureDoesNotMatch"),
@@ -288,12 +317,16 @@ pub fn auth_error(protocol: Protocol, e: &AuthError) -> ServiceError {
         (Protocol::RestXml, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => {
             (s400, "AuthorizationHeaderMalformed")
         }
+        (Protocol::RestXml, AuthError::ExpiredToken) => (s400, "ExpiredToken"),
+        (Protocol::RestXml, AuthError::InvalidToken) => (s400, "InvalidToken"),
         (Protocol::Query, AuthError::Missing) => (s403, "MissingAuthenticationToken"),
         (Protocol::Query, AuthError::UnknownAccessKey(_)) => (s403, "InvalidClientTokenId"),
         (Protocol::Query, AuthError::SignatureMismatch | AuthError::Expired { .. }) => (s403, "SignatureDoesNotMatch"),
         (Protocol::Query, AuthError::Incomplete(_) | AuthError::UnsupportedAlgorithm(_)) => {
             (s400, "IncompleteSignature")
         }
+        (Protocol::Query, AuthError::ExpiredToken) => (s403, "ExpiredToken"),
+        (Protocol::Query, AuthError::InvalidToken) => (s403, "InvalidClientTokenId"),
     };
     let msg = match (protocol, e) {
         (Protocol::AwsJson | Protocol::RestJson | Protocol::Query, AuthError::UnknownAccessKey(_)) => {
@@ -306,6 +339,10 @@ pub fn auth_error(protocol: Protocol, e: &AuthError) -> ServiceError {
         }
         (Protocol::RestXml, AuthError::SignatureMismatch) => {
             "The request signature we calculated does not match the signature you provided. Check your key and signing method.".to_owned()
+        }
+        (Protocol::RestXml, AuthError::ExpiredToken) => "The provided token has expired.".to_owned(),
+        (Protocol::RestXml, AuthError::InvalidToken) => {
+            "The provided token is malformed or otherwise invalid.".to_owned()
         }
         _ => msg,
     };

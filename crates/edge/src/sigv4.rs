@@ -95,6 +95,13 @@ pub enum AuthError {
     /// An algorithm other than `AWS4-HMAC-SHA256` (e.g. SigV2 or SigV4a).
     #[error("Unsupported signing algorithm {0:?}; only AWS4-HMAC-SHA256 is supported")]
     UnsupportedAlgorithm(String),
+    /// The signing key belongs to an STS session that has expired.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
+    /// The signing key belongs to an STS session and `X-Amz-Security-Token` is missing or
+    /// is not that session's token.
+    #[error("The security token included in the request is invalid.")]
+    InvalidToken,
 }
 
 fn expired_message(request_time: i64, server_time: i64, expires: Option<i64>) -> String {

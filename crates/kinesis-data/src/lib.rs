@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use kd_api_iam::IamApi;
 use kd_api_kinesis::KinesisApi;
 use kd_edge::{Edge, EdgeConfig, ResetHook};
+use kd_iam::store::IamStore;
 use kd_iam::{AccessKey, Iam};
 use kd_storage::{Clock, MetaStore, SystemClock};
 use kd_stream::Engine;
@@ -49,9 +51,10 @@ impl Server {
         for k in &config.extra_access_keys {
             keys.push(AccessKey::new(&k.access_key_id, &k.secret_access_key, &k.account_id)?);
         }
-        let iam = Arc::new(Iam::new(keys));
         let meta =
             Arc::new(MetaStore::open(&config.data_dir.join("meta.redb")).context("cannot open the metadata store")?);
+        let iam_store = Arc::new(IamStore::open(meta.clone(), clock.clone()).context("cannot open the IAM store")?);
+        let iam = Arc::new(Iam::with_store(keys, iam_store.clone()));
         let mut sc = kd_stream::Config::new(config.data_dir.join("streams"));
         sc.create_delay_ms = config.kinesis.create_delay_ms as i64;
         sc.update_delay_ms = config.kinesis.update_delay_ms as i64;
@@ -66,12 +69,16 @@ impl Server {
         oc.inline_max = config.s3.inline_max;
         let objects =
             Arc::new(kd_objects::Objects::open(oc, meta.clone(), clock.clone()).context("cannot open the S3 engine")?);
-        let (reset_engine, reset_objects) = (engine.clone(), objects.clone());
+        let (reset_engine, reset_objects, reset_iam) = (engine.clone(), objects.clone(), iam_store.clone());
         let reset: ResetHook = Arc::new(move || {
-            let (e, o) = (reset_engine.clone(), reset_objects.clone());
+            let (e, o, i) = (reset_engine.clone(), reset_objects.clone(), reset_iam.clone());
             Box::pin(async move {
                 e.reset().await.map_err(|e| e.to_string())?;
-                o.reset().await.map_err(|e| e.to_string())
+                o.reset().await.map_err(|e| e.to_string())?;
+                tokio::task::spawn_blocking(move || i.reset())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
             })
         });
         let s3 = kd_api_s3::service(iam.clone(), objects.clone(), config.s3.base_domains.clone());
@@ -82,6 +89,7 @@ impl Server {
             },
             iam,
             KinesisApi::new(engine.clone()),
+            IamApi::new(iam_store),
             s3,
             reset,
         );

@@ -93,6 +93,16 @@ impl TestServer {
         s3_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
+    /// An IAM client with the default keys.
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        iam_client(&self.endpoint(), ACCESS_KEY, SECRET_KEY, None)
+    }
+
+    /// An STS client for us-east-1 with the default keys.
+    pub fn sts(&self) -> aws_sdk_sts::Client {
+        sts_client(&self.endpoint(), ACCESS_KEY, SECRET_KEY, None)
+    }
+
     /// Shuts down cleanly, then starts again on the same data directory (and a new port).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         if let Some(s) = self.server.take() {
@@ -129,6 +139,46 @@ pub fn s3_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// An IAM client for `endpoint` (signing for us-east-1, as IAM is global) with static keys
+/// (and a session token for temporary credentials), plain HTTP and no retries.
+pub fn iam_client(endpoint: &str, access_key: &str, secret: &str, session_token: Option<&str>) -> aws_sdk_iam::Client {
+    let conf = aws_sdk_iam::Config::builder()
+        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+        .region(aws_sdk_iam::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            access_key,
+            secret,
+            session_token.map(str::to_owned),
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_iam::Client::from_conf(conf)
+}
+
+/// An STS client for `endpoint` in us-east-1 with static keys (and a session token for
+/// temporary credentials), plain HTTP and no retries.
+pub fn sts_client(endpoint: &str, access_key: &str, secret: &str, session_token: Option<&str>) -> aws_sdk_sts::Client {
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            access_key,
+            secret,
+            session_token.map(str::to_owned),
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
 }
 
 /// A Kinesis client for `endpoint` with static keys, plain HTTP and no retries (tests want

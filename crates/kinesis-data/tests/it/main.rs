@@ -3,6 +3,7 @@
 
 mod common;
 mod e2e;
+mod iam_wire;
 mod kinesis_errors;
 mod kinesis_wire;
 mod s3_wire;
