@@ -59,6 +59,8 @@ impl Endpoint {
 #[derive(Debug, Clone)]
 pub struct IamApi {
     store: Arc<IamStore>,
+    /// Whether AssumeRole checks the role's trust policy (off with `--iam off`).
+    enforce_trust: bool,
 }
 
 /// The parameters of one request (the last value of a repeated name wins).
@@ -297,8 +299,75 @@ fn holder_name(holder: Holder) -> (&'static str, &'static str) {
 
 impl IamApi {
     /// An adapter over `store`.
-    pub fn new(store: Arc<IamStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<IamStore>, enforce_trust: bool) -> Self {
+        Self { store, enforce_trust }
+    }
+
+    /// The IAM action and resource ARN an IAM/STS request needs, or `None` when none is
+    /// needed (GetCallerIdentity).
+    fn permission(
+        endpoint: Endpoint,
+        action: &str,
+        p: &Params,
+        account: &str,
+        caller: &str,
+    ) -> Option<(String, String)> {
+        match endpoint {
+            Endpoint::Sts if action == "GetCallerIdentity" => None,
+            Endpoint::Sts => Some((
+                format!("sts:{action}"),
+                p.opt("RoleArn").unwrap_or_else(|| "*".to_owned()),
+            )),
+            Endpoint::Iam => {
+                let resource = if let Some(arn) = p.opt("PolicyArn") {
+                    arn
+                } else if let Some(role) = p.opt("RoleName") {
+                    format!("arn:aws:iam::{account}:role/{role}")
+                } else if let Some(user) = p.opt("UserName") {
+                    format!("arn:aws:iam::{account}:user/{user}")
+                } else if let (Some(name), "CreatePolicy") = (p.opt("PolicyName"), action) {
+                    format!("arn:aws:iam::{account}:policy/{name}")
+                } else if matches!(action, "GetUser" | "ListAccessKeys" | "CreateAccessKey") {
+                    caller.to_owned() // these act on the caller when no user is named
+                } else {
+                    "*".to_owned()
+                };
+                Some((format!("iam:{action}"), resource))
+            }
+        }
+    }
+
+    /// AssumeRole: the role's trust policy must allow the caller (as on AWS, for root keys too
+    /// when the trust policy names the account).
+    fn check_trust(&self, principal: &Principal, role_arn: &str) -> Result<(), ServiceError> {
+        if !self.enforce_trust {
+            return Ok(());
+        }
+        let denied = || {
+            ServiceError::with_status(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                format!(
+                    "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                    principal.arn
+                ),
+            )
+        };
+        let Some((account, name)) = kd_iam::store::parse_role_arn(role_arn) else {
+            return Err(denied());
+        };
+        let role = self.store.get_role(&account, &name).map_err(|_| denied())?;
+        let doc =
+            kd_iam::policy::PolicyDocument::parse(&role.assume_role_policy_document, kd_iam::policy::DocKind::Trust)
+                .map_err(|_| denied())?;
+        let ctx = kd_iam::policy::ConditionContext::new()
+            .principal_arn(&principal.arn)
+            .principal_account(&principal.account_id);
+        let who = kd_iam::policy::Principal::Aws(principal.arn.clone());
+        match kd_iam::policy::principal_allowed(&doc, &who, "sts:AssumeRole", role_arn, &ctx) {
+            kd_iam::policy::Decision::Allow => Ok(()),
+            _ => Err(denied()),
+        }
     }
 
     /// The store behind the adapter.
@@ -321,6 +390,14 @@ impl IamApi {
             let err = ServiceError::client("MissingAction", "Missing Action");
             return render_error(Protocol::Query, &err, &ctx.request_id);
         };
+        if ctx.authz.enforced()
+            && let Some((iam_action, resource)) =
+                Self::permission(endpoint, &action, &params, &ctx.account_id, &principal.arn)
+            && let Err(message) = ctx.authz.authorize(&iam_action, &resource)
+        {
+            let err = ServiceError::with_status(StatusCode::FORBIDDEN, "AccessDenied", message);
+            return render_error(Protocol::Query, &err, &ctx.request_id);
+        }
         let this = self.clone();
         let (account, principal_c, action_c) = (ctx.account_id.clone(), principal.clone(), action.clone());
         let joined =
@@ -367,6 +444,7 @@ impl IamApi {
                 let arn = p.req("RoleArn", "roleArn")?;
                 let session_name = p.req("RoleSessionName", "roleSessionName")?;
                 let duration = p.int("DurationSeconds", "durationSeconds")?;
+                self.check_trust(principal, &arn)?;
                 let s = self
                     .store
                     .assume_role(&arn, &session_name, duration)

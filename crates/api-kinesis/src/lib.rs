@@ -84,6 +84,8 @@ impl KinesisApi {
         };
         let call = Call {
             api: self,
+            ctx,
+            operation,
             scope: &scope,
             encoding,
             body,
@@ -154,6 +156,8 @@ pub fn to_service_error(e: Error) -> ServiceError {
 
 struct Call<'a> {
     api: &'a KinesisApi,
+    ctx: &'a RequestContext,
+    operation: &'a str,
     scope: &'a Scope,
     encoding: Encoding,
     body: &'a [u8],
@@ -200,6 +204,29 @@ impl Call<'_> {
         &self.api.engine
     }
 
+    /// Authorises `kinesis:<Operation>` on `resource` (built only when policies apply).
+    fn allow_on(&self, resource: impl FnOnce() -> String) -> Result<(), ServiceError> {
+        if !self.ctx.authz.enforced() {
+            return Ok(());
+        }
+        self.ctx
+            .authz
+            .authorize(&format!("kinesis:{}", self.operation), &resource())
+            .map_err(|m| ServiceError::client("AccessDeniedException", m))
+    }
+
+    /// Authorises the operation on the stream named by `name` or `arn`.
+    fn allow(&self, name: &Option<String>, arn: &Option<String>) -> Result<(), ServiceError> {
+        self.allow_on(|| match (arn, name) {
+            (Some(arn), _) => arn.clone(),
+            (None, Some(name)) => format!(
+                "arn:aws:kinesis:{}:{}:stream/{name}",
+                self.scope.region, self.scope.account
+            ),
+            (None, None) => "*".to_owned(),
+        })
+    }
+
     async fn create_stream(&self) -> Reply {
         let i: CreateStreamInput = self.input()?;
         let mut v = Validator::default();
@@ -212,6 +239,7 @@ impl Call<'_> {
             tag_pairs(&mut v, t);
         }
         v.finish()?;
+        self.allow(&i.stream_name, &None)?;
         let mode = match (mode_name, i.shard_count) {
             (Some("ON_DEMAND"), _) => StreamMode::OnDemand,
             (Some(_), _) => StreamMode::Provisioned,
@@ -232,6 +260,7 @@ impl Call<'_> {
         let mut v = Validator::default();
         check_stream(&mut v, &i.stream_name, &i.stream_arn);
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         self.engine()
             .delete_stream(self.scope, sref(&i.stream_name, &i.stream_arn))
             .await
@@ -246,6 +275,7 @@ impl Call<'_> {
         v.range(i.limit, "limit", 1, 10000);
         v.shard_id(i.exclusive_start_shard_id.as_deref(), "exclusiveStartShardId");
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         let limit = i.limit.unwrap_or(100).min(100) as usize;
         let d = self
             .engine()
@@ -282,6 +312,7 @@ impl Call<'_> {
         let mut v = Validator::default();
         check_stream(&mut v, &i.stream_name, &i.stream_arn);
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         let d = self
             .engine()
             .describe_stream(self.scope, sref(&i.stream_name, &i.stream_arn), 0, None)
@@ -314,6 +345,7 @@ impl Call<'_> {
         v.stream_name(i.exclusive_start_stream_name.as_deref(), "exclusiveStartStreamName");
         v.length(i.next_token.as_deref(), "nextToken", 1, 1048576);
         v.finish()?;
+        self.allow_on(|| "*".to_owned())?;
         if i.next_token.is_some() && i.exclusive_start_stream_name.is_some() {
             return Err(ServiceError::client(
                 "InvalidArgumentException",
@@ -375,6 +407,7 @@ impl Call<'_> {
             ],
         );
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         if i.next_token.is_none() && i.stream_name.is_none() && i.stream_arn.is_none() {
             return Err(ServiceError::client(
                 "InvalidArgumentException",
@@ -479,6 +512,7 @@ impl Call<'_> {
         Self::check_record(&mut v, "", &i.partition_key, &i.data, &i.explicit_hash_key);
         v.sequence_pattern(i.sequence_number_for_ordering.as_deref(), "sequenceNumberForOrdering");
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         let entry = PutEntry {
             explicit_hash_key: Self::explicit_hash(&i.explicit_hash_key)?,
             partition_key: i.partition_key.unwrap_or_default(),
@@ -529,6 +563,7 @@ impl Call<'_> {
             );
         }
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         let total: usize = records
             .iter()
             .map(|r| r.data.as_ref().map_or(0, Vec::len) + r.partition_key.as_ref().map_or(0, String::len))
@@ -599,6 +634,7 @@ impl Call<'_> {
         );
         v.sequence_pattern(i.starting_sequence_number.as_deref(), "startingSequenceNumber");
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         let kind = i.shard_iterator_type.as_deref().unwrap_or_default();
         let seq = || {
             i.starting_sequence_number.clone().ok_or_else(|| {
@@ -661,6 +697,15 @@ impl Call<'_> {
         v.range(i.limit, "limit", 1, 10000);
         v.stream_arn(i.stream_arn.as_deref(), "streamARN");
         v.finish()?;
+        self.allow_on(|| {
+            i.stream_arn
+                .clone()
+                .or_else(|| {
+                    self.engine()
+                        .stream_arn_of_iterator(i.shard_iterator.as_deref().unwrap_or_default())
+                })
+                .unwrap_or_else(|| "*".to_owned())
+        })?;
         let limit = i.limit.unwrap_or(10000) as usize;
         let out = self
             .engine()
@@ -704,6 +749,7 @@ impl Call<'_> {
         v.required(&i.new_starting_hash_key, "newStartingHashKey");
         v.hash_key_pattern(i.new_starting_hash_key.as_deref(), "newStartingHashKey");
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         let key = Self::explicit_hash(&i.new_starting_hash_key)?.unwrap_or_default();
         self.engine()
             .split_shard(
@@ -726,6 +772,7 @@ impl Call<'_> {
         v.required(&i.adjacent_shard_to_merge, "adjacentShardToMerge");
         v.shard_id(i.adjacent_shard_to_merge.as_deref(), "adjacentShardToMerge");
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         self.engine()
             .merge_shards(
                 self.scope,
@@ -747,6 +794,7 @@ impl Call<'_> {
         v.required(&i.scaling_type, "scalingType");
         v.one_of(i.scaling_type.as_deref(), "scalingType", &["UNIFORM_SCALING"]);
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         let target = i.target_shard_count.unwrap_or(1) as u32;
         let u = self
             .engine()
@@ -768,6 +816,7 @@ impl Call<'_> {
         v.required(&i.retention_period_hours, "retentionPeriodHours");
         v.range(i.retention_period_hours, "retentionPeriodHours", 1, 100_000);
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         let hours = i.retention_period_hours.unwrap_or(24) as u32;
         self.engine()
             .set_retention(self.scope, sref(&i.stream_name, &i.stream_arn), hours, increase)
@@ -788,6 +837,7 @@ impl Call<'_> {
             }
         }
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         self.engine()
             .add_tags(
                 self.scope,
@@ -813,6 +863,7 @@ impl Call<'_> {
             }
         }
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         self.engine()
             .remove_tags(
                 self.scope,
@@ -831,6 +882,7 @@ impl Call<'_> {
         v.length(i.exclusive_start_tag_key.as_deref(), "exclusiveStartTagKey", 1, 128);
         v.range(i.limit, "limit", 1, 50);
         v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
         let (tags, more) = self
             .engine()
             .list_tags(
@@ -849,6 +901,7 @@ impl Call<'_> {
 
     async fn describe_limits(&self) -> Reply {
         let _: Empty = self.input()?;
+        self.allow_on(|| "*".to_owned())?;
         let l = self.engine().describe_limits(self.scope).await;
         self.ok(&DescribeLimitsOutput {
             shard_limit: l.shard_limit,
@@ -867,6 +920,7 @@ impl Call<'_> {
         v.required(&mode, "streamModeDetails.streamMode");
         v.one_of(mode, "streamModeDetails.streamMode", &["PROVISIONED", "ON_DEMAND"]);
         v.finish()?;
+        self.allow(&None, &i.stream_arn)?;
         let mode = if mode == Some("ON_DEMAND") {
             StreamMode::OnDemand
         } else {

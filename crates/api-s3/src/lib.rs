@@ -5,6 +5,7 @@
 //! errors as S3's XML. It sits between the `edge`, which hands it every request for S3, and
 //! the objects engine. See ARCHITECTURE.md for why s3s.
 
+pub mod access;
 pub mod auth;
 pub mod host;
 pub mod notify;
@@ -44,9 +45,15 @@ impl S3Api {
 }
 
 /// The S3 service: s3s with our adapter, our key store and our host rules.
-pub fn service(iam: Arc<Iam>, objects: Arc<Objects>, base_domains: Vec<String>) -> S3Service {
+pub fn service(
+    iam: Arc<Iam>,
+    authz: Arc<kd_iam::authz::Authorizer>,
+    objects: Arc<Objects>,
+    base_domains: Vec<String>,
+) -> S3Service {
     let mut b = S3ServiceBuilder::new(S3Api::new(iam.clone(), objects));
-    b.set_auth(auth::IamAuth::new(iam));
+    b.set_auth(auth::IamAuth::new(iam.clone()));
+    b.set_access(access::IamAccess::new(iam, authz));
     b.set_host(host::Hosts::new(base_domains));
     b.build()
 }

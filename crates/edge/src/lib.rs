@@ -21,6 +21,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kd_api_iam::{Endpoint, IamApi};
 use kd_api_kinesis::KinesisApi;
+use kd_iam::authz::Authorizer;
 use kd_iam::{Iam, Principal, TokenError};
 use kd_wire::json::Encoding;
 use kd_wire::{Protocol, RequestContext, ServiceError, render_error};
@@ -51,6 +52,7 @@ pub struct EdgeConfig {
 pub struct Edge {
     config: EdgeConfig,
     iam: Arc<Iam>,
+    authz: Arc<Authorizer>,
     kinesis: KinesisApi,
     iam_api: IamApi,
     s3: s3s::service::S3Service,
@@ -62,6 +64,7 @@ impl Edge {
     pub fn new(
         config: EdgeConfig,
         iam: Arc<Iam>,
+        authz: Arc<Authorizer>,
         kinesis: KinesisApi,
         iam_api: IamApi,
         s3: s3s::service::S3Service,
@@ -70,6 +73,7 @@ impl Edge {
         Self {
             config,
             iam,
+            authz,
             kinesis,
             iam_api,
             s3,
@@ -245,12 +249,49 @@ impl Edge {
         } else {
             verified.region
         };
+        let authz: Arc<dyn kd_wire::Authorize> =
+            if !self.authz.enabled() || matches!(principal.kind, kd_iam::PrincipalKind::Root) {
+                Arc::new(kd_wire::AllowAll)
+            } else {
+                let mut context = self.authz.context_for(&principal).secure_transport(false);
+                if let Some(axum::extract::ConnectInfo(peer)) =
+                    parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+                {
+                    context = context.source_ip(peer.ip());
+                }
+                Arc::new(CallerAuthz {
+                    context,
+                    authz: self.authz.clone(),
+                    principal: principal.clone(),
+                })
+            };
         let ctx = RequestContext {
             request_id: request_id.to_owned(),
             account_id: principal.account_id.clone(),
             region,
+            authz,
         };
         Ok((ctx, principal))
+    }
+}
+
+/// One caller's authoriser: the shared policy cache plus who is asking.
+#[derive(Debug)]
+struct CallerAuthz {
+    authz: Arc<Authorizer>,
+    principal: kd_iam::Principal,
+    context: kd_iam::policy::ConditionContext,
+}
+
+impl kd_wire::Authorize for CallerAuthz {
+    fn enforced(&self) -> bool {
+        true
+    }
+
+    fn authorize(&self, action: &str, resource: &str) -> Result<(), String> {
+        self.authz
+            .check(&self.principal, action, resource, &self.context)
+            .map_err(|d| d.message)
     }
 }
 

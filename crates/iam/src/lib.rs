@@ -5,6 +5,7 @@
 //! and STS sessions live in [`store::IamStore`] (durable in the metadata store), which the
 //! IAM/STS adapter (`kd-api-iam`) changes and every key lookup falls back to.
 
+pub mod authz;
 pub mod managed;
 pub mod policy;
 pub mod store;
@@ -197,6 +198,11 @@ impl Iam {
     }
 
     /// The identity policies of `principal` (none for the root or without a store).
+    /// The store's generation (0 without a store): changes whenever an entity changes.
+    pub fn generation(&self) -> u64 {
+        self.store.as_ref().map_or(0, |s| s.generation())
+    }
+
     pub fn identity_policies(&self, principal: &Principal) -> Vec<policy::PolicyDocument> {
         match &self.store {
             Some(s) => s.identity_policies(principal),

@@ -405,6 +405,8 @@ pub struct IamStore {
     clock: Arc<dyn Clock>,
     state: RwLock<State>,
     writer: Mutex<()>,
+    /// Bumped after every applied change: compiled policy caches compare it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for IamStore {
@@ -675,6 +677,7 @@ impl IamStore {
             clock,
             state: RwLock::new(state),
             writer: Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         let horizon = store.clock.now_ms() - 24 * 3600 * 1000;
         store.mutate(|st, _| {
@@ -714,8 +717,14 @@ impl IamStore {
             for c in changes {
                 c.apply(&mut st);
             }
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
         Ok(out)
+    }
+
+    /// Changes with every applied write; equal generations mean equal policies.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Forgets every entity of every account (for `/_kinesis-data/reset`).

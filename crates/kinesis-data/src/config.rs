@@ -9,6 +9,7 @@
 //! access_key_id = "test"
 //! secret_access_key = "test"
 //! allow_reset = true                  # serve POST /_kinesis-data/reset
+//! iam = "on"                          # "off": no authorisation (authentication stays on)
 //!
 //! [[extra_access_keys]]               # more keys, possibly in other accounts
 //! access_key_id = "AKIDOTHER"
@@ -54,6 +55,9 @@ pub struct Config {
     pub secret_access_key: String,
     /// Whether `/_kinesis-data/reset` is served.
     pub allow_reset: bool,
+    /// `on`: every non-root principal may do only what its policies allow; `off`: every
+    /// authenticated request is allowed (authentication stays on).
+    pub iam: String,
     /// More keys.
     pub extra_access_keys: Vec<KeyConfig>,
     /// Kinesis settings.
@@ -156,6 +160,7 @@ impl Default for Config {
             access_key_id: "test".to_owned(),
             secret_access_key: "test".to_owned(),
             allow_reset: true,
+            iam: "on".to_owned(),
             extra_access_keys: Vec::new(),
             kinesis: KinesisConfig::default(),
             s3: S3Config::default(),
@@ -169,6 +174,15 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+
+    /// Whether IAM policies are enforced.
+    pub fn iam_enforced(&self) -> anyhow::Result<bool> {
+        match self.iam.as_str() {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            other => anyhow::bail!("iam must be on or off, not {other:?}"),
+        }
     }
 
     /// The log fsync policy.

@@ -55,6 +55,8 @@ impl Server {
             Arc::new(MetaStore::open(&config.data_dir.join("meta.redb")).context("cannot open the metadata store")?);
         let iam_store = Arc::new(IamStore::open(meta.clone(), clock.clone()).context("cannot open the IAM store")?);
         let iam = Arc::new(Iam::with_store(keys, iam_store.clone()));
+        let enforce = config.iam_enforced()?;
+        let authz = Arc::new(kd_iam::authz::Authorizer::new(iam.clone(), enforce));
         let mut sc = kd_stream::Config::new(config.data_dir.join("streams"));
         sc.create_delay_ms = config.kinesis.create_delay_ms as i64;
         sc.update_delay_ms = config.kinesis.update_delay_ms as i64;
@@ -81,15 +83,21 @@ impl Server {
                     .map_err(|e| e.to_string())
             })
         });
-        let s3 = kd_api_s3::service(iam.clone(), objects.clone(), config.s3.base_domains.clone());
+        let s3 = kd_api_s3::service(
+            iam.clone(),
+            authz.clone(),
+            objects.clone(),
+            config.s3.base_domains.clone(),
+        );
         let edge = Edge::new(
             EdgeConfig {
                 default_region: config.region.clone(),
                 allow_reset: config.allow_reset,
             },
             iam,
+            authz.clone(),
             KinesisApi::new(engine.clone()),
-            IamApi::new(iam_store),
+            IamApi::new(iam_store, enforce),
             s3,
             reset,
         );

@@ -34,6 +34,9 @@ enum Command {
         /// Refuse POST /_kinesis-data/reset.
         #[arg(long)]
         no_reset: bool,
+        /// `off` allows every authenticated request (no IAM policy checks).
+        #[arg(long, value_parser = ["on", "off"])]
+        iam: Option<String>,
     },
 }
 
@@ -52,6 +55,7 @@ fn main() -> anyhow::Result<()> {
             listen,
             config,
             no_reset,
+            iam,
         } => {
             let mut cfg = match config {
                 Some(p) => Config::from_file(&p)?,
@@ -65,6 +69,9 @@ fn main() -> anyhow::Result<()> {
             }
             if no_reset {
                 cfg.allow_reset = false;
+            }
+            if let Some(mode) = iam {
+                cfg.iam = mode;
             }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -1253,6 +1253,13 @@ impl Engine {
         })
     }
 
+    /// The ARN of the stream an iterator reads (for authorisation), if it is one of ours.
+    pub fn stream_arn_of_iterator(&self, iterator: &str) -> Option<String> {
+        let tok = IteratorToken::decode(iterator)?;
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        reg.by_uid.get(&tok.stream_uid).map(|s| s.arn.clone())
+    }
+
     /// Deletes log segments past every stream's retention. Run periodically.
     pub async fn enforce_retention(&self) -> Result<usize> {
         let now = self.now();

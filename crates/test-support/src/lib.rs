@@ -123,6 +123,17 @@ impl TestServer {
 
 /// An S3 client for `endpoint` (path-style) with static keys, plain HTTP and no retries.
 pub fn s3_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_s3::Client {
+    s3_session_client(endpoint, region, access_key, secret, None)
+}
+
+/// An S3 client with temporary (session) credentials.
+pub fn s3_session_client(
+    endpoint: &str,
+    region: &str,
+    access_key: &str,
+    secret: &str,
+    session_token: Option<&str>,
+) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new(region.to_owned()))
@@ -131,7 +142,7 @@ pub fn s3_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
             access_key,
             secret,
-            None,
+            session_token.map(str::to_owned),
             None,
             "test-support",
         ))
@@ -184,11 +195,28 @@ pub fn sts_client(endpoint: &str, access_key: &str, secret: &str, session_token:
 /// A Kinesis client for `endpoint` with static keys, plain HTTP and no retries (tests want
 /// to see each error as it is).
 pub fn kinesis_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_kinesis::Client {
+    kinesis_session_client(endpoint, region, access_key, secret, None)
+}
+
+/// A Kinesis client with temporary (session) credentials.
+pub fn kinesis_session_client(
+    endpoint: &str,
+    region: &str,
+    access_key: &str,
+    secret: &str,
+    session_token: Option<&str>,
+) -> aws_sdk_kinesis::Client {
     let conf = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(access_key, secret, None, None, "test-support"))
+        .credentials_provider(Credentials::new(
+            access_key,
+            secret,
+            session_token.map(str::to_owned),
+            None,
+            "test-support",
+        ))
         .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();

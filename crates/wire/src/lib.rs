@@ -8,7 +8,7 @@ pub mod cbor;
 pub mod json;
 
 /// What the edge learned about a request before handing it to an adapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     /// The request id echoed in `x-amzn-RequestId` and logs.
     pub request_id: String,
@@ -16,6 +16,33 @@ pub struct RequestContext {
     pub account_id: String,
     /// The region from the SigV4 credential scope (or the default region).
     pub region: String,
+    /// May the caller perform an action on a resource? Adapters ask before every engine call.
+    pub authz: std::sync::Arc<dyn Authorize>,
+}
+
+/// The authorisation decision for one caller, as adapters see it: the edge builds one per
+/// request over the caller's identity policies (or [`AllowAll`] for root keys and
+/// `--iam off`).
+pub trait Authorize: Send + Sync + std::fmt::Debug {
+    /// False when everything is allowed: adapters may then skip building resource ARNs.
+    fn enforced(&self) -> bool;
+    /// `Ok` when allowed; otherwise AWS's AccessDenied message naming the principal, the
+    /// action and the resource.
+    fn authorize(&self, action: &str, resource: &str) -> Result<(), String>;
+}
+
+/// Allows everything (root keys, authorisation switched off, tests of adapters).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Authorize for AllowAll {
+    fn enforced(&self) -> bool {
+        false
+    }
+
+    fn authorize(&self, _action: &str, _resource: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The wire protocols AWS services speak; each renders errors its own way.

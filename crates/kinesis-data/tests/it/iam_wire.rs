@@ -461,6 +461,22 @@ async fn users_keys_and_caller_identity() -> R {
     assert_eq!(me.user_id(), Some(user.user_id()));
     assert_eq!(me.account(), Some(ACCOUNT));
     let alice_iam = iam_client(&srv.endpoint(), k1.access_key_id(), k1.secret_access_key(), None);
+    // Policies are enforced: alice may read only what her policies allow.
+    let msg = assert_aws_error!(alice_iam.get_user().send().await, "AccessDenied", 403);
+    assert_eq!(
+        msg,
+        format!(
+            "User: {} is not authorized to perform: iam:GetUser on resource: {} because no identity-based policy allows the iam:GetUser action",
+            user.arn(),
+            user.arn()
+        )
+    );
+    iam.put_user_policy()
+        .user_name("alice")
+        .policy_name("self")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:GetUser","Resource":"arn:aws:iam::*:user/*/${aws:username}"}]}"#)
+        .send()
+        .await?;
     let me = alice_iam.get_user().send().await?;
     assert_eq!(me.user().map(|u| u.user_name()), Some("alice"));
 
@@ -469,6 +485,11 @@ async fn users_keys_and_caller_identity() -> R {
 
     let msg = assert_aws_error!(iam.delete_user().user_name("alice").send().await, "DeleteConflict", 409);
     assert_eq!(msg, "Cannot delete entity, must delete policies first.");
+    iam.delete_user_policy()
+        .user_name("alice")
+        .policy_name("self")
+        .send()
+        .await?;
     iam.delete_user_policy()
         .user_name("alice")
         .policy_name("inline")

@@ -1,6 +1,7 @@
 //! One integration-test binary for the server: wire tests with aws-sdk-kinesis against the
 //! in-process server on 127.0.0.1:0, and end-to-end tests that start the built binary.
 
+mod authz_wire;
 mod common;
 mod e2e;
 mod iam_wire;
