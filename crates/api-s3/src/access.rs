@@ -68,6 +68,14 @@ impl IamAccess {
             .map_err(|d| s3s::S3Error::with_message(s3s::S3ErrorCode::AccessDenied, d.message))
     }
 
+    /// Copies read their source: `s3:GetObject` on it.
+    fn allow_copy_source(&self, access_key: Option<&str>, source: &s3s::dto::CopySource) -> S3Result<()> {
+        if let s3s::dto::CopySource::Bucket { bucket, key, .. } = source {
+            self.allow(access_key, "s3:GetObject", &format!("arn:aws:s3:::{bucket}/{key}"))?;
+        }
+        Ok(())
+    }
+
     fn key_of<T>(req: &S3Request<T>) -> Option<&str> {
         req.credentials.as_ref().map(|c| c.access_key.as_str())
     }
@@ -107,25 +115,11 @@ impl S3Access for IamAccess {
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
-        if let s3s::dto::CopySource::Bucket { bucket, key, .. } = &req.input.copy_source {
-            self.allow(
-                Self::key_of(req),
-                "s3:GetObject",
-                &format!("arn:aws:s3:::{bucket}/{key}"),
-            )?;
-        }
-        Ok(())
+        self.allow_copy_source(Self::key_of(req), &req.input.copy_source)
     }
 
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
-        if let s3s::dto::CopySource::Bucket { bucket, key, .. } = &req.input.copy_source {
-            self.allow(
-                Self::key_of(req),
-                "s3:GetObject",
-                &format!("arn:aws:s3:::{bucket}/{key}"),
-            )?;
-        }
-        Ok(())
+        self.allow_copy_source(Self::key_of(req), &req.input.copy_source)
     }
 
     async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {

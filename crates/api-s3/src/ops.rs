@@ -116,6 +116,19 @@ fn check_conditions(
     Ok(())
 }
 
+/// One `<Contents>` entry of a listing.
+fn list_entry(o: ObjectInfo, owner: Option<Owner>, enc: &dyn Fn(String) -> String) -> Object {
+    Object {
+        e_tag: Some(etag(&o.etag)),
+        key: Some(enc(o.key)),
+        last_modified: Some(ts(o.last_modified_ms)),
+        owner,
+        size: i64::try_from(o.size).ok(),
+        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        ..Default::default()
+    }
+}
+
 fn parse_range(r: &Range) -> ByteRange {
     match *r {
         Range::Int {
@@ -697,15 +710,7 @@ impl S3 for S3Api {
             contents: Some(
                 page.objects
                     .into_iter()
-                    .map(|o| Object {
-                        e_tag: Some(etag(&o.etag)),
-                        key: Some(enc(o.key)),
-                        last_modified: Some(ts(o.last_modified_ms)),
-                        owner: owner.clone(),
-                        size: i64::try_from(o.size).ok(),
-                        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
-                        ..Default::default()
-                    })
+                    .map(|o| list_entry(o, owner.clone(), &enc))
                     .collect(),
             ),
             common_prefixes: Some(
@@ -755,15 +760,7 @@ impl S3 for S3Api {
             contents: Some(
                 page.objects
                     .into_iter()
-                    .map(|o| Object {
-                        e_tag: Some(etag(&o.etag)),
-                        key: Some(enc(o.key)),
-                        last_modified: Some(ts(o.last_modified_ms)),
-                        owner: Some(owner.clone()),
-                        size: i64::try_from(o.size).ok(),
-                        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
-                        ..Default::default()
-                    })
+                    .map(|o| list_entry(o, Some(owner.clone()), &enc))
                     .collect(),
             ),
             common_prefixes: Some(

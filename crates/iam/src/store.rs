@@ -577,21 +577,7 @@ pub fn new_unique_id(prefix: &str) -> String {
 
 /// Ms since the epoch of an ISO 8601 UTC time `YYYY-MM-DDTHH:MM:SSZ` (0 if malformed).
 fn iso8601_ms(t: &str) -> i64 {
-    let num = |r: std::ops::Range<usize>| t.get(r).and_then(|x| x.parse::<i64>().ok());
-    let (Some(y), Some(m), Some(d), Some(hh), Some(mm), Some(ss)) =
-        (num(0..4), num(5..7), num(8..10), num(11..13), num(14..16), num(17..19))
-    else {
-        return 0;
-    };
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    ((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1000
+    kd_storage::civil::parse_iso8601(t).map_or(0, |s| s * 1000)
 }
 
 /// Splits a policy ARN into (account, path, name); `None` if it is not a policy ARN.

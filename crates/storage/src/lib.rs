@@ -13,6 +13,7 @@
 //! = shards) and its metadata (stream descriptions, shard maps, consumer registrations, ...)
 //! in a [`MetaStore`]. Time comes from a [`Clock`] so tests can drive it by hand.
 
+pub mod civil;
 pub mod clock;
 mod error;
 pub mod log;
