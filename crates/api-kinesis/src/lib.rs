@@ -17,7 +17,7 @@ use kd_wire::{RequestContext, ServiceError};
 use serde::Serialize;
 
 use crate::dto::*;
-use crate::validate::Validator;
+use crate::validate::{KinesisChecks as _, Validator};
 
 /// The `X-Amz-Target` prefix of Kinesis.
 pub const TARGET_PREFIX: &str = "Kinesis_20131202";

@@ -24,8 +24,8 @@ pub const ALL_SERVICES: &[&str] = &[
 pub enum Service {
     /// Kinesis Data Streams; the operation name from `X-Amz-Target`.
     Kinesis(String),
-    /// Amazon Data Firehose.
-    Firehose,
+    /// Amazon Data Firehose; the operation name from `X-Amz-Target`.
+    Firehose(String),
     /// AWS Glue.
     Glue,
     /// Amazon Athena.
@@ -52,7 +52,7 @@ impl Service {
     /// The wire protocol the service speaks (and renders errors in).
     pub fn protocol(&self) -> Protocol {
         match self {
-            Service::Kinesis(_) | Service::Firehose | Service::Glue | Service::Athena | Service::UnknownJson => {
+            Service::Kinesis(_) | Service::Firehose(_) | Service::Glue | Service::Athena | Service::UnknownJson => {
                 Protocol::AwsJson
             }
             Service::Lambda | Service::ApiGateway | Service::ApiGatewayInvoke => Protocol::RestJson,
@@ -65,7 +65,7 @@ impl Service {
     pub fn name(&self) -> &'static str {
         match self {
             Service::Kinesis(_) => "Kinesis",
-            Service::Firehose => "Firehose",
+            Service::Firehose(_) => "Firehose",
             Service::Glue => "Glue",
             Service::Athena => "Athena",
             Service::UnknownJson => "This service",
@@ -87,7 +87,9 @@ pub fn route(parts: &http::request::Parts) -> Service {
             "Kinesis_20131202" => {
                 Service::Kinesis(target.split_once('.').map(|(_, op)| op.to_owned()).unwrap_or_default())
             }
-            "Firehose_20150804" => Service::Firehose,
+            "Firehose_20150804" => {
+                Service::Firehose(target.split_once('.').map(|(_, op)| op.to_owned()).unwrap_or_default())
+            }
             "AWSGlue" => Service::Glue,
             "AmazonAthena" => Service::Athena,
             _ => Service::UnknownJson,
@@ -118,7 +120,7 @@ pub fn route(parts: &http::request::Parts) -> Service {
         Some("sts") if form || parts.uri.query().is_some_and(|q| q.contains("Action=")) => Service::Sts,
         Some("iam") => Service::Iam,
         Some("kinesis") => Service::Kinesis(String::new()),
-        Some("firehose") => Service::Firehose,
+        Some("firehose") => Service::Firehose(String::new()),
         Some("glue") => Service::Glue,
         Some("athena") => Service::Athena,
         Some("lambda") => Service::Lambda,
@@ -148,7 +150,7 @@ mod tests {
         );
         assert_eq!(
             route(&parts("POST", "/", &[("x-amz-target", "Firehose_20150804.PutRecord")])),
-            Service::Firehose
+            Service::Firehose("PutRecord".into())
         );
         assert_eq!(
             route(&parts(

@@ -19,6 +19,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use kd_api_firehose::FirehoseApi;
 use kd_api_iam::{Endpoint, IamApi};
 use kd_api_kinesis::KinesisApi;
 use kd_iam::authz::Authorizer;
@@ -47,6 +48,18 @@ pub struct EdgeConfig {
     pub allow_reset: bool,
 }
 
+/// The service adapters the edge dispatches to.
+pub struct Services {
+    /// Kinesis Data Streams.
+    pub kinesis: KinesisApi,
+    /// Amazon Data Firehose.
+    pub firehose: FirehoseApi,
+    /// IAM and STS.
+    pub iam: IamApi,
+    /// S3 (s3s over the objects engine).
+    pub s3: s3s::service::S3Service,
+}
+
 /// The services the edge dispatches to.
 #[derive(Clone)]
 pub struct Edge {
@@ -54,6 +67,7 @@ pub struct Edge {
     iam: Arc<Iam>,
     authz: Arc<Authorizer>,
     kinesis: KinesisApi,
+    firehose: FirehoseApi,
     iam_api: IamApi,
     s3: s3s::service::S3Service,
     reset: ResetHook,
@@ -65,18 +79,17 @@ impl Edge {
         config: EdgeConfig,
         iam: Arc<Iam>,
         authz: Arc<Authorizer>,
-        kinesis: KinesisApi,
-        iam_api: IamApi,
-        s3: s3s::service::S3Service,
+        services: Services,
         reset: ResetHook,
     ) -> Self {
         Self {
             config,
             iam,
             authz,
-            kinesis,
-            iam_api,
-            s3,
+            kinesis: services.kinesis,
+            firehose: services.firehose,
+            iam_api: services.iam,
+            s3: services.s3,
             reset,
         }
     }
@@ -139,6 +152,7 @@ impl Edge {
                 );
                 self.kinesis.handle(&ctx, &op, encoding, &body).await
             }
+            Service::Firehose(op) => self.firehose.handle(&ctx, &op, &body).await,
             Service::Iam | Service::Sts => {
                 let endpoint = if service == Service::Iam {
                     Endpoint::Iam
@@ -301,7 +315,7 @@ pub fn health() -> serde_json::Value {
     for s in dispatch::ALL_SERVICES {
         services.insert(
             (*s).to_owned(),
-            serde_json::Value::from(if matches!(*s, "kinesis" | "iam" | "sts") {
+            serde_json::Value::from(if matches!(*s, "kinesis" | "firehose" | "iam" | "sts") {
                 "running"
             } else {
                 "not_implemented"

@@ -30,6 +30,12 @@
 //! base_domains = ["localhost"]        # <bucket>.localhost:4566 is a virtual-hosted bucket
 //! min_part_size = 5242880             # smallest multipart part but the last
 //! inline_max = 65536                  # objects up to this size live in the metadata store
+//!
+//! [firehose]
+//! create_delay_ms = 200               # CREATING → ACTIVE
+//! gzip_level = 1                      # GZIP/ZIP compression level (0–9)
+//! poll_interval_ms = 200              # how often stream-sourced delivery streams read their stream
+//! start_at_trim_horizon = false       # stream sources start at TRIM_HORIZON instead of LATEST
 //! ```
 
 use std::net::SocketAddr;
@@ -64,6 +70,33 @@ pub struct Config {
     pub kinesis: KinesisConfig,
     /// S3 settings.
     pub s3: S3Config,
+    /// Firehose settings.
+    pub firehose: FirehoseConfig,
+}
+
+/// Firehose engine settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FirehoseConfig {
+    /// CREATING → ACTIVE delay.
+    pub create_delay_ms: u64,
+    /// GZIP/ZIP compression level (0–9).
+    pub gzip_level: u32,
+    /// How often stream-sourced delivery streams poll their stream.
+    pub poll_interval_ms: u64,
+    /// Stream sources start at TRIM_HORIZON instead of LATEST.
+    pub start_at_trim_horizon: bool,
+}
+
+impl Default for FirehoseConfig {
+    fn default() -> Self {
+        Self {
+            create_delay_ms: 200,
+            gzip_level: 1,
+            poll_interval_ms: 200,
+            start_at_trim_horizon: false,
+        }
+    }
 }
 
 /// S3 engine settings.
@@ -164,6 +197,7 @@ impl Default for Config {
             extra_access_keys: Vec::new(),
             kinesis: KinesisConfig::default(),
             s3: S3Config::default(),
+            firehose: FirehoseConfig::default(),
         }
     }
 }
@@ -210,5 +244,7 @@ mod tests {
         let c: Config = toml::from_str("[kinesis]\nfsync = \"never\"\n").expect("config");
         assert!(matches!(c.fsync_policy(), Ok(kd_storage::FsyncPolicy::Never)));
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+        let c: Config = toml::from_str("[firehose]\ngzip_level = 6\n").expect("config");
+        assert_eq!((c.firehose.gzip_level, c.firehose.poll_interval_ms), (6, 200));
     }
 }

@@ -5,15 +5,18 @@
 //! tests start the same [`Server`] in-process.
 
 pub mod config;
+pub mod ports;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use kd_api_firehose::FirehoseApi;
 use kd_api_iam::IamApi;
 use kd_api_kinesis::KinesisApi;
-use kd_edge::{Edge, EdgeConfig, ResetHook};
+use kd_delivery::Delivery;
+use kd_edge::{Edge, EdgeConfig, ResetHook, Services};
 use kd_iam::store::IamStore;
 use kd_iam::{AccessKey, Iam};
 use kd_storage::{Clock, MetaStore, SystemClock};
@@ -30,6 +33,7 @@ pub struct Server {
     task: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
     engine: Arc<Engine>,
+    delivery: Arc<Delivery>,
 }
 
 impl Server {
@@ -71,10 +75,32 @@ impl Server {
         oc.inline_max = config.s3.inline_max;
         let objects =
             Arc::new(kd_objects::Objects::open(oc, meta.clone(), clock.clone()).context("cannot open the S3 engine")?);
-        let (reset_engine, reset_objects, reset_iam) = (engine.clone(), objects.clone(), iam_store.clone());
+        let actor = ports::RoleActor::new(iam.clone(), authz.clone());
+        let mut dc = kd_delivery::Config::new(config.data_dir.join("firehose"));
+        dc.create_delay_ms = config.firehose.create_delay_ms as i64;
+        dc.gzip_level = config.firehose.gzip_level.min(9);
+        dc.poll_interval_ms = config.firehose.poll_interval_ms.max(1);
+        dc.start_at_trim_horizon = config.firehose.start_at_trim_horizon;
+        let delivery = Delivery::open(
+            dc,
+            meta.clone(),
+            clock.clone(),
+            Arc::new(ports::S3Sink::new(objects.clone(), actor.clone())),
+            Arc::new(ports::KinesisSource::new(engine.clone(), actor)),
+        )
+        .context("cannot open the Firehose engine")?;
+        let (reset_engine, reset_objects, reset_iam, reset_delivery) =
+            (engine.clone(), objects.clone(), iam_store.clone(), delivery.clone());
         let reset: ResetHook = Arc::new(move || {
-            let (e, o, i) = (reset_engine.clone(), reset_objects.clone(), reset_iam.clone());
+            let (e, o, i, d) = (
+                reset_engine.clone(),
+                reset_objects.clone(),
+                reset_iam.clone(),
+                reset_delivery.clone(),
+            );
             Box::pin(async move {
+                // Delivery first: its workers read streams and write buckets.
+                d.reset().await.map_err(|e| e.to_string())?;
                 e.reset().await.map_err(|e| e.to_string())?;
                 o.reset().await.map_err(|e| e.to_string())?;
                 tokio::task::spawn_blocking(move || i.reset())
@@ -96,9 +122,12 @@ impl Server {
             },
             iam,
             authz.clone(),
-            KinesisApi::new(engine.clone()),
-            IamApi::new(iam_store, enforce),
-            s3,
+            Services {
+                kinesis: KinesisApi::new(engine.clone()),
+                firehose: FirehoseApi::new(delivery.clone(), iam_store.clone(), enforce),
+                iam: IamApi::new(iam_store, enforce),
+                s3,
+            },
             reset,
         );
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -128,6 +157,7 @@ impl Server {
             task,
             sweeper,
             engine,
+            delivery,
         })
     }
 
@@ -146,7 +176,13 @@ impl Server {
         &self.engine
     }
 
-    /// Stops accepting, finishes in-flight requests, syncs every log.
+    /// The Firehose engine.
+    pub fn delivery(&self) -> &Arc<Delivery> {
+        &self.delivery
+    }
+
+    /// Stops accepting, finishes in-flight requests, delivers what Firehose buffers, syncs
+    /// every log.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -156,6 +192,10 @@ impl Server {
             .await
             .context("server task panicked")?
             .context("server failed")?;
+        if let Err(e) = self.delivery.flush_all().await {
+            // Undelivered data stays in the delivery streams' own logs for the next start.
+            tracing::warn!(error = %e, "Firehose could not deliver everything it buffered before stopping");
+        }
         self.engine.sync_all().context("final sync failed")?;
         Ok(())
     }

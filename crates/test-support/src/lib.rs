@@ -49,6 +49,8 @@ impl TestServer {
         config.listen = "127.0.0.1:0".parse()?;
         config.kinesis.create_delay_ms = 0;
         config.kinesis.update_delay_ms = 0;
+        config.firehose.create_delay_ms = 0;
+        config.firehose.poll_interval_ms = 50;
         tweak(&mut config);
         let server = Server::start_with_clock(config.clone(), clock.clone()).await?;
         Ok(Self {
@@ -88,6 +90,11 @@ impl TestServer {
         kinesis_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
+    /// A Firehose client for us-east-1 with the default keys.
+    pub fn firehose(&self) -> aws_sdk_firehose::Client {
+        firehose_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
+    }
+
     /// An S3 client for us-east-1 with the default keys (path-style).
     pub fn s3(&self) -> aws_sdk_s3::Client {
         s3_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
@@ -119,6 +126,25 @@ impl TestServer {
         }
         Ok(())
     }
+}
+
+/// A Firehose client for `endpoint` with static keys, plain HTTP and no retries.
+pub fn firehose_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_firehose::Client {
+    let conf = aws_sdk_firehose::Config::builder()
+        .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
+        .region(aws_sdk_firehose::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_firehose::config::Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_firehose::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_firehose::Client::from_conf(conf)
 }
 
 /// An S3 client for `endpoint` (path-style) with static keys, plain HTTP and no retries.

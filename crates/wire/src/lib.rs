@@ -6,6 +6,7 @@
 
 pub mod cbor;
 pub mod json;
+pub mod validate;
 
 /// What the edge learned about a request before handing it to an adapter.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 mod authz_wire;
 mod common;
 mod e2e;
+mod firehose_wire;
 mod iam_wire;
 mod kinesis_errors;
 mod kinesis_wire;

@@ -1,0 +1,267 @@
+//! Wire shapes of the Firehose operations (botocore `firehose/2015-08-04`), member names as AWS
+//! spells them. Every input member is optional here so that a missing required member is
+//! reported as AWS does (ValidationException), not as a parse error. Destination
+//! configurations are kept as JSON too (`raw`), so DescribeDeliveryStream can echo them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize, Serialize, Default)]
+pub struct Empty {}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagDto {
+    pub key: Option<String>,
+    pub value: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagOut {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Deserialize)]
+pub struct KinesisSourceDto {
+    #[serde(rename = "KinesisStreamARN")]
+    pub kinesis_stream_arn: Option<String>,
+    #[serde(rename = "RoleARN")]
+    pub role_arn: Option<String>,
+}
+
+/// The destinations AWS models on CreateDeliveryStream; only the S3 ones are typed.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateInput {
+    pub delivery_stream_name: Option<String>,
+    pub delivery_stream_type: Option<String>,
+    pub kinesis_stream_source_configuration: Option<KinesisSourceDto>,
+    #[serde(rename = "MSKSourceConfiguration")]
+    pub msk_source_configuration: Option<serde_json::Value>,
+    pub database_source_configuration: Option<serde_json::Value>,
+    pub delivery_stream_encryption_configuration_input: Option<serde_json::Value>,
+    pub extended_s3_destination_configuration: Option<serde_json::Value>,
+    pub s3_destination_configuration: Option<serde_json::Value>,
+    pub redshift_destination_configuration: Option<serde_json::Value>,
+    pub elasticsearch_destination_configuration: Option<serde_json::Value>,
+    pub amazonopensearchservice_destination_configuration: Option<serde_json::Value>,
+    pub amazon_open_search_serverless_destination_configuration: Option<serde_json::Value>,
+    pub splunk_destination_configuration: Option<serde_json::Value>,
+    pub http_endpoint_destination_configuration: Option<serde_json::Value>,
+    pub snowflake_destination_configuration: Option<serde_json::Value>,
+    pub iceberg_destination_configuration: Option<serde_json::Value>,
+    pub tags: Option<Vec<TagDto>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct BufferingHintsDto {
+    #[serde(rename = "SizeInMBs")]
+    pub size_in_mbs: Option<i64>,
+    pub interval_in_seconds: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessorParameterDto {
+    pub parameter_name: Option<String>,
+    pub parameter_value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessorDto {
+    pub r#type: Option<String>,
+    pub parameters: Option<Vec<ProcessorParameterDto>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessingDto {
+    pub enabled: Option<bool>,
+    pub processors: Option<Vec<ProcessorDto>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RetryOptionsDto {
+    pub duration_in_seconds: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DynamicPartitioningDto {
+    pub enabled: Option<bool>,
+    pub retry_options: Option<RetryOptionsDto>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EnabledDto {
+    pub enabled: Option<bool>,
+}
+
+/// `ExtendedS3DestinationConfiguration` / `S3DestinationConfiguration` (and their `…Update`
+/// forms, which have the same members, all optional).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct S3DestinationDto {
+    #[serde(rename = "RoleARN")]
+    pub role_arn: Option<String>,
+    #[serde(rename = "BucketARN")]
+    pub bucket_arn: Option<String>,
+    pub prefix: Option<String>,
+    pub error_output_prefix: Option<String>,
+    pub buffering_hints: Option<BufferingHintsDto>,
+    pub compression_format: Option<String>,
+    pub processing_configuration: Option<ProcessingDto>,
+    pub dynamic_partitioning_configuration: Option<DynamicPartitioningDto>,
+    pub data_format_conversion_configuration: Option<EnabledDto>,
+    pub s3_backup_mode: Option<String>,
+    pub file_extension: Option<String>,
+    pub custom_time_zone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteInput {
+    pub delivery_stream_name: Option<String>,
+    pub allow_force_delete: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeInput {
+    pub delivery_stream_name: Option<String>,
+    pub limit: Option<i64>,
+    pub exclusive_start_destination_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListInput {
+    pub limit: Option<i64>,
+    pub delivery_stream_type: Option<String>,
+    pub exclusive_start_delivery_stream_name: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListOutput {
+    pub delivery_stream_names: Vec<String>,
+    pub has_more_delivery_streams: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateOutput {
+    #[serde(rename = "DeliveryStreamARN")]
+    pub delivery_stream_arn: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateInput {
+    pub delivery_stream_name: Option<String>,
+    pub current_delivery_stream_version_id: Option<String>,
+    pub destination_id: Option<String>,
+    pub extended_s3_destination_update: Option<serde_json::Value>,
+    pub s3_destination_update: Option<serde_json::Value>,
+    pub redshift_destination_update: Option<serde_json::Value>,
+    pub elasticsearch_destination_update: Option<serde_json::Value>,
+    pub amazonopensearchservice_destination_update: Option<serde_json::Value>,
+    pub amazon_open_search_serverless_destination_update: Option<serde_json::Value>,
+    pub splunk_destination_update: Option<serde_json::Value>,
+    pub http_endpoint_destination_update: Option<serde_json::Value>,
+    pub snowflake_destination_update: Option<serde_json::Value>,
+    pub iceberg_destination_update: Option<serde_json::Value>,
+}
+
+mod opt_blob {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        match s {
+            None => Ok(None),
+            Some(s) => STANDARD
+                .decode(s.as_bytes())
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RecordDto {
+    #[serde(default, with = "opt_blob")]
+    pub data: Option<Vec<u8>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordInput {
+    pub delivery_stream_name: Option<String>,
+    pub record: Option<RecordDto>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordBatchInput {
+    pub delivery_stream_name: Option<String>,
+    pub records: Option<Vec<RecordDto>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordOutput {
+    pub record_id: String,
+    pub encrypted: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchEntryOut {
+    pub record_id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordBatchOutput {
+    pub failed_put_count: usize,
+    pub encrypted: bool,
+    pub request_responses: Vec<BatchEntryOut>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagInput {
+    pub delivery_stream_name: Option<String>,
+    pub tags: Option<Vec<TagDto>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagInput {
+    pub delivery_stream_name: Option<String>,
+    pub tag_keys: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsInput {
+    pub delivery_stream_name: Option<String>,
+    pub exclusive_start_tag_key: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsOutput {
+    pub tags: Vec<TagOut>,
+    pub has_more_tags: bool,
+}

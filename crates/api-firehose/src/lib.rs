@@ -1,0 +1,1149 @@
+//! The Amazon Data Firehose adapter: awsJson1.1 requests with
+//! `X-Amz-Target: Firehose_20150804.<Operation>` become one call on
+//! [`kd_delivery::Delivery`], and its answer or error becomes the wire reply. It sits between
+//! the `edge` (which has already authenticated the caller and chosen this service) and the
+//! delivery engine. Modeled constraints are checked here (ValidationException), and so are
+//! the destination rules AWS answers with InvalidArgumentException (one destination, buffering
+//! hints, prefix expressions, processors) and the trust of the roles a delivery stream will
+//! act with; delivery semantics are the engine's.
+
+mod dto;
+pub mod shapes;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kd_delivery::{
+    Compression, Delivery, DeliveryStreamInfo, DeliveryStreamSpec, DynamicPartitioning, Error, S3Destination, Scope,
+    Source, Status,
+};
+use kd_iam::store::IamStore;
+use kd_wire::json::{CborShape, Encoding, decode, error_response, ok_response};
+use kd_wire::validate::Validator;
+use kd_wire::{RequestContext, ServiceError};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::dto::*;
+use crate::shapes::Expr;
+
+/// The `X-Amz-Target` prefix of Firehose.
+pub const TARGET_PREFIX: &str = "Firehose_20150804";
+
+/// Firehose speaks JSON only; no member changes form.
+const SHAPE: CborShape = CborShape {
+    blob_fields: &[],
+    timestamp_fields: &[],
+};
+
+/// Largest record payload (1,000 KiB).
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+/// Largest PutRecordBatch payload (4 MiB).
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// The one destination's id.
+pub const DESTINATION_ID: &str = "destinationId-000000000001";
+
+/// Operations AWS has that kinesis-data does not implement yet (answered clearly).
+const UNSUPPORTED: &[&str] = &["StartDeliveryStreamEncryption", "StopDeliveryStreamEncryption"];
+
+/// Destination members other than S3 (create and update forms): not supported here.
+const OTHER_DESTINATIONS: &[&str] = &[
+    "Redshift",
+    "Elasticsearch",
+    "Amazonopensearchservice",
+    "AmazonOpenSearchServerless",
+    "Splunk",
+    "HttpEndpoint",
+    "Snowflake",
+    "Iceberg",
+];
+
+/// The adapter.
+#[derive(Debug, Clone)]
+pub struct FirehoseApi {
+    delivery: Arc<Delivery>,
+    iam: Arc<IamStore>,
+    enforce_trust: bool,
+}
+
+type Reply = Result<http::Response<Bytes>, ServiceError>;
+
+impl FirehoseApi {
+    /// An adapter over `delivery`. Roles named in CreateDeliveryStream/UpdateDestination must
+    /// exist in `iam` and trust `firehose.amazonaws.com`, unless `enforce_trust` is off
+    /// (`--iam off`).
+    pub fn new(delivery: Arc<Delivery>, iam: Arc<IamStore>, enforce_trust: bool) -> Self {
+        Self {
+            delivery,
+            iam,
+            enforce_trust,
+        }
+    }
+
+    /// Handles one request whose `X-Amz-Target` named `operation` (JSON body).
+    pub async fn handle(&self, ctx: &RequestContext, operation: &str, body: &[u8]) -> http::Response<Bytes> {
+        let scope = Scope {
+            account: ctx.account_id.clone(),
+            region: ctx.region.clone(),
+        };
+        let call = Call {
+            api: self,
+            ctx,
+            operation,
+            scope: &scope,
+            body,
+        };
+        let result = match operation {
+            "CreateDeliveryStream" => call.create().await,
+            "DeleteDeliveryStream" => call.delete().await,
+            "DescribeDeliveryStream" => call.describe(),
+            "ListDeliveryStreams" => call.list(),
+            "UpdateDestination" => call.update_destination().await,
+            "PutRecord" => call.put_record().await,
+            "PutRecordBatch" => call.put_record_batch().await,
+            "TagDeliveryStream" => call.tag().await,
+            "UntagDeliveryStream" => call.untag().await,
+            "ListTagsForDeliveryStream" => call.list_tags(),
+            op if UNSUPPORTED.contains(&op) => Err(ServiceError::client(
+                "UnknownOperationException",
+                format!("Operation {op} is not supported by kinesis-data yet."),
+            )),
+            _ => Err(ServiceError::client("UnknownOperationException", "")),
+        };
+        result.unwrap_or_else(|e| error_response(Encoding::Json, &e, &ctx.request_id))
+    }
+}
+
+/// Maps every engine error to its AWS code and status.
+pub fn to_service_error(e: Error) -> ServiceError {
+    let msg = e.to_string();
+    match e {
+        Error::NotFound { .. } => ServiceError::client("ResourceNotFoundException", msg),
+        Error::InUse(_) => ServiceError::client("ResourceInUseException", msg),
+        Error::InvalidArgument(_) => ServiceError::client("InvalidArgumentException", msg),
+        Error::LimitExceeded(_) => ServiceError::client("LimitExceededException", msg),
+        Error::ConcurrentModification(_) => ServiceError::client("ConcurrentModificationException", msg),
+        Error::Storage(inner) => {
+            tracing::error!(error = %inner, "delivery storage failure; the request is not acknowledged");
+            internal()
+        }
+        Error::Internal(detail) => {
+            tracing::error!(%detail, "internal error in the delivery engine");
+            internal()
+        }
+    }
+}
+
+fn internal() -> ServiceError {
+    ServiceError::with_status(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalFailure",
+        "Internal Service Failure",
+    )
+}
+
+fn invalid(msg: impl Into<String>) -> ServiceError {
+    ServiceError::client("InvalidArgumentException", msg)
+}
+
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+fn check_name(v: &mut Validator, name: &Option<String>, field: &str) {
+    v.required(name, field);
+    v.name(name.as_deref(), field, 1, 64);
+}
+
+fn check_tags(v: &mut Validator, tags: &[TagDto], field: &str) {
+    if tags.is_empty() || tags.len() > 50 {
+        v.fail_no_value(field, "Member must have length between 1 and 50");
+    }
+    for (i, t) in tags.iter().enumerate() {
+        let f = format!("{field}.{}.member.key", i + 1);
+        v.required(&t.key, &f);
+        v.length(t.key.as_deref(), &f, 1, 128);
+        v.pattern(
+            t.key.as_deref(),
+            &f,
+            shapes::is_tag_key,
+            "^(?!aws:)[\\p{L}\\p{Z}\\p{N}_.\\/=+\\-@%]*$",
+        );
+        v.length(t.value.as_deref(), &format!("{field}.{}.member.value", i + 1), 0, 256);
+    }
+}
+
+fn tag_map(tags: Vec<TagDto>) -> BTreeMap<String, String> {
+    tags.into_iter()
+        .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+        .collect()
+}
+
+/// Modeled checks of an S3 destination (create or update form) at `field`.
+fn check_destination(v: &mut Validator, d: &S3DestinationDto, field: &str, required: bool) {
+    let f = |m: &str| format!("{field}.{m}");
+    if required {
+        v.required(&d.role_arn, &f("roleARN"));
+        v.required(&d.bucket_arn, &f("bucketARN"));
+    }
+    v.length(d.role_arn.as_deref(), &f("roleARN"), 1, 512);
+    v.pattern(
+        d.role_arn.as_deref(),
+        &f("roleARN"),
+        shapes::is_role_arn,
+        shapes::ROLE_ARN_RE,
+    );
+    v.length(d.bucket_arn.as_deref(), &f("bucketARN"), 1, 2048);
+    v.pattern(
+        d.bucket_arn.as_deref(),
+        &f("bucketARN"),
+        |a| shapes::bucket_of(a).is_some(),
+        shapes::BUCKET_ARN_RE,
+    );
+    v.length(d.prefix.as_deref(), &f("prefix"), 0, 1024);
+    v.length(d.error_output_prefix.as_deref(), &f("errorOutputPrefix"), 0, 1024);
+    if let Some(h) = &d.buffering_hints {
+        v.range(h.size_in_mbs, &f("bufferingHints.sizeInMBs"), 1, 128);
+        v.range(h.interval_in_seconds, &f("bufferingHints.intervalInSeconds"), 0, 900);
+    }
+    v.one_of(
+        d.compression_format.as_deref(),
+        &f("compressionFormat"),
+        &["UNCOMPRESSED", "GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY"],
+    );
+    v.length(d.file_extension.as_deref(), &f("fileExtension"), 0, 128);
+    v.pattern(
+        d.file_extension.as_deref(),
+        &f("fileExtension"),
+        shapes::is_file_extension,
+        shapes::FILE_EXTENSION_RE,
+    );
+    v.length(d.custom_time_zone.as_deref(), &f("customTimeZone"), 0, 50);
+    v.one_of(
+        d.s3_backup_mode.as_deref(),
+        &f("s3BackupMode"),
+        &["Disabled", "Enabled"],
+    );
+    if let Some(r) = d
+        .dynamic_partitioning_configuration
+        .as_ref()
+        .and_then(|p| p.retry_options.as_ref())
+    {
+        v.range(
+            r.duration_in_seconds,
+            &f("dynamicPartitioningConfiguration.retryOptions.durationInSeconds"),
+            0,
+            7200,
+        );
+    }
+    if let Some(p) = &d.processing_configuration {
+        for (i, proc) in p.processors.iter().flatten().enumerate() {
+            let pf = f(&format!("processingConfiguration.processors.{}.member.type", i + 1));
+            v.required(&proc.r#type, &pf);
+            v.one_of(
+                proc.r#type.as_deref(),
+                &pf,
+                &[
+                    "RecordDeAggregation",
+                    "Decompression",
+                    "CloudWatchLogProcessing",
+                    "Lambda",
+                    "MetadataExtraction",
+                    "AppendDelimiterToRecord",
+                ],
+            );
+        }
+    }
+}
+
+/// The dynamic-partitioning queries of an enabled `ProcessingConfiguration`, refusing the
+/// processors kinesis-data does not run.
+fn processors(d: &S3DestinationDto) -> Result<Option<BTreeMap<String, String>>, ServiceError> {
+    let Some(p) = &d.processing_configuration else {
+        return Ok(None);
+    };
+    if p.enabled != Some(true) {
+        return Ok(None);
+    }
+    let mut queries = None;
+    for proc in p.processors.iter().flatten() {
+        let params: BTreeMap<&str, &str> = proc
+            .parameters
+            .iter()
+            .flatten()
+            .filter_map(|p| Some((p.parameter_name.as_deref()?, p.parameter_value.as_deref()?)))
+            .collect();
+        match proc.r#type.as_deref().unwrap_or_default() {
+            "MetadataExtraction" => {
+                if let Some(engine) = params.get("JsonParsingEngine")
+                    && *engine != "JQ-1.6"
+                {
+                    return Err(invalid(format!(
+                        "JsonParsingEngine {engine} is not supported; use JQ-1.6."
+                    )));
+                }
+                let q = params.get("MetadataExtractionQuery").ok_or_else(|| {
+                    invalid("MetadataExtraction processor requires the MetadataExtractionQuery parameter.")
+                })?;
+                queries = Some(shapes::metadata_queries(q).map_err(invalid)?);
+            }
+            "Lambda" => {
+                return Err(invalid(
+                    "Lambda processors are not supported by kinesis-data until Lambda lands.",
+                ));
+            }
+            other => {
+                return Err(invalid(format!(
+                    "Processor type {other} is not supported by kinesis-data yet."
+                )));
+            }
+        }
+    }
+    Ok(queries)
+}
+
+/// Turns a checked S3 destination configuration into the engine's [`S3Destination`],
+/// applying the rules AWS answers with InvalidArgumentException.
+fn build_destination(raw: Value, extended: bool) -> Result<S3Destination, ServiceError> {
+    let d: S3DestinationDto = serde_json::from_value(raw.clone())
+        .map_err(|e| ServiceError::client("SerializationException", e.to_string()))?;
+    let (size_mb, interval_secs) = match &d.buffering_hints {
+        None => (5, 300),
+        Some(h) => match (h.size_in_mbs, h.interval_in_seconds) {
+            (Some(s), Some(i)) => (s as u32, i as u32),
+            (None, None) => (5, 300),
+            _ => {
+                return Err(invalid(
+                    "BufferingHints: specify both SizeInMBs and IntervalInSeconds, or neither.",
+                ));
+            }
+        },
+    };
+    let compression = match d.compression_format.as_deref() {
+        None => Compression::Uncompressed,
+        Some(c) => Compression::parse(c).ok_or_else(|| invalid(format!("CompressionFormat {c} is not valid.")))?,
+    };
+    if d.data_format_conversion_configuration
+        .as_ref()
+        .is_some_and(|c| c.enabled != Some(false))
+    {
+        return Err(invalid(
+            "DataFormatConversionConfiguration is not supported by kinesis-data yet.",
+        ));
+    }
+    if d.s3_backup_mode.as_deref() == Some("Enabled") {
+        return Err(invalid("S3BackupMode Enabled is not supported by kinesis-data yet."));
+    }
+    let queries = processors(&d)?;
+    let dynamic_partitioning = match &d.dynamic_partitioning_configuration {
+        Some(p) if p.enabled == Some(true) => Some(DynamicPartitioning {
+            queries: queries.unwrap_or_default(),
+            retry_seconds: p
+                .retry_options
+                .as_ref()
+                .and_then(|r| r.duration_in_seconds)
+                .unwrap_or(300) as u32,
+        }),
+        _ => {
+            if queries.is_some() {
+                return Err(invalid(
+                    "MetadataExtraction processors require DynamicPartitioningConfiguration to be enabled.",
+                ));
+            }
+            None
+        }
+    };
+    let prefix = d.prefix.clone().filter(|p| !p.is_empty());
+    let error_prefix = d.error_output_prefix.clone().filter(|p| !p.is_empty());
+    let exprs = prefix
+        .as_deref()
+        .map(shapes::expressions)
+        .transpose()
+        .map_err(invalid)?;
+    let exprs = exprs.unwrap_or_default();
+    let mut keyed = false;
+    for e in &exprs {
+        match e {
+            Expr::ErrorOutputType => {
+                return Err(invalid(
+                    "The expression !{firehose:error-output-type} is only allowed in ErrorOutputPrefix.",
+                ));
+            }
+            Expr::FromLambda(_) => {
+                return Err(invalid(
+                    "partitionKeyFromLambda expressions are not supported by kinesis-data until Lambda lands.",
+                ));
+            }
+            Expr::FromQuery(k) => {
+                let Some(dp) = &dynamic_partitioning else {
+                    return Err(invalid(
+                        "The partitionKeyFromQuery namespace can only be used when dynamic partitioning is enabled.",
+                    ));
+                };
+                if !dp.queries.contains_key(k) {
+                    return Err(invalid(format!(
+                        "The partition key {k} in Prefix is not produced by the MetadataExtractionQuery."
+                    )));
+                }
+                keyed = true;
+            }
+            Expr::Timestamp | Expr::RandomString => {}
+        }
+    }
+    if dynamic_partitioning.is_some() && !keyed {
+        return Err(invalid(
+            "When dynamic partitioning is enabled, Prefix must contain at least one partitionKeyFromQuery expression.",
+        ));
+    }
+    if !exprs.is_empty() && error_prefix.is_none() {
+        return Err(invalid(
+            "ErrorOutputPrefix cannot be null or empty when Prefix contains expressions.",
+        ));
+    }
+    if let Some(ep) = &error_prefix {
+        let e = shapes::expressions(ep).map_err(invalid)?;
+        if e.iter().any(|x| matches!(x, Expr::FromQuery(_) | Expr::FromLambda(_))) {
+            return Err(invalid(
+                "Partition key expressions are not allowed in ErrorOutputPrefix.",
+            ));
+        }
+        if !e.is_empty() && !e.contains(&Expr::ErrorOutputType) {
+            return Err(invalid(
+                "ErrorOutputPrefix contains expressions but not the !{firehose:error-output-type} expression.",
+            ));
+        }
+    }
+    Ok(S3Destination {
+        role_arn: d.role_arn.clone().unwrap_or_default(),
+        bucket_arn: d.bucket_arn.clone().unwrap_or_default(),
+        prefix,
+        error_output_prefix: error_prefix,
+        size_mb,
+        interval_secs,
+        compression,
+        file_extension: d.file_extension.clone().filter(|e| !e.is_empty()),
+        custom_time_zone: d.custom_time_zone.clone().filter(|z| !z.is_empty()),
+        dynamic_partitioning,
+        raw,
+        extended,
+    })
+}
+
+/// `update` merged over `base`: objects member by member, anything else replaced.
+fn merge(base: &mut Value, update: Value) {
+    match (base, update) {
+        (Value::Object(b), Value::Object(u)) => {
+            for (k, v) in u {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, u) => *b = u,
+    }
+}
+
+fn status_str(s: Status) -> &'static str {
+    match s {
+        Status::Creating => "CREATING",
+        Status::Active => "ACTIVE",
+        Status::Deleting => "DELETING",
+    }
+}
+
+/// The destination's description: what the caller configured, with AWS's defaults filled.
+fn describe_destination(d: &S3Destination) -> Value {
+    let mut full = match &d.raw {
+        Value::Object(m) => Value::Object(m.clone()),
+        _ => json!({}),
+    };
+    let filled = json!({
+        "RoleARN": d.role_arn,
+        "BucketARN": d.bucket_arn,
+        "BufferingHints": {"SizeInMBs": d.size_mb, "IntervalInSeconds": d.interval_secs},
+        "CompressionFormat": d.compression.as_str(),
+    });
+    merge(&mut full, filled);
+    if let Value::Object(m) = &mut full {
+        m.entry("EncryptionConfiguration")
+            .or_insert_with(|| json!({"NoEncryptionConfig": "NoEncryption"}));
+        m.entry("CloudWatchLoggingOptions")
+            .or_insert_with(|| json!({"Enabled": false}));
+        for (k, v) in [("Prefix", &d.prefix), ("ErrorOutputPrefix", &d.error_output_prefix)] {
+            match v {
+                Some(p) => {
+                    m.insert(k.to_owned(), Value::from(p.clone()));
+                }
+                None => {
+                    m.remove(k);
+                }
+            }
+        }
+    }
+    let plain_keys = [
+        "RoleARN",
+        "BucketARN",
+        "Prefix",
+        "ErrorOutputPrefix",
+        "BufferingHints",
+        "CompressionFormat",
+        "EncryptionConfiguration",
+        "CloudWatchLoggingOptions",
+    ];
+    let plain: serde_json::Map<String, Value> = match &full {
+        Value::Object(m) => m
+            .iter()
+            .filter(|(k, _)| plain_keys.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        _ => serde_json::Map::new(),
+    };
+    let mut out = json!({
+        "DestinationId": DESTINATION_ID,
+        "S3DestinationDescription": Value::Object(plain),
+    });
+    if d.extended
+        && let (Value::Object(o), Value::Object(mut ext)) = (&mut out, full)
+    {
+        ext.entry("S3BackupMode").or_insert_with(|| Value::from("Disabled"));
+        if let Some(dp) = &d.dynamic_partitioning {
+            ext.insert(
+                "DynamicPartitioningConfiguration".to_owned(),
+                json!({"Enabled": true, "RetryOptions": {"DurationInSeconds": dp.retry_seconds}}),
+            );
+        }
+        o.insert("ExtendedS3DestinationDescription".to_owned(), Value::Object(ext));
+    }
+    out
+}
+
+fn describe_json(info: &DeliveryStreamInfo) -> Value {
+    let mut d = json!({
+        "DeliveryStreamName": info.name,
+        "DeliveryStreamARN": info.arn,
+        "DeliveryStreamStatus": status_str(info.status),
+        "DeliveryStreamType": match info.source {
+            Source::DirectPut => "DirectPut",
+            Source::KinesisStream { .. } => "KinesisStreamAsSource",
+        },
+        "VersionId": info.version.to_string(),
+        "CreateTimestamp": secs(info.created_ms),
+        "DeliveryStreamEncryptionConfiguration": {"Status": "DISABLED"},
+        "Destinations": [describe_destination(&info.destination)],
+        "HasMoreDestinations": false,
+    });
+    if let Value::Object(m) = &mut d {
+        if let Some(u) = info.updated_ms {
+            m.insert("LastUpdateTimestamp".to_owned(), Value::from(secs(u)));
+        }
+        if let Source::KinesisStream { stream_arn, role_arn } = &info.source {
+            let mut src = json!({"KinesisStreamARN": stream_arn, "RoleARN": role_arn});
+            if let (Some(ms), Value::Object(s)) = (info.delivery_start_ms, &mut src) {
+                s.insert("DeliveryStartTimestamp".to_owned(), Value::from(secs(ms)));
+            }
+            m.insert("Source".to_owned(), json!({"KinesisStreamSourceDescription": src}));
+        }
+        if let Some(f) = &info.failure {
+            m.insert(
+                "FailureDescription".to_owned(),
+                json!({"Type": f.kind, "Details": f.details}),
+            );
+        }
+    }
+    json!({ "DeliveryStreamDescription": d })
+}
+
+struct Call<'a> {
+    api: &'a FirehoseApi,
+    ctx: &'a RequestContext,
+    operation: &'a str,
+    scope: &'a Scope,
+    body: &'a [u8],
+}
+
+impl Call<'_> {
+    fn input<T: serde::de::DeserializeOwned>(&self) -> Result<T, ServiceError> {
+        decode(Encoding::Json, self.body)
+    }
+
+    fn ok<T: Serialize>(&self, v: &T) -> Reply {
+        Ok(ok_response(Encoding::Json, &SHAPE, v, &self.ctx.request_id))
+    }
+
+    fn engine(&self) -> &Delivery {
+        &self.api.delivery
+    }
+
+    fn arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:firehose:{}:{}:deliverystream/{name}",
+            self.scope.region, self.scope.account
+        )
+    }
+
+    /// Authorises `firehose:<Operation>` on `resource` (built only when policies apply).
+    fn allow_on(&self, resource: impl FnOnce() -> String) -> Result<(), ServiceError> {
+        if !self.ctx.authz.enforced() {
+            return Ok(());
+        }
+        self.ctx
+            .authz
+            .authorize(&format!("firehose:{}", self.operation), &resource())
+            .map_err(|m| ServiceError::client("AccessDeniedException", m))
+    }
+
+    /// Authorises the operation on the named delivery stream.
+    fn allow(&self, name: &Option<String>) -> Result<(), ServiceError> {
+        self.allow_on(|| self.arn(name.as_deref().unwrap_or_default()))
+    }
+
+    /// The role must exist and trust `firehose.amazonaws.com` (skipped with `--iam off`).
+    fn check_trust(&self, role_arn: &str, stream_name: &str) -> Result<(), ServiceError> {
+        if !self.api.enforce_trust {
+            return Ok(());
+        }
+        use kd_iam::policy::{ConditionContext, Decision, DocKind, PolicyDocument, Principal, principal_allowed};
+        let refused = || {
+            invalid(format!(
+                "Firehose is unable to assume role {role_arn}. Please check the role provided."
+            ))
+        };
+        let (account, name) = kd_iam::store::parse_role_arn(role_arn).ok_or_else(refused)?;
+        let role = self.api.iam.get_role(&account, &name).map_err(|_| refused())?;
+        let doc = PolicyDocument::parse(&role.assume_role_policy_document, DocKind::Trust).map_err(|_| refused())?;
+        let ctx = ConditionContext::new()
+            .source_account(&self.scope.account)
+            .source_arn(&self.arn(stream_name))
+            .with("sts:ExternalId", self.scope.account.clone());
+        let who = Principal::Service("firehose.amazonaws.com".to_owned());
+        match principal_allowed(&doc, &who, "sts:AssumeRole", &role.arn, &ctx) {
+            Decision::Allow => Ok(()),
+            Decision::ExplicitDeny | Decision::ImplicitDeny => Err(refused()),
+        }
+    }
+
+    async fn create(&self) -> Reply {
+        let i: CreateInput = self.input()?;
+        let mut v = Validator::default();
+        check_name(&mut v, &i.delivery_stream_name, "deliveryStreamName");
+        v.one_of(
+            i.delivery_stream_type.as_deref(),
+            "deliveryStreamType",
+            &["DirectPut", "KinesisStreamAsSource", "MSKAsSource", "DatabaseAsSource"],
+        );
+        if let Some(k) = &i.kinesis_stream_source_configuration {
+            let f = "kinesisStreamSourceConfiguration";
+            v.required(&k.kinesis_stream_arn, &format!("{f}.kinesisStreamARN"));
+            v.length(
+                k.kinesis_stream_arn.as_deref(),
+                &format!("{f}.kinesisStreamARN"),
+                1,
+                512,
+            );
+            v.pattern(
+                k.kinesis_stream_arn.as_deref(),
+                &format!("{f}.kinesisStreamARN"),
+                shapes::is_stream_arn,
+                shapes::STREAM_ARN_RE,
+            );
+            v.required(&k.role_arn, &format!("{f}.roleARN"));
+            v.length(k.role_arn.as_deref(), &format!("{f}.roleARN"), 1, 512);
+            v.pattern(
+                k.role_arn.as_deref(),
+                &format!("{f}.roleARN"),
+                shapes::is_role_arn,
+                shapes::ROLE_ARN_RE,
+            );
+        }
+        if let Some(t) = &i.tags {
+            check_tags(&mut v, t, "tags");
+        }
+        let s3 = [
+            (
+                &i.extended_s3_destination_configuration,
+                true,
+                "extendedS3DestinationConfiguration",
+            ),
+            (&i.s3_destination_configuration, false, "s3DestinationConfiguration"),
+        ];
+        let mut typed = Vec::new();
+        for (raw, extended, field) in s3 {
+            if let Some(raw) = raw {
+                let d: S3DestinationDto = serde_json::from_value(raw.clone())
+                    .map_err(|e| ServiceError::client("SerializationException", e.to_string()))?;
+                check_destination(&mut v, &d, field, true);
+                typed.push((raw.clone(), extended));
+            }
+        }
+        v.finish()?;
+        let others = [
+            &i.redshift_destination_configuration,
+            &i.elasticsearch_destination_configuration,
+            &i.amazonopensearchservice_destination_configuration,
+            &i.amazon_open_search_serverless_destination_configuration,
+            &i.splunk_destination_configuration,
+            &i.http_endpoint_destination_configuration,
+            &i.snowflake_destination_configuration,
+            &i.iceberg_destination_configuration,
+        ];
+        let other_names: Vec<String> = others
+            .iter()
+            .zip(OTHER_DESTINATIONS)
+            .filter(|(d, _)| d.is_some())
+            .map(|(_, n)| format!("{n}DestinationConfiguration"))
+            .collect();
+        if typed.len() + other_names.len() != 1 {
+            return Err(invalid(
+                "Exactly one destination configuration is supported for a Firehose",
+            ));
+        }
+        self.allow(&i.delivery_stream_name)?;
+        if let Some(n) = other_names.first() {
+            return Err(invalid(format!(
+                "{n} is not supported by kinesis-data; use ExtendedS3DestinationConfiguration or S3DestinationConfiguration."
+            )));
+        }
+        let name = i.delivery_stream_name.clone().unwrap_or_default();
+        let source = match i.delivery_stream_type.as_deref().unwrap_or("DirectPut") {
+            "KinesisStreamAsSource" => {
+                let k = i.kinesis_stream_source_configuration.as_ref().ok_or_else(|| {
+                    invalid("KinesisStreamSourceConfiguration is required when DeliveryStreamType is KinesisStreamAsSource.")
+                })?;
+                Source::KinesisStream {
+                    stream_arn: k.kinesis_stream_arn.clone().unwrap_or_default(),
+                    role_arn: k.role_arn.clone().unwrap_or_default(),
+                }
+            }
+            "DirectPut" => {
+                if i.kinesis_stream_source_configuration.is_some() {
+                    return Err(invalid(
+                        "KinesisStreamSourceConfiguration is only allowed when DeliveryStreamType is KinesisStreamAsSource.",
+                    ));
+                }
+                Source::DirectPut
+            }
+            other => {
+                return Err(invalid(format!(
+                    "DeliveryStreamType {other} is not supported by kinesis-data."
+                )));
+            }
+        };
+        if i.msk_source_configuration.is_some() || i.database_source_configuration.is_some() {
+            return Err(invalid(
+                "MSKSourceConfiguration and DatabaseSourceConfiguration are not supported by kinesis-data.",
+            ));
+        }
+        if i.delivery_stream_encryption_configuration_input
+            .as_ref()
+            .and_then(|e| e.get("KeyType"))
+            .and_then(Value::as_str)
+            == Some("CUSTOMER_MANAGED_CMK")
+        {
+            return Err(invalid("Customer-managed KMS keys are not supported by kinesis-data."));
+        }
+        let (raw, extended) = typed.into_iter().next().ok_or_else(internal)?;
+        let destination = build_destination(raw, extended)?;
+        self.check_trust(&destination.role_arn, &name)?;
+        if let Source::KinesisStream { role_arn, .. } = &source
+            && role_arn != &destination.role_arn
+        {
+            self.check_trust(role_arn, &name)?;
+        }
+        let arn = self
+            .engine()
+            .create(
+                self.scope,
+                DeliveryStreamSpec {
+                    name,
+                    source,
+                    destination,
+                    tags: tag_map(i.tags.unwrap_or_default()),
+                },
+            )
+            .await
+            .map_err(to_service_error)?;
+        self.ok(&CreateOutput {
+            delivery_stream_arn: arn,
+        })
+    }
+
+    async fn delete(&self) -> Reply {
+        let i: DeleteInput = self.input()?;
+        let mut v = Validator::default();
+        check_name(&mut v, &i.delivery_stream_name, "deliveryStreamName");
+        v.finish()?;
+        let _ = i.allow_force_delete;
+        self.allow(&i.delivery_stream_name)?;
+        self.engine()
+            .delete(self.scope, i.delivery_stream_name.as_deref().unwrap_or_default())
+            .await
+            .map_err(to_service_error)?;
+        self.ok(&Empty {})
+    }
+
+    fn describe(&self) -> Reply {
+        let i: DescribeInput = self.input()?;
+        let mut v = Validator::default();
+        check_name(&mut v, &i.delivery_stream_name, "deliveryStreamName");
+        v.range(i.limit, "limit", 1, 10000);
+        v.length(
+            i.exclusive_start_destination_id.as_deref(),
+            "exclusiveStartDestinationId",
+            1,
+            100,
+        );
+        v.finish()?;
+        self.allow(&i.delivery_stream_name)?;
+        let info = self
+            .engine()
+            .describe(self.scope, i.delivery_stream_name.as_deref().unwrap_or_default())
+            .map_err(to_service_error)?;
+        let mut out = describe_json(&info);
+        if i.exclusive_start_destination_id.is_some()
+            && let Some(d) = out.pointer_mut("/DeliveryStreamDescription/Destinations")
+        {
+            // There is one destination: nothing comes after it.
+            *d = json!([]);
+        }
+        self.ok(&out)
+    }
+
+    fn list(&self) -> Reply {
+        let i: ListInput = self.input()?;
+        let mut v = Validator::default();
+        v.range(i.limit, "limit", 1, 10000);
+        v.one_of(
+            i.delivery_stream_type.as_deref(),
+            "deliveryStreamType",
+            &["DirectPut", "KinesisStreamAsSource", "MSKAsSource", "DatabaseAsSource"],
+        );
+        v.name(
+            i.exclusive_start_delivery_stream_name.as_deref(),
+            "exclusiveStartDeliveryStreamName",
+            1,
+            64,
+        );
+        v.finish()?;
+        self.allow_on(|| "*".to_owned())?;
+        let (names, more) = self.engine().list(
+            self.scope,
+            i.delivery_stream_type.as_deref(),
+            i.exclusive_start_delivery_stream_name.as_deref(),
+            i.limit.unwrap_or(10) as usize,
+        );
+        self.ok(&ListOutput {
+            delivery_stream_names: names,
+            has_more_delivery_streams: more,
+        })
+    }
+
+    async fn update_destination(&self) -> Reply {
+        let i: UpdateInput = self.input()?;
+        let mut v = Validator::default();
+        check_name(&mut v, &i.delivery_stream_name, "deliveryStreamName");
+        let vf = "currentDeliveryStreamVersionId";
+        v.required(&i.current_delivery_stream_version_id, vf);
+        v.length(i.current_delivery_stream_version_id.as_deref(), vf, 1, 50);
+        v.pattern(
+            i.current_delivery_stream_version_id.as_deref(),
+            vf,
+            |s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()),
+            "[0-9]+",
+        );
+        v.required(&i.destination_id, "destinationId");
+        v.length(i.destination_id.as_deref(), "destinationId", 1, 100);
+        v.pattern(
+            i.destination_id.as_deref(),
+            "destinationId",
+            |s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "[a-zA-Z0-9-]+",
+        );
+        let s3 = [
+            (&i.extended_s3_destination_update, true, "extendedS3DestinationUpdate"),
+            (&i.s3_destination_update, false, "s3DestinationUpdate"),
+        ];
+        let mut updates = Vec::new();
+        for (raw, extended, field) in s3 {
+            if let Some(raw) = raw {
+                let d: S3DestinationDto = serde_json::from_value(raw.clone())
+                    .map_err(|e| ServiceError::client("SerializationException", e.to_string()))?;
+                check_destination(&mut v, &d, field, false);
+                updates.push((raw.clone(), extended));
+            }
+        }
+        v.finish()?;
+        self.allow(&i.delivery_stream_name)?;
+        let others = [
+            &i.redshift_destination_update,
+            &i.elasticsearch_destination_update,
+            &i.amazonopensearchservice_destination_update,
+            &i.amazon_open_search_serverless_destination_update,
+            &i.splunk_destination_update,
+            &i.http_endpoint_destination_update,
+            &i.snowflake_destination_update,
+            &i.iceberg_destination_update,
+        ];
+        if let Some((_, n)) = others.iter().zip(OTHER_DESTINATIONS).find(|(d, _)| d.is_some()) {
+            return Err(invalid(format!(
+                "{n}DestinationUpdate is not supported by kinesis-data; the destination is S3."
+            )));
+        }
+        if updates.len() != 1 {
+            return Err(invalid("Exactly one destination update is supported for a Firehose"));
+        }
+        let name = i.delivery_stream_name.clone().unwrap_or_default();
+        let version: u64 = i
+            .current_delivery_stream_version_id
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| invalid("CurrentDeliveryStreamVersionId is not a valid version."))?;
+        let destination_id = i.destination_id.clone().unwrap_or_default();
+        let current = self.engine().describe(self.scope, &name).map_err(to_service_error)?;
+        let (update, extended) = updates.into_iter().next().ok_or_else(internal)?;
+        let mut merged = current.destination.raw.clone();
+        if !merged.is_object() {
+            merged = json!({});
+        }
+        merge(&mut merged, update);
+        let destination = build_destination(merged, extended || current.destination.extended)?;
+        match (
+            &current.destination.dynamic_partitioning,
+            &destination.dynamic_partitioning,
+        ) {
+            (Some(_), None) => {
+                return Err(invalid("Dynamic partitioning cannot be disabled once enabled."));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "Dynamic partitioning can only be enabled when the delivery stream is created.",
+                ));
+            }
+            _ => {}
+        }
+        if destination.role_arn != current.destination.role_arn {
+            self.check_trust(&destination.role_arn, &name)?;
+        }
+        self.engine()
+            .update_destination(self.scope, &name, version, &destination_id, destination)
+            .await
+            .map_err(to_service_error)?;
+        self.ok(&Empty {})
+    }
+
+    async fn put_record(&self) -> Reply {
+        let i: PutRecordInput = self.input()?;
+        let mut v = Validator::default();
+        check_name(&mut v, &i.delivery_stream_name, "deliveryStreamName");
+        v.required(&i.record, "record");
+        if let Some(r) = &i.record {
+            v.required(&r.data, "record.data");
+            if r.data.as_ref().is_some_and(|d| d.len() > MAX_RECORD_BYTES) {
+                v.fail_no_value(
+                    "record.data",
+                    &format!("Member must have length less than or equal to {MAX_RECORD_BYTES}"),
+                );
+            }
+        }
+        v.finish()?;
+        self.allow(&i.delivery_stream_name)?;
+        let data = i.record.and_then(|r| r.data).unwrap_or_default();
+        let ids = self
+            .engine()
+            .put_records(
+                self.scope,
+                i.delivery_stream_name.as_deref().unwrap_or_default(),
+                vec![Bytes::from(data)],
+            )
+            .await
+            .map_err(to_service_error)?;
+        let record_id = ids.into_iter().next().ok_or_else(internal)?;
+        self.ok(&PutRecordOutput {
+            record_id,
+            encrypted: false,
+        })
+    }
+
+    async fn put_record_batch(&self) -> Reply {
+        let i: PutRecordBatchInput = self.input()?;
+        let mut v = Validator::default();
+        check_name(&mut v, &i.delivery_stream_name, "deliveryStreamName");
+        v.required(&i.records, "records");
+        if let Some(rs) = &i.records {
+            if rs.is_empty() {
+                v.fail_no_value("records", "Member must have length greater than or equal to 1");
+            } else if rs.len() > 500 {
+                v.fail_no_value("records", "Member must have length less than or equal to 500");
+            }
+            for (n, r) in rs.iter().enumerate() {
+                let f = format!("records.{}.member.data", n + 1);
+                v.required(&r.data, &f);
+                if r.data.as_ref().is_some_and(|d| d.len() > MAX_RECORD_BYTES) {
+                    v.fail_no_value(
+                        &f,
+                        &format!("Member must have length less than or equal to {MAX_RECORD_BYTES}"),
+                    );
+                }
+            }
+        }
+        v.finish()?;
+        self.allow(&i.delivery_stream_name)?;
+        let records: Vec<Bytes> = i
+            .records
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| Bytes::from(r.data.unwrap_or_default()))
+            .collect();
+        let total: usize = records.iter().map(Bytes::len).sum();
+        if total > MAX_BATCH_BYTES {
+            return Err(invalid(format!(
+                "Records size exceeds 4 MiB limit: the batch holds {total} bytes."
+            )));
+        }
+        let ids = self
+            .engine()
+            .put_records(
+                self.scope,
+                i.delivery_stream_name.as_deref().unwrap_or_default(),
+                records,
+            )
+            .await
+            .map_err(to_service_error)?;
+        self.ok(&PutRecordBatchOutput {
+            failed_put_count: 0,
+            encrypted: false,
+            request_responses: ids.into_iter().map(|record_id| BatchEntryOut { record_id }).collect(),
+        })
+    }
+
+    async fn tag(&self) -> Reply {
+        let i: TagInput = self.input()?;
+        let mut v = Validator::default();
+        check_name(&mut v, &i.delivery_stream_name, "deliveryStreamName");
+        v.required(&i.tags, "tags");
+        if let Some(t) = &i.tags {
+            check_tags(&mut v, t, "tags");
+        }
+        v.finish()?;
+        self.allow(&i.delivery_stream_name)?;
+        self.engine()
+            .tag(
+                self.scope,
+                i.delivery_stream_name.as_deref().unwrap_or_default(),
+                tag_map(i.tags.unwrap_or_default()),
+            )
+            .await
+            .map_err(to_service_error)?;
+        self.ok(&Empty {})
+    }
+
+    async fn untag(&self) -> Reply {
+        let i: UntagInput = self.input()?;
+        let mut v = Validator::default();
+        check_name(&mut v, &i.delivery_stream_name, "deliveryStreamName");
+        v.required(&i.tag_keys, "tagKeys");
+        if let Some(k) = &i.tag_keys {
+            if k.is_empty() || k.len() > 50 {
+                v.fail_no_value("tagKeys", "Member must have length between 1 and 50");
+            }
+            for (n, key) in k.iter().enumerate() {
+                v.length(Some(key), &format!("tagKeys.{}.member", n + 1), 1, 128);
+            }
+        }
+        v.finish()?;
+        self.allow(&i.delivery_stream_name)?;
+        self.engine()
+            .untag(
+                self.scope,
+                i.delivery_stream_name.as_deref().unwrap_or_default(),
+                &i.tag_keys.unwrap_or_default(),
+            )
+            .await
+            .map_err(to_service_error)?;
+        self.ok(&Empty {})
+    }
+
+    fn list_tags(&self) -> Reply {
+        let i: ListTagsInput = self.input()?;
+        let mut v = Validator::default();
+        check_name(&mut v, &i.delivery_stream_name, "deliveryStreamName");
+        v.length(i.exclusive_start_tag_key.as_deref(), "exclusiveStartTagKey", 1, 128);
+        v.range(i.limit, "limit", 1, 50);
+        v.finish()?;
+        self.allow(&i.delivery_stream_name)?;
+        let tags = self
+            .engine()
+            .list_tags(self.scope, i.delivery_stream_name.as_deref().unwrap_or_default())
+            .map_err(to_service_error)?;
+        let limit = i.limit.unwrap_or(50) as usize;
+        let after = i.exclusive_start_tag_key.as_deref();
+        let mut rest = tags.into_iter().filter(|(k, _)| after.is_none_or(|a| k.as_str() > a));
+        let page: Vec<TagOut> = rest
+            .by_ref()
+            .take(limit)
+            .map(|(key, value)| TagOut { key, value })
+            .collect();
+        let has_more_tags = rest.next().is_some();
+        self.ok(&ListTagsOutput {
+            tags: page,
+            has_more_tags,
+        })
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send(api: &FirehoseApi, ctx: &RequestContext) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(api.handle(ctx, "x", b""));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(v: Value) -> Result<S3Destination, ServiceError> {
+        build_destination(v, true)
+    }
+
+    #[test]
+    fn destination_defaults_and_rules() {
+        let d =
+            dest(json!({"RoleARN": "arn:aws:iam::000000000000:role/r", "BucketARN": "arn:aws:s3:::b"})).expect("valid");
+        assert_eq!((d.size_mb, d.interval_secs), (5, 300));
+        assert_eq!(d.compression, Compression::Uncompressed);
+        let e = dest(json!({"BufferingHints": {"SizeInMBs": 1}})).expect_err("half hints");
+        assert_eq!(e.code, "InvalidArgumentException");
+        let e = dest(json!({"Prefix": "a/!{timestamp:yyyy}/"})).expect_err("no error prefix");
+        assert!(e.message.contains("ErrorOutputPrefix"), "{}", e.message);
+        let e = dest(json!({"Prefix": "a/!{timestamp:yyyy}/", "ErrorOutputPrefix": "e/!{timestamp:yyyy}/"}))
+            .expect_err("no error-output-type");
+        assert!(e.message.contains("error-output-type"), "{}", e.message);
+        dest(json!({"Prefix": "a/!{timestamp:yyyy}/", "ErrorOutputPrefix": "e/!{firehose:error-output-type}/"}))
+            .expect("valid prefixes");
+        let dp = dest(json!({
+            "Prefix": "c=!{partitionKeyFromQuery:customer_id}/",
+            "ErrorOutputPrefix": "errors/",
+            "DynamicPartitioningConfiguration": {"Enabled": true},
+            "ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "MetadataExtraction", "Parameters": [
+                {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{customer_id:.customer_id}"},
+                {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]}
+        }))
+        .expect("dynamic partitioning");
+        let q = dp.dynamic_partitioning.expect("enabled").queries;
+        assert_eq!(q.get("customer_id").map(String::as_str), Some(".customer_id"));
+        let e = dest(json!({"ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "Lambda"}]}}))
+            .expect_err("lambda");
+        assert!(e.message.contains("Lambda"), "{}", e.message);
+    }
+
+    #[test]
+    fn merge_is_deep() {
+        let mut a = json!({"A": 1, "B": {"X": 1, "Y": 2}});
+        merge(&mut a, json!({"B": {"Y": 3}, "C": "c"}));
+        assert_eq!(a, json!({"A": 1, "B": {"X": 1, "Y": 3}, "C": "c"}));
+    }
+}
