@@ -96,12 +96,6 @@ pub struct DynamicPartitioningDto {
     pub retry_options: Option<RetryOptionsDto>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct EnabledDto {
-    pub enabled: Option<bool>,
-}
-
 /// `ExtendedS3DestinationConfiguration` / `S3DestinationConfiguration` (and their `…Update`
 /// forms, which have the same members, all optional).
 #[derive(Deserialize)]
@@ -117,7 +111,7 @@ pub struct S3DestinationDto {
     pub compression_format: Option<String>,
     pub processing_configuration: Option<ProcessingDto>,
     pub dynamic_partitioning_configuration: Option<DynamicPartitioningDto>,
-    pub data_format_conversion_configuration: Option<EnabledDto>,
+    pub data_format_conversion_configuration: Option<DataFormatConversionDto>,
     pub s3_backup_mode: Option<String>,
     pub file_extension: Option<String>,
     pub custom_time_zone: Option<String>,
@@ -264,4 +258,61 @@ pub struct ListTagsInput {
 pub struct ListTagsOutput {
     pub tags: Vec<TagOut>,
     pub has_more_tags: bool,
+}
+
+/// `DataFormatConversionConfiguration`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DataFormatConversionDto {
+    pub enabled: Option<bool>,
+    pub schema_configuration: Option<SchemaConfigurationDto>,
+    pub input_format_configuration: Option<InputFormatDto>,
+    pub output_format_configuration: Option<OutputFormatDto>,
+}
+
+/// `SchemaConfiguration` (a Glue table; `CatalogId`, `Region` and `VersionId` are only
+/// echoed).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SchemaConfigurationDto {
+    #[serde(rename = "RoleARN")]
+    pub role_arn: Option<String>,
+    pub database_name: Option<String>,
+    pub table_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InputFormatDto {
+    pub deserializer: Option<DeserializerDto>,
+}
+
+#[derive(Deserialize)]
+pub struct DeserializerDto {
+    #[serde(rename = "OpenXJsonSerDe")]
+    pub open_x_json_ser_de: Option<serde_json::Value>,
+    #[serde(rename = "HiveJsonSerDe")]
+    pub hive_json_ser_de: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OutputFormatDto {
+    pub serializer: Option<SerializerDto>,
+}
+
+#[derive(Deserialize)]
+pub struct SerializerDto {
+    #[serde(rename = "ParquetSerDe")]
+    pub parquet_ser_de: Option<ParquetSerDeDto>,
+    #[serde(rename = "OrcSerDe")]
+    pub orc_ser_de: Option<serde_json::Value>,
+}
+
+/// `ParquetSerDe` (only `Compression` changes the output; the page/block sizes and writer
+/// version are accepted and echoed).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ParquetSerDeDto {
+    pub compression: Option<String>,
 }

@@ -6,6 +6,26 @@
 //! the destination rules AWS answers with InvalidArgumentException (one destination, buffering
 //! hints, prefix expressions, processors) and the trust of the roles a delivery stream will
 //! act with; delivery semantics are the engine's.
+//!
+//! # Record format conversion (JSON → Parquet) and the `kinesis-data:schema` tag
+//!
+//! `DataFormatConversionConfiguration` is supported with an `OpenXJsonSerDe` or
+//! `HiveJsonSerDe` deserializer and a `ParquetSerDe` serializer (`Compression` `SNAPPY`, the
+//! default, `GZIP` or `UNCOMPRESSED`); `OrcSerDe` is refused. As on AWS, `CompressionFormat`
+//! must then be `UNCOMPRESSED`, and `BufferingHints.SizeInMBs` defaults to 128 and must be at
+//! least 64. AWS reads the columns from the Glue table named by `SchemaConfiguration`; Glue
+//! does not exist in kinesis-data yet, and the SDK shape has no room for columns, so the
+//! columns come from a **kinesis-data extension**: the delivery stream tag
+//! `kinesis-data:schema`, whose value lists the columns in order as `name:type,name:type`
+//! (types `string`, `int`, `bigint`, `double`, `float`, `boolean`, `timestamp`, `date`;
+//! e.g. `id:int,name:string,ts:timestamp`). AWS's tag key pattern has no `:`; this one key
+//! is exempt from it here, and the value is bounded by the 256-character tag value limit. The tag is read when the destination is created
+//! or updated (CreateDeliveryStream's `Tags`, or the stream's tags at UpdateDestination);
+//! without it the request fails with InvalidArgumentException ("Glue table <db>.<table> not
+//! found; …"). The converted objects are Parquet files with the extension `.parquet`
+//! (`FileExtension` still overrides); records that do not fit the schema go to the error
+//! output under `format-conversion-failed`. The conversion rules are in
+//! `kd_delivery::convert`.
 
 mod dto;
 pub mod shapes;
@@ -15,8 +35,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kd_delivery::{
-    Compression, Delivery, DeliveryStreamInfo, DeliveryStreamSpec, DynamicPartitioning, Error, S3Destination, Scope,
-    Source, Status,
+    ColumnType, Compression, Delivery, DeliveryStreamInfo, DeliveryStreamSpec, DynamicPartitioning, Error,
+    FormatConversion, ParquetCompression, S3Destination, Scope, Source, Status,
 };
 use kd_iam::store::IamStore;
 use kd_wire::json::{CborShape, Encoding, decode, error_response, ok_response};
@@ -27,6 +47,10 @@ use serde_json::{Value, json};
 
 use crate::dto::*;
 use crate::shapes::Expr;
+
+/// The delivery stream tag that gives the columns of a format conversion (until Glue lands):
+/// `name:type,name:type`.
+pub const SCHEMA_TAG: &str = "kinesis-data:schema";
 
 /// The `X-Amz-Target` prefix of Firehose.
 pub const TARGET_PREFIX: &str = "Firehose_20150804";
@@ -164,8 +188,9 @@ fn check_tags(v: &mut Validator, tags: &[TagDto], field: &str) {
         let f = format!("{field}.{}.member.key", i + 1);
         v.required(&t.key, &f);
         v.length(t.key.as_deref(), &f, 1, 128);
+        // AWS's key pattern has no ':'; the kinesis-data extension key is let through.
         v.pattern(
-            t.key.as_deref(),
+            t.key.as_deref().filter(|k| *k != SCHEMA_TAG),
             &f,
             shapes::is_tag_key,
             "^(?!aws:)[\\p{L}\\p{Z}\\p{N}_.\\/=+\\-@%]*$",
@@ -303,16 +328,145 @@ fn processors(d: &S3DestinationDto) -> Result<Option<BTreeMap<String, String>>, 
     Ok(queries)
 }
 
+/// Parses the [`SCHEMA_TAG`] value: `name:type,name:type`.
+fn parse_schema_tag(value: &str) -> Result<Vec<(String, ColumnType)>, ServiceError> {
+    let mut columns: Vec<(String, ColumnType)> = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, ty)) = part.split_once(':') else {
+            return Err(invalid(format!(
+                "The {SCHEMA_TAG} tag entry '{part}' is not name:type."
+            )));
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(invalid(format!(
+                "The {SCHEMA_TAG} tag entry '{part}' has no column name."
+            )));
+        }
+        let ty = ColumnType::parse(ty).ok_or_else(|| {
+            invalid(format!(
+                "The {SCHEMA_TAG} tag entry '{part}' has an unsupported type; use string, int, bigint, double, float, boolean, timestamp or date."
+            ))
+        })?;
+        if columns.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Err(invalid(format!("The {SCHEMA_TAG} tag names column '{name}' twice.")));
+        }
+        columns.push((name.to_owned(), ty));
+    }
+    if columns.is_empty() {
+        return Err(invalid(format!("The {SCHEMA_TAG} tag lists no columns.")));
+    }
+    Ok(columns)
+}
+
+/// The enabled `DataFormatConversionConfiguration` as the engine's [`FormatConversion`]
+/// (`None` when absent or disabled).
+fn format_conversion(
+    d: &S3DestinationDto,
+    tags: &BTreeMap<String, String>,
+) -> Result<Option<FormatConversion>, ServiceError> {
+    let Some(c) = &d.data_format_conversion_configuration else {
+        return Ok(None);
+    };
+    if c.enabled == Some(false) {
+        return Ok(None);
+    }
+    let schema = c
+        .schema_configuration
+        .as_ref()
+        .ok_or_else(|| invalid("SchemaConfiguration is required when DataFormatConversionConfiguration is enabled."))?;
+    let (Some(db), Some(table)) = (
+        schema.database_name.as_deref().filter(|s| !s.is_empty()),
+        schema.table_name.as_deref().filter(|s| !s.is_empty()),
+    ) else {
+        return Err(invalid(
+            "SchemaConfiguration must give DatabaseName and TableName when DataFormatConversionConfiguration is enabled.",
+        ));
+    };
+    if schema.role_arn.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid(
+            "SchemaConfiguration.RoleARN is required when DataFormatConversionConfiguration is enabled.",
+        ));
+    }
+    let deserializer = c
+        .input_format_configuration
+        .as_ref()
+        .and_then(|i| i.deserializer.as_ref())
+        .ok_or_else(|| {
+            invalid(
+                "InputFormatConfiguration.Deserializer is required when DataFormatConversionConfiguration is enabled.",
+            )
+        })?;
+    match (&deserializer.open_x_json_ser_de, &deserializer.hive_json_ser_de) {
+        (Some(_), None) | (None, Some(_)) => {}
+        _ => {
+            return Err(invalid(
+                "Deserializer must specify exactly one of OpenXJsonSerDe and HiveJsonSerDe.",
+            ));
+        }
+    }
+    let serializer = c
+        .output_format_configuration
+        .as_ref()
+        .and_then(|o| o.serializer.as_ref())
+        .ok_or_else(|| {
+            invalid(
+                "OutputFormatConfiguration.Serializer is required when DataFormatConversionConfiguration is enabled.",
+            )
+        })?;
+    let parquet = match (&serializer.parquet_ser_de, &serializer.orc_ser_de) {
+        (Some(p), None) => p,
+        (None, Some(_)) => {
+            return Err(invalid("OrcSerDe is not supported by kinesis-data; use ParquetSerDe."));
+        }
+        _ => {
+            return Err(invalid(
+                "Serializer must specify exactly one of ParquetSerDe and OrcSerDe.",
+            ));
+        }
+    };
+    let compression = match parquet.compression.as_deref() {
+        None => ParquetCompression::Snappy,
+        Some(c) => ParquetCompression::parse(c).ok_or_else(|| {
+            invalid(format!(
+                "ParquetSerDe Compression {c} is not valid; use SNAPPY, GZIP or UNCOMPRESSED."
+            ))
+        })?,
+    };
+    if d.compression_format.as_deref().is_some_and(|c| c != "UNCOMPRESSED") {
+        return Err(invalid(
+            "CompressionFormat must be UNCOMPRESSED when DataFormatConversionConfiguration is enabled.",
+        ));
+    }
+    let Some(tag) = tags.get(SCHEMA_TAG) else {
+        return Err(invalid(format!(
+            "Glue table {db}.{table} not found; until Glue lands, give the schema in the {SCHEMA_TAG} tag"
+        )));
+    };
+    Ok(Some(FormatConversion {
+        columns: parse_schema_tag(tag)?,
+        compression,
+    }))
+}
+
 /// Turns a checked S3 destination configuration into the engine's [`S3Destination`],
-/// applying the rules AWS answers with InvalidArgumentException.
-fn build_destination(raw: Value, extended: bool) -> Result<S3Destination, ServiceError> {
+/// applying the rules AWS answers with InvalidArgumentException. `tags` are the delivery
+/// stream's (for the [`SCHEMA_TAG`]).
+fn build_destination(
+    raw: Value,
+    extended: bool,
+    tags: &BTreeMap<String, String>,
+) -> Result<S3Destination, ServiceError> {
     let d: S3DestinationDto = serde_json::from_value(raw.clone())
         .map_err(|e| ServiceError::client("SerializationException", e.to_string()))?;
+    let format_conversion = format_conversion(&d, tags)?;
+    // With format conversion AWS buffers 128 MiB by default and at least 64 MiB.
+    let default_mb = if format_conversion.is_some() { 128 } else { 5 };
     let (size_mb, interval_secs) = match &d.buffering_hints {
-        None => (5, 300),
+        None => (default_mb, 300),
         Some(h) => match (h.size_in_mbs, h.interval_in_seconds) {
             (Some(s), Some(i)) => (s as u32, i as u32),
-            (None, None) => (5, 300),
+            (None, None) => (default_mb, 300),
             _ => {
                 return Err(invalid(
                     "BufferingHints: specify both SizeInMBs and IntervalInSeconds, or neither.",
@@ -324,12 +478,9 @@ fn build_destination(raw: Value, extended: bool) -> Result<S3Destination, Servic
         None => Compression::Uncompressed,
         Some(c) => Compression::parse(c).ok_or_else(|| invalid(format!("CompressionFormat {c} is not valid.")))?,
     };
-    if d.data_format_conversion_configuration
-        .as_ref()
-        .is_some_and(|c| c.enabled != Some(false))
-    {
+    if format_conversion.is_some() && size_mb < 64 {
         return Err(invalid(
-            "DataFormatConversionConfiguration is not supported by kinesis-data yet.",
+            "BufferingHints.SizeInMBs must be at least 64 when DataFormatConversionConfiguration is enabled.",
         ));
     }
     if d.s3_backup_mode.as_deref() == Some("Enabled") {
@@ -425,6 +576,7 @@ fn build_destination(raw: Value, extended: bool) -> Result<S3Destination, Servic
         file_extension: d.file_extension.clone().filter(|e| !e.is_empty()),
         custom_time_zone: d.custom_time_zone.clone().filter(|z| !z.is_empty()),
         dynamic_partitioning,
+        format_conversion,
         raw,
         extended,
     })
@@ -515,6 +667,20 @@ fn describe_destination(d: &S3Destination) -> Value {
                 "DynamicPartitioningConfiguration".to_owned(),
                 json!({"Enabled": true, "RetryOptions": {"DurationInSeconds": dp.retry_seconds}}),
             );
+        }
+        if let Some(fc) = &d.format_conversion
+            && let Some(c) = ext.get_mut("DataFormatConversionConfiguration")
+        {
+            if let Value::Object(m) = c {
+                m.insert("Enabled".to_owned(), Value::from(true));
+            }
+            if let Some(Value::Object(sc)) = c.get_mut("SchemaConfiguration") {
+                sc.entry("VersionId").or_insert_with(|| Value::from("LATEST"));
+            }
+            if let Some(Value::Object(p)) = c.pointer_mut("/OutputFormatConfiguration/Serializer/ParquetSerDe") {
+                p.entry("Compression")
+                    .or_insert_with(|| Value::from(fc.compression.as_str()));
+            }
         }
         o.insert("ExtendedS3DestinationDescription".to_owned(), Value::Object(ext));
     }
@@ -746,7 +912,8 @@ impl Call<'_> {
             return Err(invalid("Customer-managed KMS keys are not supported by kinesis-data."));
         }
         let (raw, extended) = typed.into_iter().next().ok_or_else(internal)?;
-        let destination = build_destination(raw, extended)?;
+        let tags = tag_map(i.tags.unwrap_or_default());
+        let destination = build_destination(raw, extended, &tags)?;
         self.check_trust(&destination.role_arn, &name)?;
         if let Source::KinesisStream { role_arn, .. } = &source
             && role_arn != &destination.role_arn
@@ -761,7 +928,7 @@ impl Call<'_> {
                     name,
                     source,
                     destination,
-                    tags: tag_map(i.tags.unwrap_or_default()),
+                    tags,
                 },
             )
             .await
@@ -910,7 +1077,7 @@ impl Call<'_> {
             merged = json!({});
         }
         merge(&mut merged, update);
-        let destination = build_destination(merged, extended || current.destination.extended)?;
+        let destination = build_destination(merged, extended || current.destination.extended, &current.tags)?;
         match (
             &current.destination.dynamic_partitioning,
             &destination.dynamic_partitioning,
@@ -1106,7 +1273,76 @@ mod tests {
     use super::*;
 
     fn dest(v: Value) -> Result<S3Destination, ServiceError> {
-        build_destination(v, true)
+        build_destination(v, true, &BTreeMap::new())
+    }
+
+    fn conversion(output: Value) -> Value {
+        json!({
+            "RoleARN": "arn:aws:iam::000000000000:role/r",
+            "BucketARN": "arn:aws:s3:::b",
+            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
+            "DataFormatConversionConfiguration": {
+                "SchemaConfiguration": {"DatabaseName": "db", "TableName": "t", "RoleARN": "arn:aws:iam::000000000000:role/r"},
+                "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+                "OutputFormatConfiguration": {"Serializer": output}
+            }
+        })
+    }
+
+    #[test]
+    fn format_conversion_rules() {
+        let tags = BTreeMap::from([(SCHEMA_TAG.to_owned(), "id:int, name:string,ts:TIMESTAMP".to_owned())]);
+        let d = build_destination(
+            conversion(json!({"ParquetSerDe": {"Compression": "GZIP"}})),
+            true,
+            &tags,
+        )
+        .expect("valid");
+        let fc = d.format_conversion.expect("enabled");
+        assert_eq!(fc.compression, ParquetCompression::Gzip);
+        assert_eq!(
+            fc.columns,
+            vec![
+                ("id".to_owned(), ColumnType::Int),
+                ("name".to_owned(), ColumnType::String),
+                ("ts".to_owned(), ColumnType::Timestamp)
+            ]
+        );
+        let described = describe_destination(
+            &build_destination(conversion(json!({"ParquetSerDe": {}})), true, &tags).expect("valid"),
+        );
+        assert_eq!(
+            described.pointer("/ExtendedS3DestinationDescription/DataFormatConversionConfiguration/OutputFormatConfiguration/Serializer/ParquetSerDe/Compression"),
+            Some(&json!("SNAPPY"))
+        );
+        let e =
+            build_destination(conversion(json!({"ParquetSerDe": {}})), true, &BTreeMap::new()).expect_err("no schema");
+        assert_eq!(e.code, "InvalidArgumentException");
+        assert!(e.message.contains("Glue table db.t not found"), "{}", e.message);
+        let e = build_destination(conversion(json!({"OrcSerDe": {}})), true, &tags).expect_err("orc");
+        assert!(e.message.contains("OrcSerDe"), "{}", e.message);
+        let e = build_destination(conversion(json!({"ParquetSerDe": {"Compression": "LZO"}})), true, &tags)
+            .expect_err("lzo");
+        assert!(e.message.contains("LZO"), "{}", e.message);
+        let mut gz = conversion(json!({"ParquetSerDe": {}}));
+        gz["CompressionFormat"] = json!("GZIP");
+        let e = build_destination(gz, true, &tags).expect_err("outer compression");
+        assert!(e.message.contains("UNCOMPRESSED"), "{}", e.message);
+        let mut small = conversion(json!({"ParquetSerDe": {}}));
+        small["BufferingHints"] = json!({"SizeInMBs": 5, "IntervalInSeconds": 60});
+        let e = build_destination(small, true, &tags).expect_err("small buffer");
+        assert!(e.message.contains("64"), "{}", e.message);
+        let bad = BTreeMap::from([(SCHEMA_TAG.to_owned(), "id:uuid".to_owned())]);
+        let e = build_destination(conversion(json!({"ParquetSerDe": {}})), true, &bad).expect_err("bad type");
+        assert!(e.message.contains("unsupported type"), "{}", e.message);
+        let mut off = conversion(json!({"OrcSerDe": {}}));
+        off["DataFormatConversionConfiguration"]["Enabled"] = json!(false);
+        assert!(
+            build_destination(off, true, &BTreeMap::new())
+                .expect("disabled")
+                .format_conversion
+                .is_none()
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@
 //! error-record JSON line (`errorCode` `DynamicPartitioning.MetadataExtractionFailed`).
 
 pub mod compress;
+pub mod convert;
 pub mod keys;
 pub mod model;
 mod store;

@@ -78,6 +78,103 @@ pub struct DynamicPartitioning {
     pub retry_seconds: u32,
 }
 
+/// A Glue/Hive column type a record field converts to (`DataFormatConversionConfiguration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ColumnType {
+    /// `string` (also `varchar`, `char`): Arrow Utf8.
+    String,
+    /// `int` (`integer`): Arrow Int32.
+    Int,
+    /// `bigint`: Arrow Int64.
+    Bigint,
+    /// `double`: Arrow Float64.
+    Double,
+    /// `float`: Arrow Float32.
+    Float,
+    /// `boolean`: Arrow Boolean.
+    Boolean,
+    /// `timestamp`: Arrow Timestamp(ms, no time zone).
+    Timestamp,
+    /// `date`: Arrow Date32.
+    Date,
+}
+
+impl ColumnType {
+    /// The Hive name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Int => "int",
+            ColumnType::Bigint => "bigint",
+            ColumnType::Double => "double",
+            ColumnType::Float => "float",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Timestamp => "timestamp",
+            ColumnType::Date => "date",
+        }
+    }
+
+    /// Parses a Hive type name (case-insensitive; `varchar(n)`/`char(n)` are strings).
+    pub fn parse(s: &str) -> Option<ColumnType> {
+        let s = s.trim().to_ascii_lowercase();
+        let base = s.split('(').next().unwrap_or_default().trim();
+        Some(match base {
+            "string" | "varchar" | "char" => ColumnType::String,
+            "int" | "integer" => ColumnType::Int,
+            "bigint" => ColumnType::Bigint,
+            "double" => ColumnType::Double,
+            "float" => ColumnType::Float,
+            "boolean" => ColumnType::Boolean,
+            "timestamp" => ColumnType::Timestamp,
+            "date" => ColumnType::Date,
+            _ => return None,
+        })
+    }
+}
+
+/// `ParquetSerDe.Compression`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParquetCompression {
+    /// `SNAPPY` (AWS's default).
+    #[default]
+    Snappy,
+    /// `GZIP`.
+    Gzip,
+    /// `UNCOMPRESSED`.
+    Uncompressed,
+}
+
+impl ParquetCompression {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParquetCompression::Snappy => "SNAPPY",
+            ParquetCompression::Gzip => "GZIP",
+            ParquetCompression::Uncompressed => "UNCOMPRESSED",
+        }
+    }
+
+    /// Parses the wire name (case-sensitive, as AWS).
+    pub fn parse(s: &str) -> Option<ParquetCompression> {
+        Some(match s {
+            "SNAPPY" => ParquetCompression::Snappy,
+            "GZIP" => ParquetCompression::Gzip,
+            "UNCOMPRESSED" => ParquetCompression::Uncompressed,
+            _ => return None,
+        })
+    }
+}
+
+/// Record format conversion: JSON records to one Apache Parquet file per object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatConversion {
+    /// The table's columns in order: name → type. JSON keys match names case-insensitively
+    /// (OpenX JSON SerDe's default); missing keys and `null` become nulls.
+    pub columns: Vec<(String, ColumnType)>,
+    /// Parquet page compression.
+    pub compression: ParquetCompression,
+}
+
 /// The S3 destination (ExtendedS3 or the older S3 configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Destination {
@@ -101,6 +198,10 @@ pub struct S3Destination {
     pub custom_time_zone: Option<String>,
     /// Dynamic partitioning, when enabled.
     pub dynamic_partitioning: Option<DynamicPartitioning>,
+    /// Record format conversion to Parquet, when enabled (objects are then not compressed
+    /// as a whole: `compression` is `Uncompressed`).
+    #[serde(default)]
+    pub format_conversion: Option<FormatConversion>,
     /// The destination as the caller gave it (echoed by DescribeDeliveryStream).
     pub raw: serde_json::Value,
     /// `true` for ExtendedS3DestinationConfiguration, `false` for S3DestinationConfiguration.

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Compression, S3Destination, Source};
+use crate::model::{Compression, FormatConversion, S3Destination, Source};
 
 pub(crate) const T_STREAMS: &str = "firehose_streams";
 pub(crate) const T_CHECKPOINTS: &str = "firehose_checkpoints";
@@ -93,10 +93,21 @@ pub(crate) struct IntentDoc {
     pub attempt_ending_ms: i64,
     /// Unit → (after exclusive, to inclusive).
     pub ranges: BTreeMap<String, (Option<String>, String)>,
+    /// The format conversion in force (records of the range that do not convert belong to
+    /// [`FORMAT_ERROR_PARTITION`]; data objects are Parquet).
+    #[serde(default)]
+    pub conversion: Option<FormatConversion>,
 }
 
 /// The partition id of records whose partitioning failed.
 pub(crate) const ERROR_PARTITION: &str = "!error";
+/// The partition id of records that do not fit the format conversion's schema.
+pub(crate) const FORMAT_ERROR_PARTITION: &str = "!format-error";
+
+/// Whether a partition id is an error output.
+pub(crate) fn is_error_partition(id: &str) -> bool {
+    id == ERROR_PARTITION || id == FORMAT_ERROR_PARTITION
+}
 
 /// Numeric order of decimal position strings.
 pub(crate) fn pos_cmp(a: &str, b: &str) -> Ordering {

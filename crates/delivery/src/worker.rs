@@ -12,12 +12,12 @@ use kd_storage::MetaOp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, KeyContext, TimeZone};
-use crate::model::{FailureDescription, PortError, Source};
+use crate::model::{Compression, FailureDescription, FormatConversion, PortError, Source};
 use crate::store::{
-    CheckpointDoc, ERROR_PARTITION, FORMAT_VERSION, IntentDoc, T_CHECKPOINTS, T_INTENTS, T_STREAMS, UnitCheckpoint,
-    opt_pos_cmp, pos_cmp, to_json,
+    CheckpointDoc, ERROR_PARTITION, FORMAT_ERROR_PARTITION, FORMAT_VERSION, IntentDoc, T_CHECKPOINTS, T_INTENTS,
+    T_STREAMS, UnitCheckpoint, is_error_partition, opt_pos_cmp, pos_cmp, to_json,
 };
-use crate::{Error, Shared, StreamHandle, compress};
+use crate::{Error, Shared, StreamHandle, compress, convert};
 
 /// The source unit of DirectPut streams.
 pub(crate) const LOG_UNIT: &str = "log";
@@ -27,6 +27,7 @@ const READ_RECORDS: usize = 1000;
 const READ_BYTES: usize = 4 * 1024 * 1024;
 const PARTITION_ERROR_CODE: &str = "DynamicPartitioning.MetadataExtractionFailed";
 const ERROR_OUTPUT_TYPE: &str = "processing-failed";
+const FORMAT_ERROR_OUTPUT_TYPE: &str = "format-conversion-failed";
 
 /// Commands to a worker.
 pub(crate) enum Cmd {
@@ -119,8 +120,24 @@ pub(crate) struct Worker {
     recovered: bool,
 }
 
-/// Partition id and keys of a record (`Err`: partitioning failed).
+/// Partition id and keys of a record, and the error message of a record bound for an error
+/// output (partitioning failed, or the record does not fit the format conversion's schema).
 fn partition_of(
+    queries: Option<&BTreeMap<String, String>>,
+    conversion: Option<&FormatConversion>,
+    data: &[u8],
+) -> (String, Option<BTreeMap<String, String>>, Option<String>) {
+    let (id, keys, err) = partition_by_queries(queries, data);
+    if err.is_none()
+        && let Some(conv) = conversion
+        && let Err(e) = convert::check(conv, data)
+    {
+        return (FORMAT_ERROR_PARTITION.to_string(), None, Some(e));
+    }
+    (id, keys, err)
+}
+
+fn partition_by_queries(
     queries: Option<&BTreeMap<String, String>>,
     data: &[u8],
 ) -> (String, Option<BTreeMap<String, String>>, Option<String>) {
@@ -299,7 +316,7 @@ impl Worker {
         for (_, raw) in intents {
             let intent: IntentDoc = crate::store::from_json(&raw)?;
             let keys: Option<BTreeMap<String, String>> =
-                if intent.queries.is_some() && intent.partition != ERROR_PARTITION {
+                if intent.queries.is_some() && !is_error_partition(&intent.partition) {
                     serde_json::from_str(&intent.partition).ok()
                 } else {
                     None
@@ -323,7 +340,8 @@ impl Worker {
                             reached = true;
                             break;
                         }
-                        let (pid, _, err) = partition_of(intent.queries.as_ref(), &item.data);
+                        let (pid, _, err) =
+                            partition_of(intent.queries.as_ref(), intent.conversion.as_ref(), &item.data);
                         if pid == intent.partition {
                             buf.push(&item, err);
                         }
@@ -530,14 +548,15 @@ impl Worker {
     /// Puts one record into its buffer; flushes by size. `Ok(false)`: a flush could not
     /// complete (stop reading for now).
     async fn dispatch(&mut self, item: Item, mode: Mode) -> Result<bool, Error> {
-        let (queries, size_limit) = {
+        let (queries, conversion, size_limit) = {
             let doc = self.handle.doc();
             (
                 doc.destination.dynamic_partitioning.as_ref().map(|d| d.queries.clone()),
+                doc.destination.format_conversion,
                 u64::from(doc.destination.size_mb.max(1)) * 1024 * 1024,
             )
         };
-        let (pid, keys, err) = partition_of(queries.as_ref(), &item.data);
+        let (pid, keys, err) = partition_of(queries.as_ref(), conversion.as_ref(), &item.data);
         self.units
             .entry(item.unit.clone())
             .or_insert_with(|| UnitRt {
@@ -621,11 +640,16 @@ impl Worker {
                     partition: buf.keys.as_ref(),
                     error_output_type: None,
                 };
-                let prefix = if buf.id == ERROR_PARTITION {
+                let prefix = if is_error_partition(&buf.id) {
+                    let output_type = if buf.id == FORMAT_ERROR_PARTITION {
+                        FORMAT_ERROR_OUTPUT_TYPE
+                    } else {
+                        ERROR_OUTPUT_TYPE
+                    };
                     keys::error_prefix(
                         dest.prefix.as_deref(),
                         dest.error_output_prefix.as_deref(),
-                        ERROR_OUTPUT_TYPE,
+                        output_type,
                         &ctx,
                     )
                 } else {
@@ -635,10 +659,20 @@ impl Worker {
                     tracing::warn!(stream = %doc.name, error = %e, "prefix evaluation failed; using the prefix as is");
                     dest.prefix.clone().unwrap_or_default()
                 });
-                let ext = dest
-                    .file_extension
-                    .clone()
-                    .unwrap_or_else(|| compress::extension(dest.compression).to_string());
+                // With format conversion the objects are Parquet files (and error objects
+                // JSON lines), never compressed as a whole.
+                let compression = if dest.format_conversion.is_some() {
+                    Compression::Uncompressed
+                } else {
+                    dest.compression
+                };
+                let ext = dest.file_extension.clone().unwrap_or_else(|| {
+                    if dest.format_conversion.is_some() && !is_error_partition(&buf.id) {
+                        convert::PARQUET_EXTENSION.to_string()
+                    } else {
+                        compress::extension(compression).to_string()
+                    }
+                });
                 let key = keys::object_key(&prefix, &doc.name, doc.stream_version, time_ms, tz, &ext);
                 let file = key.rsplit('/').next().unwrap_or(&key);
                 let zip_entry = file.strip_suffix(ext.as_str()).unwrap_or(file).to_string();
@@ -648,11 +682,12 @@ impl Worker {
                     role_arn: dest.role_arn.clone(),
                     bucket: bucket_name(&dest.bucket_arn),
                     key,
-                    compression: dest.compression,
+                    compression,
                     zip_entry,
                     queries: dest.dynamic_partitioning.as_ref().map(|d| d.queries.clone()),
                     attempt_ending_ms: self.now(),
                     ranges: buf.ranges.clone(),
+                    conversion: dest.format_conversion.clone(),
                 };
                 self.shared
                     .meta
@@ -737,6 +772,30 @@ impl Worker {
                 raw.extend_from_slice(line.to_string().as_bytes());
                 raw.push(b'\n');
             }
+        } else if buf.id == FORMAT_ERROR_PARTITION {
+            for r in &buf.records {
+                let line = serde_json::json!({
+                    "attemptsMade": 1,
+                    "arrivalTimestamp": r.arrival_ms,
+                    "lastErrorCode": convert::MALFORMED_DATA,
+                    "lastErrorMessage": r.error.clone().unwrap_or_default(),
+                    "attemptEndingTimestamp": intent.attempt_ending_ms,
+                    "rawData": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                });
+                raw.extend_from_slice(line.to_string().as_bytes());
+                raw.push(b'\n');
+            }
+        } else if let Some(conv) = intent.conversion.clone() {
+            let records: Vec<Bytes> = buf.records.iter().map(|r| r.data.clone()).collect();
+            let (file, skipped) =
+                tokio::task::spawn_blocking(move || convert::to_parquet(&conv, records.iter().map(|r| r.as_ref())))
+                    .await
+                    .map_err(|e| Error::Internal(format!("conversion task: {e}")))?
+                    .map_err(|e| Error::Internal(format!("format conversion: {e}")))?;
+            if skipped > 0 {
+                tracing::warn!(stream = %self.handle.name(), key = %intent.key, skipped, "records that no longer fit the schema were dropped");
+            }
+            raw = file;
         } else {
             for r in &buf.records {
                 raw.extend_from_slice(&r.data);

@@ -210,6 +210,7 @@ fn dest(size_mb: u32, interval_secs: u32, compression: Compression) -> S3Destina
         file_extension: None,
         custom_time_zone: None,
         dynamic_partitioning: None,
+        format_conversion: None,
         raw: serde_json::Value::Null,
         extended: true,
     }
@@ -493,6 +494,109 @@ async fn dynamic_partitioning_splits_objects_and_routes_failures_to_error_output
     assert_eq!(line["errorCode"], "DynamicPartitioning.MetadataExtractionFailed");
     assert_eq!(line["rawData"], "bm90IGpzb24=");
     assert_eq!(line["arrivalTimestamp"], T0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_conversion_writes_parquet_and_routes_mismatches_to_error_output() {
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::array::{Array, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let env = env();
+    let clock = Arc::new(ManualClock::new(T0));
+    let d = open(&env, clock.clone());
+    let mut x = dest(5, 60, Compression::Uncompressed);
+    x.error_output_prefix = Some("errors/!{firehose:error-output-type}/".into());
+    x.format_conversion = Some(FormatConversion {
+        columns: vec![
+            ("id".into(), ColumnType::Int),
+            ("name".into(), ColumnType::String),
+            ("big".into(), ColumnType::Bigint),
+            ("price".into(), ColumnType::Double),
+            ("ok".into(), ColumnType::Boolean),
+            ("ts".into(), ColumnType::Timestamp),
+            ("day".into(), ColumnType::Date),
+        ],
+        compression: ParquetCompression::Snappy,
+    });
+    d.create(&scope(), spec("pq", x)).await.expect("create");
+    d.put_records(
+        &scope(),
+        "pq",
+        recs(&[
+            // newline-terminated, with an unknown key and a differently cased one
+            b"{\"id\":1,\"Name\":\"a\",\"big\":9007199254740993,\"price\":1.5,\"ok\":true,\"ts\":\"2024-05-01 13:22:10.250\",\"day\":\"2024-05-01\",\"extra\":[1]}\n",
+            // no newline; missing fields are nulls
+            b"{\"id\":2}",
+            // type mismatch: the whole record goes to the error output
+            b"{\"id\":\"abc\",\"name\":\"bad\"}",
+            // two objects in one record, no separator but whitespace
+            b"{\"id\":3,\"ok\":false} {\"id\":4,\"name\":\"d\",\"ts\":1000}",
+        ]),
+    )
+    .await
+    .expect("put");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.advance(60_000);
+    wait_until("data and error objects", || env.sink.keys().len() == 2).await;
+    let objs = env.sink.objects();
+    let (key, (body, enc)) = objs
+        .iter()
+        .find(|(k, _)| k.starts_with("bucket/2024/05/01/13/pq-1-"))
+        .expect("data object");
+    assert!(key.ends_with(".parquet"), "{key}");
+    assert_eq!(enc, &None);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(body.clone())
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("batches");
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat");
+    assert_eq!(batch.num_rows(), 4);
+    let col = |n: &str| batch.column_by_name(n).expect("column").clone();
+    let id = col("id");
+    let id = id.as_any().downcast_ref::<Int32Array>().expect("int32");
+    assert_eq!(id.values().as_ref(), &[1, 2, 3, 4]);
+    let name = col("name");
+    let name = name.as_any().downcast_ref::<StringArray>().expect("utf8");
+    assert_eq!(name.value(0), "a");
+    assert!(name.is_null(1) && name.is_null(2));
+    assert_eq!(name.value(3), "d");
+    let big = col("big");
+    let big = big.as_any().downcast_ref::<Int64Array>().expect("int64");
+    assert_eq!(big.value(0), 9_007_199_254_740_993);
+    assert!(big.is_null(1));
+    let price = col("price");
+    let price = price.as_any().downcast_ref::<Float64Array>().expect("f64");
+    assert_eq!(price.value(0), 1.5);
+    let ok = col("ok");
+    let ok = ok.as_any().downcast_ref::<BooleanArray>().expect("bool");
+    assert!(ok.value(0) && !ok.value(2) && ok.is_null(1) && ok.is_null(3));
+    let ts = col("ts");
+    let ts = ts.as_any().downcast_ref::<TimestampMillisecondArray>().expect("ts");
+    assert_eq!(ts.value(0), T0 + 250);
+    assert_eq!(ts.value(3), 1000);
+    let day = col("day");
+    let day = day.as_any().downcast_ref::<Date32Array>().expect("date");
+    assert_eq!(day.value(0), 19_844);
+    assert_eq!(day.null_count(), 3);
+
+    let (_, (err, _)) = objs
+        .iter()
+        .find(|(k, _)| k.starts_with("bucket/errors/format-conversion-failed/2024/05/01/13/pq-1-"))
+        .expect("error object");
+    let lines: Vec<&[u8]> = err.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 1);
+    let line: serde_json::Value = serde_json::from_slice(lines[0]).expect("json line");
+    assert_eq!(line["lastErrorCode"], "DataFormatConversion.MalformedData");
+    assert_eq!(
+        line["rawData"],
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            b"{\"id\":\"abc\",\"name\":\"bad\"}"
+        )
+    );
+    assert!(line["lastErrorMessage"].as_str().expect("message").contains("'id'"));
 }
 
 fn stream_spec(name: &str, size_mb: u32, interval: u32) -> DeliveryStreamSpec {

@@ -116,6 +116,30 @@ enum Cmd {
         #[arg(long, default_value = "/tmp/loadgen-big.bin")]
         file: std::path::PathBuf,
     },
+    /// Firehose: fill a 2-shard stream with a backlog of 1 KiB JSON records, then create a GZIP
+    /// delivery stream over it and time the delivery of the whole backlog (the server must run
+    /// with `[firehose] start_at_trim_horizon = true`).
+    FirehoseBacklog {
+        #[command(flatten)]
+        common: Common,
+        /// Backlog size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+        /// Bucket the delivery stream writes to.
+        #[arg(long, default_value = "loadgen-firehose")]
+        bucket: String,
+    },
+    /// Firehose: delay from a PutRecord to its object being listed, IntervalInSeconds=1.
+    FirehoseLatency {
+        #[command(flatten)]
+        common: Common,
+        /// Samples.
+        #[arg(long, default_value_t = 10)]
+        samples: usize,
+        /// Bucket the delivery stream writes to.
+        #[arg(long, default_value = "loadgen-firehose-latency")]
+        bucket: String,
+    },
     /// S3 listing: ListObjectsV2 pages of 1,000 keys at random points of a large bucket.
     S3List {
         #[command(flatten)]
@@ -612,6 +636,269 @@ async fn s3_list(common: Common, bucket: String, keys: u64, clients: usize, list
     Ok(())
 }
 
+fn firehose(c: &Common) -> aws_sdk_firehose::Client {
+    let conf = aws_sdk_firehose::Config::builder()
+        .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
+        .region(aws_sdk_firehose::config::Region::new(c.region.clone()))
+        .endpoint_url(&c.endpoint)
+        .credentials_provider(aws_sdk_firehose::config::Credentials::new(
+            &c.access_key,
+            &c.secret_key,
+            None,
+            None,
+            "loadgen",
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_firehose::Client::from_conf(conf)
+}
+
+const FIREHOSE_ROLE: &str = "arn:aws:iam::000000000000:role/loadgen-firehose";
+
+/// Creates the delivery role (trusting Firehose, allowed everything); reruns reuse it.
+async fn ensure_firehose_role(common: &Common) -> anyhow::Result<()> {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"firehose.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let conf = aws_sdk_iam::Config::builder()
+        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+        .region(aws_sdk_iam::config::Region::new(common.region.clone()))
+        .endpoint_url(&common.endpoint)
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            &common.access_key,
+            &common.secret_key,
+            None,
+            None,
+            "loadgen",
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    let iam = aws_sdk_iam::Client::from_conf(conf);
+    if iam.get_role().role_name("loadgen-firehose").send().await.is_err() {
+        iam.create_role()
+            .role_name("loadgen-firehose")
+            .assume_role_policy_document(trust)
+            .send()
+            .await?;
+    }
+    iam.put_role_policy()
+        .role_name("loadgen-firehose")
+        .policy_name("all")
+        .policy_document(policy)
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn create_delivery(
+    f: &aws_sdk_firehose::Client,
+    name: &str,
+    source_stream_arn: Option<&str>,
+    bucket: &str,
+    interval: i32,
+) -> anyhow::Result<()> {
+    use aws_sdk_firehose::types::{
+        BufferingHints, CompressionFormat, DeliveryStreamType, ExtendedS3DestinationConfiguration,
+        KinesisStreamSourceConfiguration,
+    };
+    let dest = ExtendedS3DestinationConfiguration::builder()
+        .role_arn(FIREHOSE_ROLE)
+        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+        .buffering_hints(
+            BufferingHints::builder()
+                .size_in_mbs(128)
+                .interval_in_seconds(interval)
+                .build(),
+        )
+        .compression_format(CompressionFormat::Gzip)
+        .build()?;
+    let mut req = f
+        .create_delivery_stream()
+        .delivery_stream_name(name)
+        .extended_s3_destination_configuration(dest);
+    if let Some(arn) = source_stream_arn {
+        req = req
+            .delivery_stream_type(DeliveryStreamType::KinesisStreamAsSource)
+            .kinesis_stream_source_configuration(
+                KinesisStreamSourceConfiguration::builder()
+                    .kinesis_stream_arn(arn)
+                    .role_arn(FIREHOSE_ROLE)
+                    .build()?,
+            );
+    }
+    req.send().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = f.describe_delivery_stream().delivery_stream_name(name).send().await?;
+        if d.delivery_stream_description()
+            .map(|x| x.delivery_stream_status().as_str())
+            == Some("ACTIVE")
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "delivery stream {name} never became ACTIVE");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Downloads and gunzips every object not seen yet; returns the uncompressed bytes added.
+async fn count_new(
+    s3c: &aws_sdk_s3::Client,
+    bucket: &str,
+    seen: &mut std::collections::HashSet<String>,
+) -> anyhow::Result<u64> {
+    use std::io::Read as _;
+    let mut added = 0u64;
+    let mut token = None;
+    loop {
+        let page = s3c
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token)
+            .send()
+            .await?;
+        for o in page.contents() {
+            let Some(key) = o.key() else { continue };
+            if seen.contains(key) {
+                continue;
+            }
+            let bytes = s3c
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await?
+                .body
+                .collect()
+                .await?
+                .into_bytes();
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(bytes.as_ref()).read_to_end(&mut out)?;
+            added += out.len() as u64;
+            seen.insert(key.to_owned());
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(added);
+        }
+        token = page.next_continuation_token().map(str::to_owned);
+    }
+}
+
+async fn firehose_backlog(common: Common, mib: u64, bucket: String) -> anyhow::Result<()> {
+    let k = client(&common);
+    let s3c = s3(&common);
+    let f = firehose(&common);
+    ensure_firehose_role(&common).await?;
+    ensure_bucket(&s3c, &bucket).await?;
+    let stream = format!("fh-backlog-{}", std::process::id());
+    ensure_stream(&k, &stream, 2).await?;
+    // Fill: 1 KiB JSON lines, 500 per call, 8 concurrent callers.
+    let total = mib * 1024 * 1024;
+    let record = {
+        let mut r = format!("{{\"id\":0,\"payload\":\"{}\"}}", "x".repeat(1000));
+        r.truncate(1023);
+        r.push('\n');
+        r.into_bytes()
+    };
+    let calls = total.div_ceil(500 * record.len() as u64);
+    let next = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (k, next, stream, record) = (k.clone(), next.clone(), stream.clone(), record.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < calls {
+                let entries: Vec<PutRecordsRequestEntry> = (0..500)
+                    .filter_map(|i| {
+                        PutRecordsRequestEntry::builder()
+                            .partition_key(format!("p{i}"))
+                            .data(Blob::new(record.clone()))
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                k.put_records()
+                    .stream_name(&stream)
+                    .set_records(Some(entries))
+                    .send()
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let filled = calls * 500 * record.len() as u64;
+    println!(
+        "backlog: {:.0} MiB in {:.1} s",
+        filled as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
+    let arn = k
+        .describe_stream_summary()
+        .stream_name(&stream)
+        .send()
+        .await?
+        .stream_description_summary()
+        .map(|d| d.stream_arn().to_owned())
+        .unwrap_or_default();
+    let t = Instant::now();
+    create_delivery(&f, &stream, Some(&arn), &bucket, 1).await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut delivered = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while delivered < filled {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {delivered} of {filled} bytes delivered"
+        );
+        delivered += count_new(&s3c, &bucket, &mut seen).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "Firehose GZIP delivery of a 2-shard backlog: {:.0} MiB in {:.1} s = {:.1} MB/s of input ({} objects)",
+        delivered as f64 / 1048576.0,
+        secs,
+        delivered as f64 / secs / 1e6,
+        seen.len()
+    );
+    Ok(())
+}
+
+async fn firehose_latency(common: Common, samples: usize, bucket: String) -> anyhow::Result<()> {
+    let s3c = s3(&common);
+    let f = firehose(&common);
+    ensure_firehose_role(&common).await?;
+    ensure_bucket(&s3c, &bucket).await?;
+    let name = format!("fh-latency-{}", std::process::id());
+    create_delivery(&f, &name, None, &bucket, 1).await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut lat = Vec::new();
+    for i in 0..samples {
+        let rec = aws_sdk_firehose::types::Record::builder()
+            .data(aws_sdk_firehose::primitives::Blob::new(format!("sample {i}\n")))
+            .build()?;
+        let t = Instant::now();
+        f.put_record().delivery_stream_name(&name).record(rec).send().await?;
+        loop {
+            if count_new(&s3c, &bucket, &mut seen).await? > 0 {
+                break;
+            }
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "sample {i} never arrived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    lat.sort_unstable();
+    println!(
+        "Firehose DirectPut, IntervalInSeconds=1: put → object listed p50 {:.0} ms, max {:.0} ms ({samples} samples)",
+        percentile(&lat, 0.5),
+        percentile(&lat, 1.0)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -643,6 +930,12 @@ async fn main() -> anyhow::Result<()> {
             mib,
             file,
         } => s3_big(common, bucket, mib, file).await,
+        Cmd::FirehoseBacklog { common, mib, bucket } => firehose_backlog(common, mib, bucket).await,
+        Cmd::FirehoseLatency {
+            common,
+            samples,
+            bucket,
+        } => firehose_latency(common, samples, bucket).await,
         Cmd::S3List {
             common,
             bucket,

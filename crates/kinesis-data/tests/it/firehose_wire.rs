@@ -857,3 +857,163 @@ async fn a_role_that_cannot_write_fails_until_granted() -> R {
     .await?;
     Ok(())
 }
+
+fn conversion_config(
+    role: &str,
+    serializer: aws_sdk_firehose::types::Serializer,
+) -> aws_sdk_firehose::types::DataFormatConversionConfiguration {
+    use aws_sdk_firehose::types::{
+        DataFormatConversionConfiguration, Deserializer, InputFormatConfiguration, OpenXJsonSerDe,
+        OutputFormatConfiguration, SchemaConfiguration,
+    };
+    DataFormatConversionConfiguration::builder()
+        .enabled(true)
+        .schema_configuration(
+            SchemaConfiguration::builder()
+                .database_name("db")
+                .table_name("events")
+                .role_arn(role)
+                .build(),
+        )
+        .input_format_configuration(
+            InputFormatConfiguration::builder()
+                .deserializer(
+                    Deserializer::builder()
+                        .open_x_json_ser_de(OpenXJsonSerDe::builder().build())
+                        .build(),
+                )
+                .build(),
+        )
+        .output_format_configuration(OutputFormatConfiguration::builder().serializer(serializer).build())
+        .build()
+}
+
+#[tokio::test]
+async fn format_conversion_delivers_parquet() -> R {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int32Type, Int64Type};
+    use aws_sdk_firehose::types::{OrcSerDe, ParquetCompression, ParquetSerDe, Serializer};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let s = TestServer::start().await?;
+    let (f, s3) = (s.firehose(), s.s3());
+    s3.create_bucket().bucket("parquet-out").send().await?;
+    let role = firehose_role(&s, "fh", &["AmazonS3FullAccess"]).await?;
+    let parquet_gzip = Serializer::builder()
+        .parquet_ser_de(ParquetSerDe::builder().compression(ParquetCompression::Gzip).build())
+        .build();
+    let with_conversion = |ser: Serializer| -> anyhow::Result<ExtendedS3DestinationConfiguration> {
+        let mut d = dest(&role, "parquet-out")?;
+        d.buffering_hints = Some(BufferingHints::builder().size_in_mbs(64).interval_in_seconds(1).build());
+        d.error_output_prefix = Some("errors/!{firehose:error-output-type}/".into());
+        d.data_format_conversion_configuration = Some(conversion_config(&role, ser));
+        Ok(d)
+    };
+    let schema_tag = Tag::builder()
+        .key("kinesis-data:schema")
+        .value("id:int,name:string,n:bigint")
+        .build()?;
+
+    // Without the schema tag (and without Glue) the table cannot be found.
+    let m = assert_aws_error!(
+        f.create_delivery_stream()
+            .delivery_stream_name("pq")
+            .extended_s3_destination_configuration(with_conversion(parquet_gzip.clone())?)
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400
+    );
+    assert!(m.contains("Glue table db.events not found"), "{m}");
+    let orc = Serializer::builder().orc_ser_de(OrcSerDe::builder().build()).build();
+    let m = assert_aws_error!(
+        f.create_delivery_stream()
+            .delivery_stream_name("pq")
+            .extended_s3_destination_configuration(with_conversion(orc)?)
+            .tags(schema_tag.clone())
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400
+    );
+    assert!(m.contains("OrcSerDe"), "{m}");
+    let mut gz = with_conversion(parquet_gzip.clone())?;
+    gz.compression_format = Some(CompressionFormat::Gzip);
+    let m = assert_aws_error!(
+        f.create_delivery_stream()
+            .delivery_stream_name("pq")
+            .extended_s3_destination_configuration(gz)
+            .tags(schema_tag.clone())
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400
+    );
+    assert!(m.contains("UNCOMPRESSED"), "{m}");
+
+    f.create_delivery_stream()
+        .delivery_stream_name("pq")
+        .extended_s3_destination_configuration(with_conversion(parquet_gzip)?)
+        .tags(schema_tag)
+        .send()
+        .await?;
+    wait_active(&f, "pq").await?;
+    let d = f.describe_delivery_stream().delivery_stream_name("pq").send().await?;
+    let conv = d
+        .delivery_stream_description()
+        .and_then(|d| d.destinations().first())
+        .and_then(|d| d.extended_s3_destination_description())
+        .and_then(|e| e.data_format_conversion_configuration())
+        .ok_or_else(|| anyhow::anyhow!("no conversion in the description"))?;
+    assert_eq!(conv.enabled(), Some(true));
+    assert_eq!(conv.schema_configuration().and_then(|s| s.table_name()), Some("events"));
+    assert_eq!(
+        conv.output_format_configuration()
+            .and_then(|o| o.serializer())
+            .and_then(|s| s.parquet_ser_de())
+            .and_then(|p| p.compression()),
+        Some(&ParquetCompression::Gzip)
+    );
+
+    let mut batch = f.put_record_batch().delivery_stream_name("pq");
+    for r in [
+        &b"{\"id\":1,\"name\":\"one\",\"n\":10}\n"[..],
+        b"{\"id\":2}",
+        b"{\"id\":\"two\"}",
+    ] {
+        batch = batch.records(record(r)?);
+    }
+    assert_eq!(batch.send().await?.failed_put_count(), 0);
+    let found = wait_until(Duration::from_secs(20), "the Parquet and error objects", || async {
+        let o = objects(&s3, "parquet-out").await;
+        (o.len() == 2).then_some(o)
+    })
+    .await?;
+    let (key, body) = found
+        .iter()
+        .find(|(k, _)| !k.starts_with("errors/"))
+        .ok_or_else(|| anyhow::anyhow!("no data object"))?;
+    assert!(key.ends_with(".parquet"), "{key}");
+    assert!(key.contains("/pq-1-"), "{key}");
+    let batches = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(body.clone()))?
+        .build()?
+        .collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+    let b = &batches[0];
+    let id = b.column_by_name("id").ok_or_else(|| anyhow::anyhow!("no id"))?;
+    assert_eq!(id.as_primitive::<Int32Type>().values().as_ref(), &[1, 2]);
+    let name = b.column_by_name("name").ok_or_else(|| anyhow::anyhow!("no name"))?;
+    let name = name.as_string::<i32>();
+    assert_eq!(name.value(0), "one");
+    assert!(name.is_null(1));
+    let n = b.column_by_name("n").ok_or_else(|| anyhow::anyhow!("no n"))?;
+    assert_eq!(n.as_primitive::<Int64Type>().value(0), 10);
+    assert!(n.is_null(1));
+    let (ekey, ebody) = found
+        .iter()
+        .find(|(k, _)| k.starts_with("errors/format-conversion-failed/"))
+        .ok_or_else(|| anyhow::anyhow!("no error object"))?;
+    let line: serde_json::Value = serde_json::from_slice(ebody.trim_ascii_end())?;
+    assert_eq!(line["lastErrorCode"], "DataFormatConversion.MalformedData", "{ekey}");
+    Ok(())
+}
