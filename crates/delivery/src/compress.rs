@@ -53,6 +53,59 @@ pub fn compress_named(format: Compression, level: u32, data: &[u8], entry_name: 
     }
 }
 
+/// Compresses the concatenation of `records` without first building it in memory (for the
+/// streaming formats GZIP, ZIP and Snappy); the block formats concatenate first.
+pub fn compress_records<'a>(
+    format: Compression,
+    level: u32,
+    records: impl Iterator<Item = &'a [u8]> + Clone,
+    entry_name: &str,
+) -> io::Result<Vec<u8>> {
+    let total: usize = records.clone().map(<[u8]>::len).sum();
+    match format {
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(total / 2 + 64),
+                flate2::Compression::new(level.min(9)),
+            );
+            for r in records {
+                enc.write_all(r)?;
+            }
+            enc.finish()
+        }
+        Compression::Zip => {
+            let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::with_capacity(total / 2 + 128)));
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .large_file(total >= u32::MAX as usize);
+            w.start_file(entry_name, options).map_err(io::Error::other)?;
+            for r in records {
+                w.write_all(r)?;
+            }
+            let cursor = w.finish().map_err(io::Error::other)?;
+            Ok(cursor.into_inner())
+        }
+        Compression::Snappy => {
+            let mut enc = snap::write::FrameEncoder::new(Vec::with_capacity(total / 2 + 64));
+            for r in records {
+                enc.write_all(r)?;
+            }
+            enc.into_inner().map_err(|e| io::Error::other(e.to_string()))
+        }
+        Compression::Uncompressed | Compression::HadoopSnappy => {
+            let mut raw = Vec::with_capacity(total);
+            for r in records {
+                raw.extend_from_slice(r);
+            }
+            if format == Compression::Uncompressed {
+                Ok(raw)
+            } else {
+                hadoop_snappy(&raw)
+            }
+        }
+    }
+}
+
 fn hadoop_snappy(data: &[u8]) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(data.len() / 2 + 64);
     let mut enc = snap::raw::Encoder::new();

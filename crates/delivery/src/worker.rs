@@ -758,7 +758,7 @@ impl Worker {
     }
 
     async fn render(&self, buf: &Buffer, intent: &IntentDoc) -> Result<Bytes, Error> {
-        let mut raw = Vec::with_capacity(buf.bytes + 64);
+        let mut raw = Vec::new();
         if buf.id == ERROR_PARTITION {
             for r in &buf.records {
                 let line = serde_json::json!({
@@ -797,9 +797,19 @@ impl Worker {
             }
             raw = file;
         } else {
-            for r in &buf.records {
-                raw.extend_from_slice(&r.data);
-            }
+            // Plain records: compress straight from the buffered records (cheap `Bytes`
+            // clones), so a full buffer is not copied into one more contiguous buffer first.
+            let format = intent.compression;
+            let level = self.shared.config.gzip_level;
+            let entry = intent.zip_entry.clone();
+            let records: Vec<Bytes> = buf.records.iter().map(|r| r.data.clone()).collect();
+            let body = tokio::task::spawn_blocking(move || {
+                compress::compress_records(format, level, records.iter().map(|r| r.as_ref()), &entry)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("compression task: {e}")))?
+            .map_err(|e| Error::Internal(format!("compression: {e}")))?;
+            return Ok(Bytes::from(body));
         }
         let format = intent.compression;
         let level = self.shared.config.gzip_level;
