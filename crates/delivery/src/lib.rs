@@ -42,7 +42,11 @@
 //! A sink error keeps the buffer (and stops reading: backpressure), shows a
 //! [`FailureDescription`] in `describe` until the next success, and retries with exponential
 //! backoff (1 s doubling to 30 s) for up to [`Config::retry_max_secs`]; after that the
-//! records are dropped with an error log line (AWS: "then lost"). A record whose
+//! intent is marked failed (durably, so recovery does the same) and the buffer's records are
+//! written under the ErrorOutputPrefix (error-output-type `processing-failed`) as AWS
+//! error-record JSON lines (`errorCode` `S3.AccessDenied` / `S3.NoSuchBucket` /
+//! `S3.InternalError`); if that write fails too it is retried with backoff until it succeeds
+//! (records are never dropped), then checkpointed as a delivery. A record whose
 //! dynamic-partitioning query fails goes to the error output (`processing-failed`) as an AWS
 //! error-record JSON line (`errorCode` `DynamicPartitioning.MetadataExtractionFailed`).
 

@@ -348,3 +348,319 @@ pub trait StreamSource: Send + Sync + 'static {
         max_records: usize,
     ) -> Result<SourceBatch, PortError>;
 }
+
+// ------------------------------------------------------------ Lambda record transformation
+
+/// Kinesis metadata of a record read from a source stream (`kinesisRecordMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisRecordMetadata {
+    /// `shardId-…`.
+    pub shard_id: String,
+    /// Partition key.
+    pub partition_key: String,
+    /// Arrival time in the stream, epoch ms.
+    pub approximate_arrival_ms: i64,
+    /// Sequence number.
+    pub sequence_number: String,
+    /// Subsequence number (0 unless the record was aggregated).
+    pub subsequence_number: i64,
+}
+
+/// One record handed to the transformation function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformInputRecord {
+    /// The id the function must echo (unique within the invocation).
+    pub record_id: String,
+    /// Arrival time at the delivery stream, epoch ms.
+    pub approximate_arrival_ms: i64,
+    /// Payload (base64 in the event).
+    pub data: Bytes,
+    /// Present only for a Kinesis-stream source.
+    pub kinesis: Option<KinesisRecordMetadata>,
+}
+
+/// One invocation of the transformation function (the Lambda event of reference §2.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformRequest {
+    /// A fresh id per invocation.
+    pub invocation_id: String,
+    /// `arn:aws:firehose:<region>:<acct>:deliverystream/<name>`.
+    pub delivery_stream_arn: String,
+    /// Present only for a Kinesis-stream source.
+    pub source_kinesis_stream_arn: Option<String>,
+    /// Region of the delivery stream.
+    pub region: String,
+    /// The records, in order.
+    pub records: Vec<TransformInputRecord>,
+}
+
+impl TransformRequest {
+    /// The Lambda event JSON: `{"invocationId","deliveryStreamArn","sourceKinesisStreamArn"?,
+    /// "region","records":[{"recordId","approximateArrivalTimestamp","data",
+    /// "kinesisRecordMetadata"?}]}`. Timestamps are numbers (epoch ms) and
+    /// `subsequenceNumber` an integer (what the Rust `aws_lambda_events` types require).
+    pub fn to_event_json(&self) -> serde_json::Value {
+        use base64::Engine as _;
+        let records: Vec<serde_json::Value> = self
+            .records
+            .iter()
+            .map(|r| {
+                let mut rec = serde_json::json!({
+                    "recordId": r.record_id,
+                    "approximateArrivalTimestamp": r.approximate_arrival_ms,
+                    "data": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                });
+                if let Some(k) = &r.kinesis {
+                    rec["kinesisRecordMetadata"] = serde_json::json!({
+                        "shardId": k.shard_id,
+                        "partitionKey": k.partition_key,
+                        "approximateArrivalTimestamp": k.approximate_arrival_ms,
+                        "sequenceNumber": k.sequence_number,
+                        "subsequenceNumber": k.subsequence_number,
+                    });
+                }
+                rec
+            })
+            .collect();
+        let mut event = serde_json::json!({
+            "invocationId": self.invocation_id,
+            "deliveryStreamArn": self.delivery_stream_arn,
+        });
+        if let Some(arn) = &self.source_kinesis_stream_arn {
+            event["sourceKinesisStreamArn"] = serde_json::Value::String(arn.clone());
+        }
+        event["region"] = serde_json::Value::String(self.region.clone());
+        event["records"] = serde_json::Value::Array(records);
+        event
+    }
+}
+
+/// What the function did with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransformResult {
+    /// `Ok`: deliver `data` (a success).
+    Ok,
+    /// `Dropped`: deliberately not delivered (a success).
+    Dropped,
+    /// `ProcessingFailed`: goes to the error output (`processing-failed`).
+    ProcessingFailed,
+}
+
+impl TransformResult {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransformResult::Ok => "Ok",
+            TransformResult::Dropped => "Dropped",
+            TransformResult::ProcessingFailed => "ProcessingFailed",
+        }
+    }
+
+    /// Parses the wire name (case-sensitive).
+    pub fn parse(s: &str) -> Option<TransformResult> {
+        Some(match s {
+            "Ok" => TransformResult::Ok,
+            "Dropped" => TransformResult::Dropped,
+            "ProcessingFailed" => TransformResult::ProcessingFailed,
+            _ => return None,
+        })
+    }
+}
+
+/// One record of the function's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformedRecord {
+    /// The input record's id.
+    pub record_id: String,
+    /// Outcome.
+    pub result: TransformResult,
+    /// Transformed payload (empty when absent, as on `Dropped`/`ProcessingFailed`).
+    pub data: Bytes,
+    /// `metadata.partitionKeys` (for `!{partitionKeyFromLambda:…}`).
+    pub partition_keys: BTreeMap<String, String>,
+}
+
+/// The function's answer: `{"records":[{"recordId","result","data"?,"metadata"?:{"partitionKeys"}}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransformResponse {
+    /// One per input record.
+    pub records: Vec<TransformedRecord>,
+}
+
+impl TransformResponse {
+    /// Parses the function's response JSON leniently (`data` and `metadata` may be absent;
+    /// they are on `Dropped`/`ProcessingFailed` from non-Rust code) but rejects a record
+    /// without a `recordId` or with an unknown `result`, and bad base64. Matching the ids
+    /// against the request is the caller's job (see [`RecordTransformer`]).
+    pub fn from_json(body: &[u8]) -> Result<TransformResponse, String> {
+        use base64::Engine as _;
+        let v: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("the response is not JSON: {e}"))?;
+        let records = v
+            .get("records")
+            .and_then(serde_json::Value::as_array)
+            .ok_or("the response has no records array")?;
+        let mut out = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let record_id = r
+                .get("recordId")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| format!("record {i} has no recordId"))?
+                .to_string();
+            let result = r
+                .get("result")
+                .and_then(serde_json::Value::as_str)
+                .and_then(TransformResult::parse)
+                .ok_or_else(|| format!("record {record_id} has no valid result (Ok, Dropped or ProcessingFailed)"))?;
+            let data = match r.get("data") {
+                None | Some(serde_json::Value::Null) => Bytes::new(),
+                Some(serde_json::Value::String(s)) => Bytes::from(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .map_err(|e| format!("record {record_id} has invalid base64 data: {e}"))?,
+                ),
+                Some(_) => return Err(format!("record {record_id} has non-string data")),
+            };
+            let mut partition_keys = BTreeMap::new();
+            if let Some(keys) = r
+                .get("metadata")
+                .and_then(|m| m.get("partitionKeys"))
+                .and_then(serde_json::Value::as_object)
+            {
+                for (k, v) in keys {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    partition_keys.insert(k.clone(), v);
+                }
+            }
+            out.push(TransformedRecord {
+                record_id,
+                result,
+                data,
+                partition_keys,
+            });
+        }
+        Ok(TransformResponse { records: out })
+    }
+}
+
+/// Runs the delivery stream's Lambda processor (implemented over the functions engine,
+/// invoking synchronously — `RequestResponse` — with the delivery stream's role). Not wired
+/// yet.
+///
+/// Contract (reference §2.5), for the engine that will call it:
+/// * the request is at most 6 MB (the engine splits batches); the function's timeout is at
+///   most 5 minutes;
+/// * every input `recordId` must come back exactly once: a missing, unknown or duplicated id
+///   makes the record(s) a transformation failure;
+/// * `Ok` and `Dropped` are successes (`Dropped` records are not delivered, but count as
+///   processed); `ProcessingFailed` records go to the error output with error-output-type
+///   `processing-failed` as error-record JSON lines (`attemptsMade`, `arrivalTimestamp`,
+///   `errorCode`, `errorMessage`, `attemptEndingTimestamp`, `rawData` (the ORIGINAL data),
+///   `lambdaArn`);
+/// * an `Err` (invocation error, function error, timeout, throttle, a response that
+///   [`TransformResponse::from_json`] rejects) is retried `NumberOfRetries` times (default
+///   3), then the whole batch is treated as failed (all to the error output);
+/// * `partition_keys` feed `!{partitionKeyFromLambda:<key>}` in the Prefix.
+#[async_trait::async_trait]
+pub trait RecordTransformer: Send + Sync + 'static {
+    /// Invokes `function_arn` (acting as `role_arn`) with `event` and returns its parsed
+    /// answer.
+    async fn transform(
+        &self,
+        function_arn: &str,
+        role_arn: &str,
+        event: TransformRequest,
+    ) -> Result<TransformResponse, PortError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transform_request_is_the_lambda_event_shape() {
+        let req = TransformRequest {
+            invocation_id: "inv-1".into(),
+            delivery_stream_arn: "arn:aws:firehose:us-east-1:123456789012:deliverystream/s".into(),
+            source_kinesis_stream_arn: Some("arn:aws:kinesis:us-east-1:123456789012:stream/x".into()),
+            region: "us-east-1".into(),
+            records: vec![TransformInputRecord {
+                record_id: "r1".into(),
+                approximate_arrival_ms: 1_507_217_624_302,
+                data: Bytes::from_static(b"Hello"),
+                kinesis: Some(KinesisRecordMetadata {
+                    shard_id: "shardId-000000000000".into(),
+                    partition_key: "k".into(),
+                    approximate_arrival_ms: 1_507_217_624_302,
+                    sequence_number: "4954".into(),
+                    subsequence_number: 0,
+                }),
+            }],
+        };
+        let expected = serde_json::json!({
+            "invocationId": "inv-1",
+            "deliveryStreamArn": "arn:aws:firehose:us-east-1:123456789012:deliverystream/s",
+            "sourceKinesisStreamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/x",
+            "region": "us-east-1",
+            "records": [{
+                "recordId": "r1",
+                "approximateArrivalTimestamp": 1_507_217_624_302_i64,
+                "data": "SGVsbG8=",
+                "kinesisRecordMetadata": {
+                    "shardId": "shardId-000000000000",
+                    "partitionKey": "k",
+                    "approximateArrivalTimestamp": 1_507_217_624_302_i64,
+                    "sequenceNumber": "4954",
+                    "subsequenceNumber": 0
+                }
+            }]
+        });
+        let event = req.to_event_json();
+        assert_eq!(event, expected);
+        let rec = &event["records"][0];
+        assert!(rec["approximateArrivalTimestamp"].is_i64());
+        assert!(rec["kinesisRecordMetadata"]["approximateArrivalTimestamp"].is_i64());
+        assert!(rec["kinesisRecordMetadata"]["subsequenceNumber"].is_i64());
+
+        // DirectPut: no source ARN, no Kinesis metadata.
+        let mut direct = req;
+        direct.source_kinesis_stream_arn = None;
+        direct.records[0].kinesis = None;
+        let event = direct.to_event_json();
+        assert!(event.get("sourceKinesisStreamArn").is_none());
+        assert!(event["records"][0].get("kinesisRecordMetadata").is_none());
+        assert_eq!(event["region"], "us-east-1");
+    }
+
+    #[test]
+    fn transform_response_parses_leniently_and_rejects_a_missing_record_id() {
+        let body = br#"{"records":[
+            {"recordId":"r1","result":"Ok","data":"SGk=","metadata":{"partitionKeys":{"customer":"7","n":3}}},
+            {"recordId":"r2","result":"Dropped"},
+            {"recordId":"r3","result":"ProcessingFailed","data":null}
+        ]}"#;
+        let resp = TransformResponse::from_json(body).expect("parse");
+        assert_eq!(resp.records.len(), 3);
+        assert_eq!(resp.records[0].record_id, "r1");
+        assert_eq!(resp.records[0].result, TransformResult::Ok);
+        assert_eq!(resp.records[0].data, Bytes::from_static(b"Hi"));
+        assert_eq!(
+            resp.records[0].partition_keys.get("customer").map(String::as_str),
+            Some("7")
+        );
+        assert_eq!(resp.records[0].partition_keys.get("n").map(String::as_str), Some("3"));
+        assert_eq!(resp.records[1].result, TransformResult::Dropped);
+        assert!(resp.records[1].data.is_empty());
+        assert_eq!(resp.records[2].result, TransformResult::ProcessingFailed);
+
+        let missing = br#"{"records":[{"result":"Ok","data":"SGk="}]}"#;
+        assert!(TransformResponse::from_json(missing).is_err_and(|e| e.contains("recordId")));
+        assert!(TransformResponse::from_json(br#"{"records":[{"recordId":"r","result":"Maybe"}]}"#).is_err());
+        assert!(TransformResponse::from_json(br#"{"records":[{"recordId":"r","result":"Ok","data":"!!"}]}"#).is_err());
+        assert!(TransformResponse::from_json(b"{}").is_err());
+        assert!(TransformResponse::from_json(b"not json").is_err());
+    }
+}

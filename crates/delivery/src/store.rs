@@ -97,6 +97,22 @@ pub(crate) struct IntentDoc {
     /// [`FORMAT_ERROR_PARTITION`]; data objects are Parquet).
     #[serde(default)]
     pub conversion: Option<FormatConversion>,
+    /// Set once the retry window expired: the records go to the error output instead (this
+    /// key, retried until written), so recovery writes the error object, not the data one.
+    #[serde(default)]
+    pub failed: Option<FailedDoc>,
+}
+
+/// A delivery that gave up on its data key: what the error-record lines say.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FailedDoc {
+    /// The error object's key (same bucket, under the ErrorOutputPrefix).
+    pub key: String,
+    /// `S3.AccessDenied`, `S3.NoSuchBucket` or `S3.InternalError`.
+    pub error_code: String,
+    pub error_message: String,
+    pub attempts: u32,
+    pub attempt_ending_ms: i64,
 }
 
 /// The partition id of records whose partitioning failed.

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::keys::{self, KeyContext, TimeZone};
 use crate::model::{Compression, FailureDescription, FormatConversion, PortError, Source};
 use crate::store::{
-    CheckpointDoc, ERROR_PARTITION, FORMAT_ERROR_PARTITION, FORMAT_VERSION, IntentDoc, T_CHECKPOINTS, T_INTENTS,
-    T_STREAMS, UnitCheckpoint, is_error_partition, opt_pos_cmp, pos_cmp, to_json,
+    CheckpointDoc, ERROR_PARTITION, FORMAT_ERROR_PARTITION, FORMAT_VERSION, FailedDoc, IntentDoc, T_CHECKPOINTS,
+    T_INTENTS, T_STREAMS, UnitCheckpoint, is_error_partition, opt_pos_cmp, pos_cmp, to_json,
 };
 use crate::{Error, Shared, StreamHandle, compress, convert};
 
@@ -27,6 +27,12 @@ const READ_RECORDS: usize = 1000;
 const READ_BYTES: usize = 4 * 1024 * 1024;
 const PARTITION_ERROR_CODE: &str = "DynamicPartitioning.MetadataExtractionFailed";
 const ERROR_OUTPUT_TYPE: &str = "processing-failed";
+/// Where records go whose S3 delivery failed for longer than the retry window. The
+/// reference (§2.4) lists no S3-specific error-output-type (`processing-failed`,
+/// `AmazonOpenSearchService-failed`, `splunk-failed`, `format-conversion-failed`,
+/// `http-endpoint-failed`), so this uses `processing-failed`, as the error records of the
+/// other S3-destination failures do.
+const DELIVERY_FAILED_OUTPUT_TYPE: &str = "processing-failed";
 const FORMAT_ERROR_OUTPUT_TYPE: &str = "format-conversion-failed";
 
 /// Commands to a worker.
@@ -44,16 +50,43 @@ struct Item {
     arrival_ms: i64,
 }
 
+/// Per-record metadata of a buffer (the payload lives in the buffer's one allocation).
+#[derive(Clone, Copy)]
 struct BufRecord {
-    data: Bytes,
+    /// End offset of the record's payload in [`Buffer::data`] (it starts where the previous
+    /// record ends).
+    end: usize,
     arrival_ms: i64,
-    error: Option<String>,
+}
+
+/// A buffer's payload bytes: ONE contiguous allocation while it fills, then frozen (shared,
+/// no copy) once its flush intent is recorded, so renders and retries do not copy it.
+enum Payload {
+    Open(Vec<u8>),
+    Sealed(Bytes),
+}
+
+impl Payload {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Open(v) => v,
+            Payload::Sealed(b) => b,
+        }
+    }
 }
 
 struct Buffer {
     id: String,
     keys: Option<BTreeMap<String, String>>,
+    /// Every record's payload, back to back (boundaries in `records`). Pre-sized from the
+    /// size hint and never grown past it by doubling: one large allocation (mmapped by the
+    /// allocator, returned to the OS when freed) instead of one small allocation per record.
+    data: Payload,
+    /// The size hint (bytes): capacity grows up to it, then only exactly as needed.
+    hint: usize,
     records: Vec<BufRecord>,
+    /// Error messages of records bound for an error output: (record index, message).
+    errors: Vec<(usize, String)>,
     bytes: usize,
     first_buffered_ms: i64,
     oldest_arrival_ms: i64,
@@ -61,38 +94,127 @@ struct Buffer {
     ranges: BTreeMap<String, (Option<String>, String)>,
     /// Set once the flush intent is recorded: the buffer is then closed and retried as is.
     intent: Option<IntentDoc>,
+    /// When the current run of failed deliveries began (the retry window's start).
+    failing_since_ms: Option<i64>,
+    /// Delivery attempts made so far.
+    attempts: u32,
 }
 
+/// Initial capacity of a buffer among several (dynamic partitioning): most partitions stay
+/// small, so they start here and double up to the hint.
+const PARTITION_INITIAL_CAPACITY: usize = 1024 * 1024;
+
 impl Buffer {
-    fn new(id: String, keys: Option<BTreeMap<String, String>>, now: i64) -> Buffer {
+    /// `hint`: the flush size; `presize`: reserve all of it at once (the single buffer of a
+    /// stream without dynamic partitioning).
+    fn new(id: String, keys: Option<BTreeMap<String, String>>, now: i64, hint: usize, presize: bool) -> Buffer {
+        let initial = if presize {
+            hint
+        } else {
+            hint.min(PARTITION_INITIAL_CAPACITY)
+        };
         Buffer {
             id,
             keys,
+            data: Payload::Open(Vec::with_capacity(initial)),
+            hint,
             records: Vec::new(),
+            errors: Vec::new(),
             bytes: 0,
             first_buffered_ms: now,
             oldest_arrival_ms: i64::MAX,
             ranges: BTreeMap::new(),
             intent: None,
+            failing_since_ms: None,
+            attempts: 0,
         }
     }
 
     fn push(&mut self, item: &Item, error: Option<String>) {
+        let v = match &mut self.data {
+            Payload::Open(v) => v,
+            Payload::Sealed(b) => {
+                // Not reached: a sealed buffer (intent recorded) takes no more records.
+                self.data = Payload::Open(b.to_vec());
+                match &mut self.data {
+                    Payload::Open(v) => v,
+                    Payload::Sealed(_) => unreachable!("just reopened"),
+                }
+            }
+        };
+        let need = v.len() + item.data.len();
+        if need > v.capacity() {
+            // Double up to the hint, never past it; beyond the hint grow exactly.
+            let target = need.max(v.capacity().saturating_mul(2).min(self.hint));
+            v.reserve_exact(target - v.len());
+        }
+        v.extend_from_slice(&item.data);
         self.bytes += item.data.len();
         self.oldest_arrival_ms = self.oldest_arrival_ms.min(item.arrival_ms);
         match self.ranges.get_mut(&item.unit) {
-            Some(r) => r.1 = item.pos.clone(),
+            Some(r) => r.1.clone_from(&item.pos),
             None => {
                 self.ranges
                     .insert(item.unit.clone(), (item.prev.clone(), item.pos.clone()));
             }
         }
+        if let Some(e) = error {
+            self.errors.push((self.records.len(), e));
+        }
         self.records.push(BufRecord {
-            data: item.data.clone(),
+            end: v.len(),
             arrival_ms: item.arrival_ms,
-            error,
         });
     }
+
+    /// Freezes the payload (no copy) so renders share it.
+    fn seal(&mut self) {
+        if let Payload::Open(v) = &mut self.data {
+            self.data = Payload::Sealed(Bytes::from(std::mem::take(v)));
+        }
+    }
+
+    /// The payload as shared bytes (a copy only if not sealed).
+    fn payload(&self) -> Bytes {
+        match &self.data {
+            Payload::Sealed(b) => b.clone(),
+            Payload::Open(v) => Bytes::copy_from_slice(v),
+        }
+    }
+
+    /// Record boundaries: the end offset of each record.
+    fn ends(&self) -> Vec<usize> {
+        self.records.iter().map(|r| r.end).collect()
+    }
+
+    /// `(payload, arrival_ms, error)` of every record.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], i64, Option<&str>)> {
+        let data = self.data.as_slice();
+        let mut errors = self.errors.iter().peekable();
+        let mut start = 0;
+        self.records.iter().enumerate().map(move |(i, r)| {
+            let slice = &data[start..r.end];
+            start = r.end;
+            let err = match errors.peek() {
+                Some((j, e)) if *j == i => {
+                    errors.next();
+                    Some(e.as_str())
+                }
+                _ => None,
+            };
+            (slice, r.arrival_ms, err)
+        })
+    }
+}
+
+/// The records of a sealed payload, split at `ends`.
+fn split<'a>(data: &'a [u8], ends: &'a [usize]) -> impl Iterator<Item = &'a [u8]> + Clone {
+    let mut start = 0;
+    ends.iter().map(move |&end| {
+        let s = &data[start..end];
+        start = end;
+        s
+    })
 }
 
 struct UnitRt {
@@ -153,10 +275,24 @@ fn partition_by_queries(
     }
 }
 
+/// The flush size of a destination (bytes), also the capacity hint of its buffers.
+fn size_hint(size_mb: u32) -> usize {
+    usize::try_from(size_mb.max(1)).unwrap_or(128) * 1024 * 1024
+}
+
 fn bucket_name(bucket_arn: &str) -> String {
     match bucket_arn.split_once(":::") {
         Some((_, b)) if bucket_arn.starts_with("arn:") => b.to_string(),
         _ => bucket_arn.to_string(),
+    }
+}
+
+/// The error-record `errorCode` and `errorMessage` of a failed S3 delivery.
+fn error_code_of(e: &PortError) -> (&'static str, String) {
+    match e {
+        PortError::AccessDenied(m) => ("S3.AccessDenied", format!("Access was denied. {m}")),
+        PortError::NotFound(m) => ("S3.NoSuchBucket", format!("The specified bucket does not exist. {m}")),
+        PortError::Other(m) => ("S3.InternalError", m.clone()),
     }
 }
 
@@ -312,7 +448,9 @@ impl Worker {
     async fn recover(&mut self) -> Result<(), Error> {
         let uid = self.handle.uid.clone();
         let intents = self.shared.meta.scan_prefix(T_INTENTS, &format!("{uid}/"))?;
-        let is_stream = matches!(self.handle.doc().source, Source::KinesisStream { .. });
+        let doc = self.handle.doc();
+        let is_stream = matches!(doc.source, Source::KinesisStream { .. });
+        let hint = size_hint(doc.destination.size_mb);
         for (_, raw) in intents {
             let intent: IntentDoc = crate::store::from_json(&raw)?;
             let keys: Option<BTreeMap<String, String>> =
@@ -321,7 +459,8 @@ impl Worker {
                 } else {
                     None
                 };
-            let mut buf = Buffer::new(intent.partition.clone(), keys, self.now());
+            let presize = intent.queries.is_none() && !is_error_partition(&intent.partition);
+            let mut buf = Buffer::new(intent.partition.clone(), keys, self.now(), hint, presize);
             for (unit, (after, to)) in &intent.ranges {
                 let mut cursor = after.clone();
                 loop {
@@ -358,6 +497,7 @@ impl Worker {
             // The intent's ranges are authoritative (even if retention trimmed records).
             buf.ranges = intent.ranges.clone();
             buf.intent = Some(intent);
+            buf.seal();
             self.buffers.insert(buf.id.clone(), buf);
         }
         Ok(())
@@ -553,7 +693,7 @@ impl Worker {
             (
                 doc.destination.dynamic_partitioning.as_ref().map(|d| d.queries.clone()),
                 doc.destination.format_conversion,
-                u64::from(doc.destination.size_mb.max(1)) * 1024 * 1024,
+                size_hint(doc.destination.size_mb) as u64,
             )
         };
         let (pid, keys, err) = partition_of(queries.as_ref(), conversion.as_ref(), &item.data);
@@ -584,10 +724,10 @@ impl Worker {
             }
         }
         let now = self.now();
-        let buf = self
-            .buffers
-            .entry(pid.clone())
-            .or_insert_with(|| Buffer::new(pid.clone(), keys, now));
+        let buf = self.buffers.entry(pid.clone()).or_insert_with(|| {
+            let presize = queries.is_none() && !is_error_partition(&pid);
+            Buffer::new(pid.clone(), keys, now, size_limit as usize, presize)
+        });
         buf.push(&item, err);
         if buf.bytes as u64 >= size_limit {
             return self.flush(&pid, mode).await;
@@ -688,6 +828,7 @@ impl Worker {
                     attempt_ending_ms: self.now(),
                     ranges: buf.ranges.clone(),
                     conversion: dest.format_conversion.clone(),
+                    failed: None,
                 };
                 self.shared
                     .meta
@@ -699,19 +840,21 @@ impl Worker {
                     .await?;
                 if let Some(b) = self.buffers.get_mut(id) {
                     b.intent = Some(intent.clone());
+                    b.seal();
                 }
                 intent
             }
         };
+        if intent.failed.is_some() {
+            return self.deliver_failed(id, intent, mode).await;
+        }
         let Some(buf) = self.buffers.get(id) else {
             return Ok(true);
         };
         let body = self.render(buf, &intent).await?;
         let content_encoding = compress::content_encoding(intent.compression);
-        let started = self.now();
         let mut backoff = Duration::from_secs(1);
-        // `false`: the retry window expired and the records are dropped (still checkpointed).
-        let _delivered = loop {
+        loop {
             let res = self
                 .shared
                 .sink
@@ -724,35 +867,178 @@ impl Worker {
                     content_encoding,
                 )
                 .await;
-            match res {
+            let e = match res {
                 Ok(()) => {
                     self.handle.set_failure(None);
-                    break true;
+                    break;
                 }
+                Err(e) => e,
+            };
+            tracing::warn!(stream = %doc.name, key = %intent.key, error = %e, "delivery to S3 failed");
+            self.handle.set_failure(Some(failure_of(&e)));
+            let now = self.now();
+            let (attempts, started) = match self.buffers.get_mut(id) {
+                Some(buf) => {
+                    buf.attempts = buf.attempts.saturating_add(1);
+                    (buf.attempts, *buf.failing_since_ms.get_or_insert(now))
+                }
+                None => return Ok(true),
+            };
+            if mode == Mode::Once {
+                return Ok(false);
+            }
+            let window_ms = i64::try_from(self.shared.config.retry_max_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            // Error objects have nowhere else to go: they are retried until written.
+            if now - started >= window_ms
+                && !is_error_partition(id)
+                && let Some(buf) = self.buffers.get(id)
+            {
+                let (error_code, error_message) = error_code_of(&e);
+                let failed = FailedDoc {
+                    key: self.error_key(&doc, buf, intent.compression),
+                    error_code: error_code.to_string(),
+                    error_message,
+                    attempts,
+                    attempt_ending_ms: now,
+                };
+                tracing::error!(stream = %doc.name, key = %intent.key, error_key = %failed.key, records = buf.records.len(),
+                    "retry window expired: the records go to the error output");
+                let mut intent = intent;
+                intent.failed = Some(failed);
+                self.shared
+                    .meta
+                    .write_grouped(vec![MetaOp::Put {
+                        table: T_INTENTS.into(),
+                        key: self.intent_key(id),
+                        value: to_json(&intent)?,
+                    }])
+                    .await?;
+                if let Some(b) = self.buffers.get_mut(id) {
+                    b.intent = Some(intent.clone());
+                }
+                return self.deliver_failed(id, intent, mode).await;
+            }
+            if !self.backoff(&mut backoff).await {
+                return Ok(false);
+            }
+        }
+        self.commit(id).await?;
+        Ok(true)
+    }
+
+    /// Sleeps `backoff` (doubling it up to 30 s); `false` when a flush was requested meanwhile
+    /// (give up for now).
+    async fn backoff(&self, backoff: &mut Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(*backoff) => {}
+            _ = self.handle.retry_wake.notified() => {}
+        }
+        if self.handle.flush_requested.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        *backoff = (*backoff * 2).min(Duration::from_secs(30));
+        true
+    }
+
+    /// The key of the error object of a buffer whose delivery gave up (same layout as the
+    /// other error objects: ErrorOutputPrefix with `DELIVERY_FAILED_OUTPUT_TYPE`).
+    fn error_key(&self, doc: &crate::store::StreamDoc, buf: &Buffer, compression: Compression) -> String {
+        let dest = &doc.destination;
+        let tz = dest
+            .custom_time_zone
+            .as_deref()
+            .and_then(TimeZone::parse)
+            .unwrap_or(TimeZone::UTC);
+        let time_ms = if buf.oldest_arrival_ms == i64::MAX {
+            self.now()
+        } else {
+            buf.oldest_arrival_ms
+        };
+        let ctx = KeyContext {
+            time_ms,
+            tz,
+            partition: buf.keys.as_ref(),
+            error_output_type: None,
+        };
+        let prefix = keys::error_prefix(
+            dest.prefix.as_deref(),
+            dest.error_output_prefix.as_deref(),
+            DELIVERY_FAILED_OUTPUT_TYPE,
+            &ctx,
+        )
+        .unwrap_or_else(|e| {
+            tracing::warn!(stream = %doc.name, error = %e, "error prefix evaluation failed; using the default layout");
+            format!("{DELIVERY_FAILED_OUTPUT_TYPE}/")
+        });
+        let ext = dest
+            .file_extension
+            .clone()
+            .unwrap_or_else(|| compress::extension(compression).to_string());
+        keys::object_key(&prefix, &doc.name, doc.stream_version, time_ms, tz, &ext)
+    }
+
+    /// Writes the records of a buffer whose delivery gave up to the error output as AWS
+    /// error-record JSON lines, retrying (with backoff, never dropping) until written; then
+    /// checkpoints as for a delivery.
+    async fn deliver_failed(&mut self, id: &str, intent: IntentDoc, mode: Mode) -> Result<bool, Error> {
+        let Some(failed) = intent.failed.clone() else {
+            return Ok(false);
+        };
+        let Some(buf) = self.buffers.get(id) else {
+            return Ok(true);
+        };
+        let mut raw = Vec::new();
+        for (data, arrival_ms, _) in buf.iter() {
+            let line = serde_json::json!({
+                "attemptsMade": failed.attempts,
+                "arrivalTimestamp": arrival_ms,
+                "errorCode": failed.error_code,
+                "errorMessage": failed.error_message,
+                "attemptEndingTimestamp": failed.attempt_ending_ms,
+                "rawData": base64::engine::general_purpose::STANDARD.encode(data),
+            });
+            raw.extend_from_slice(line.to_string().as_bytes());
+            raw.push(b'\n');
+        }
+        let format = intent.compression;
+        let level = self.shared.config.gzip_level;
+        let entry = failed
+            .key
+            .rsplit('/')
+            .next()
+            .map(|f| f.split('.').next().unwrap_or(f).to_string())
+            .unwrap_or_default();
+        let body = tokio::task::spawn_blocking(move || compress::compress_named(format, level, &raw, &entry))
+            .await
+            .map_err(|e| Error::Internal(format!("compression task: {e}")))?
+            .map_err(|e| Error::Internal(format!("compression: {e}")))?;
+        let body = Bytes::from(body);
+        let account = self.handle.doc().account;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let res = self
+                .shared
+                .sink
+                .put_object(
+                    &account,
+                    &intent.role_arn,
+                    &intent.bucket,
+                    &failed.key,
+                    body.clone(),
+                    compress::content_encoding(format),
+                )
+                .await;
+            match res {
+                Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(stream = %doc.name, key = %intent.key, error = %e, "delivery to S3 failed");
+                    tracing::warn!(stream = %self.handle.name(), key = %failed.key, error = %e, "writing the error output failed");
                     self.handle.set_failure(Some(failure_of(&e)));
-                    if mode == Mode::Once {
+                    if mode == Mode::Once || !self.backoff(&mut backoff).await {
                         return Ok(false);
                     }
-                    let elapsed_ms = self.now() - started;
-                    if elapsed_ms
-                        >= i64::try_from(self.shared.config.retry_max_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
-                    {
-                        tracing::error!(stream = %doc.name, key = %intent.key, records = buf.records.len(), "retry window expired: the records are dropped");
-                        break false;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.handle.retry_wake.notified() => {}
-                    }
-                    if self.handle.flush_requested.load(std::sync::atomic::Ordering::SeqCst) {
-                        return Ok(false);
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
-        };
+        }
         self.commit(id).await?;
         Ok(true)
     }
@@ -760,55 +1046,55 @@ impl Worker {
     async fn render(&self, buf: &Buffer, intent: &IntentDoc) -> Result<Bytes, Error> {
         let mut raw = Vec::new();
         if buf.id == ERROR_PARTITION {
-            for r in &buf.records {
+            for (data, arrival_ms, error) in buf.iter() {
                 let line = serde_json::json!({
                     "attemptsMade": 1,
-                    "arrivalTimestamp": r.arrival_ms,
+                    "arrivalTimestamp": arrival_ms,
                     "errorCode": PARTITION_ERROR_CODE,
-                    "errorMessage": r.error.clone().unwrap_or_default(),
+                    "errorMessage": error.unwrap_or_default(),
                     "attemptEndingTimestamp": intent.attempt_ending_ms,
-                    "rawData": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                    "rawData": base64::engine::general_purpose::STANDARD.encode(data),
                 });
                 raw.extend_from_slice(line.to_string().as_bytes());
                 raw.push(b'\n');
             }
         } else if buf.id == FORMAT_ERROR_PARTITION {
-            for r in &buf.records {
+            for (data, arrival_ms, error) in buf.iter() {
                 let line = serde_json::json!({
                     "attemptsMade": 1,
-                    "arrivalTimestamp": r.arrival_ms,
+                    "arrivalTimestamp": arrival_ms,
                     "lastErrorCode": convert::MALFORMED_DATA,
-                    "lastErrorMessage": r.error.clone().unwrap_or_default(),
+                    "lastErrorMessage": error.unwrap_or_default(),
                     "attemptEndingTimestamp": intent.attempt_ending_ms,
-                    "rawData": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                    "rawData": base64::engine::general_purpose::STANDARD.encode(data),
                 });
                 raw.extend_from_slice(line.to_string().as_bytes());
                 raw.push(b'\n');
             }
         } else if let Some(conv) = intent.conversion.clone() {
-            let records: Vec<Bytes> = buf.records.iter().map(|r| r.data.clone()).collect();
-            let (file, skipped) =
-                tokio::task::spawn_blocking(move || convert::to_parquet(&conv, records.iter().map(|r| r.as_ref())))
-                    .await
-                    .map_err(|e| Error::Internal(format!("conversion task: {e}")))?
-                    .map_err(|e| Error::Internal(format!("format conversion: {e}")))?;
+            let (data, ends) = (buf.payload(), buf.ends());
+            let (file, skipped) = tokio::task::spawn_blocking(move || convert::to_parquet(&conv, split(&data, &ends)))
+                .await
+                .map_err(|e| Error::Internal(format!("conversion task: {e}")))?
+                .map_err(|e| Error::Internal(format!("format conversion: {e}")))?;
             if skipped > 0 {
                 tracing::warn!(stream = %self.handle.name(), key = %intent.key, skipped, "records that no longer fit the schema were dropped");
             }
             raw = file;
         } else {
-            // Plain records: compress straight from the buffered records (cheap `Bytes`
-            // clones), so a full buffer is not copied into one more contiguous buffer first.
+            // Plain records: the buffer's one payload allocation is the object (shared, not
+            // copied), or is compressed straight from it.
             let format = intent.compression;
+            let data = buf.payload();
+            if format == Compression::Uncompressed {
+                return Ok(data);
+            }
             let level = self.shared.config.gzip_level;
             let entry = intent.zip_entry.clone();
-            let records: Vec<Bytes> = buf.records.iter().map(|r| r.data.clone()).collect();
-            let body = tokio::task::spawn_blocking(move || {
-                compress::compress_records(format, level, records.iter().map(|r| r.as_ref()), &entry)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("compression task: {e}")))?
-            .map_err(|e| Error::Internal(format!("compression: {e}")))?;
+            let body = tokio::task::spawn_blocking(move || compress::compress_named(format, level, &data, &entry))
+                .await
+                .map_err(|e| Error::Internal(format!("compression task: {e}")))?
+                .map_err(|e| Error::Internal(format!("compression: {e}")))?;
             return Ok(Bytes::from(body));
         }
         let format = intent.compression;

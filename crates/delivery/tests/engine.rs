@@ -20,6 +20,9 @@ struct FakeSink {
     hang_after_put: AtomicBool,
     hung: AtomicBool,
     puts: AtomicUsize,
+    /// Keys (`bucket/key`) starting with one of these prefixes are refused with its error.
+    refuse: Mutex<Vec<(String, PortError)>>,
+    refused: AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -36,6 +39,17 @@ impl ObjectSink for FakeSink {
         if let Some(e) = self.fail.lock().expect("lock").clone() {
             return Err(e);
         }
+        let full = format!("{bucket}/{key}");
+        if let Some((_, e)) = self
+            .refuse
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(p, _)| full.starts_with(p.as_str()))
+        {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(e.clone());
+        }
         self.puts.fetch_add(1, Ordering::SeqCst);
         self.objects
             .lock()
@@ -50,6 +64,12 @@ impl ObjectSink for FakeSink {
 }
 
 impl FakeSink {
+    fn refuse(&self, prefix: &str, e: PortError) {
+        self.refuse.lock().expect("lock").push((prefix.to_string(), e));
+    }
+    fn allow(&self, prefix: &str) {
+        self.refuse.lock().expect("lock").retain(|(p, _)| p != prefix);
+    }
     fn objects(&self) -> BTreeMap<String, (Bytes, Option<String>)> {
         self.objects.lock().expect("lock").clone()
     }
@@ -728,6 +748,69 @@ async fn sink_failure_is_shown_then_everything_is_delivered_once() {
     bodies.sort();
     assert_eq!(bodies.concat(), b"1;2;3;");
     assert!(d.describe(&scope(), "f").expect("d").failure.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_retry_window_writes_error_records_and_retries_the_error_output() {
+    use base64::Engine as _;
+    let env = env();
+    let mut c = config(&env);
+    c.retry_max_secs = 0; // the first failure ends the retry window
+    let d = Delivery::open(
+        c,
+        env.meta.clone(),
+        Arc::new(SystemClock),
+        env.sink.clone(),
+        env.source.clone(),
+    )
+    .expect("open");
+    env.sink.refuse("bucket/data/", PortError::AccessDenied("no".into()));
+    // The error output (same bucket) fails too at first: it is retried, not dropped.
+    env.sink.refuse("bucket/errors/", PortError::Other("busy".into()));
+    let mut dst = dest(5, 0, Compression::Uncompressed);
+    dst.prefix = Some("data/".into());
+    dst.error_output_prefix = Some("errors/!{firehose:error-output-type}/".into());
+    d.create(&scope(), spec("f", dst)).await.expect("create");
+    d.put_records(&scope(), "f", recs(&[b"a;", b"b;"])).await.expect("put");
+    // One data attempt, then at least two error-output attempts (backoff 1 s).
+    wait_until("error output retried", || env.sink.refused.load(Ordering::SeqCst) >= 3).await;
+    assert!(env.sink.keys().is_empty());
+    env.sink.allow("bucket/errors/");
+    wait_until("error object", || !env.sink.keys().is_empty()).await;
+    let objects = env.sink.objects();
+    assert_eq!(objects.len(), 1);
+    let (key, (body, _)) = objects.iter().next().expect("one");
+    assert!(key.starts_with("bucket/errors/processing-failed/"), "{key}");
+    let lines: Vec<serde_json::Value> = std::str::from_utf8(body)
+        .expect("utf8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (line, raw) in lines.iter().zip([b"a;", b"b;"]) {
+        assert_eq!(line["errorCode"], "S3.AccessDenied");
+        assert!(line["errorMessage"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(line["attemptsMade"], 1);
+        assert!(line["arrivalTimestamp"].as_i64().is_some_and(|t| t > 0));
+        assert!(line["attemptEndingTimestamp"].as_i64().is_some_and(|t| t > 0));
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(line["rawData"].as_str().expect("rawData"))
+            .expect("base64");
+        assert_eq!(data, raw);
+    }
+    // The failed records were checkpointed: once the data key is writable, only new
+    // records are delivered.
+    env.sink.allow("bucket/data/");
+    d.put_records(&scope(), "f", recs(&[b"c;"])).await.expect("put");
+    wait_until("data object", || env.sink.keys().len() == 2).await;
+    let data: Vec<Bytes> = env
+        .sink
+        .objects()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("bucket/data/"))
+        .map(|(_, (b, _))| b)
+        .collect();
+    assert_eq!(data, vec![Bytes::from_static(b"c;")]);
 }
 
 #[test]
