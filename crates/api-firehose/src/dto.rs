@@ -172,27 +172,10 @@ pub struct UpdateInput {
     pub iceberg_destination_update: Option<serde_json::Value>,
 }
 
-mod opt_blob {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
-        match s {
-            None => Ok(None),
-            Some(s) => STANDARD
-                .decode(s.as_bytes())
-                .map(Some)
-                .map_err(serde::de::Error::custom),
-        }
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RecordDto {
-    #[serde(default, with = "opt_blob")]
+    #[serde(default, with = "kd_wire::json::opt_base64_bytes")]
     pub data: Option<Vec<u8>>,
 }
 

@@ -71,30 +71,13 @@ pub struct ListShardsInput {
     pub shard_filter: Option<ShardFilterDto>,
 }
 
-mod opt_blob {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
-        match s {
-            None => Ok(None),
-            Some(s) => STANDARD
-                .decode(s.as_bytes())
-                .map(Some)
-                .map_err(serde::de::Error::custom),
-        }
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordInput {
     pub stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
     pub stream_arn: Option<String>,
-    #[serde(default, with = "opt_blob")]
+    #[serde(default, with = "kd_wire::json::opt_base64_bytes")]
     pub data: Option<Vec<u8>>,
     pub partition_key: Option<String>,
     pub explicit_hash_key: Option<String>,
@@ -104,7 +87,7 @@ pub struct PutRecordInput {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordsEntry {
-    #[serde(default, with = "opt_blob")]
+    #[serde(default, with = "kd_wire::json::opt_base64_bytes")]
     pub data: Option<Vec<u8>>,
     pub partition_key: Option<String>,
     pub explicit_hash_key: Option<String>,

@@ -147,6 +147,25 @@ pub mod base64_bytes {
     }
 }
 
+/// `serde(default, with = "kd_wire::json::opt_base64_bytes")` for optional blob members:
+/// absent or null → `None`, base64 text → bytes (invalid base64 is a serialization error).
+pub mod opt_base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer};
+
+    /// Reads optional base64 text into bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match <Option<std::borrow::Cow<'de, str>>>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => STANDARD
+                .decode(s.as_bytes())
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
