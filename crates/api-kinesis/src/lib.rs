@@ -40,8 +40,6 @@ const UNSUPPORTED: &[&str] = &[
     "DescribeStreamConsumer",
     "ListStreamConsumers",
     "SubscribeToShard",
-    "EnableEnhancedMonitoring",
-    "DisableEnhancedMonitoring",
     "StartStreamEncryption",
     "StopStreamEncryption",
     "PutResourcePolicy",
@@ -112,6 +110,8 @@ impl KinesisApi {
             "ListTagsForStream" => call.list_tags().await,
             "DescribeLimits" => call.describe_limits().await,
             "UpdateStreamMode" => call.update_stream_mode().await,
+            "EnableEnhancedMonitoring" => call.enhanced_monitoring(true).await,
+            "DisableEnhancedMonitoring" => call.enhanced_monitoring(false).await,
             op if UNSUPPORTED.contains(&op) => Err(ServiceError::client(
                 "UnknownOperationException",
                 format!("Operation {op} is not supported by kinesis-data yet (see docs/compat/kinesis.md)."),
@@ -300,7 +300,7 @@ impl Call<'_> {
                 retention_period_hours: d.retention_hours,
                 stream_creation_timestamp: secs(d.summary.created_ms),
                 enhanced_monitoring: vec![EnhancedMetricsDto {
-                    shard_level_metrics: vec![],
+                    shard_level_metrics: d.shard_level_metrics.clone(),
                 }],
                 encryption_type: "NONE",
             },
@@ -329,7 +329,7 @@ impl Call<'_> {
                 retention_period_hours: d.retention_hours,
                 stream_creation_timestamp: secs(d.summary.created_ms),
                 enhanced_monitoring: vec![EnhancedMetricsDto {
-                    shard_level_metrics: vec![],
+                    shard_level_metrics: d.shard_level_metrics.clone(),
                 }],
                 encryption_type: "NONE",
                 open_shard_count: d.open_shard_count,
@@ -908,6 +908,35 @@ impl Call<'_> {
             open_shard_count: l.open_shard_count,
             on_demand_stream_count: l.on_demand_stream_count,
             on_demand_stream_count_limit: l.on_demand_stream_count_limit,
+        })
+    }
+
+    async fn enhanced_monitoring(&self, enable: bool) -> Reply {
+        let i: MonitoringInput = self.input()?;
+        let mut v = Validator::default();
+        check_stream(&mut v, &i.stream_name, &i.stream_arn);
+        v.required(&i.shard_level_metrics, "shardLevelMetrics");
+        let metrics = i.shard_level_metrics.clone().unwrap_or_default();
+        if i.shard_level_metrics.is_some() && (metrics.is_empty() || metrics.len() > 7) {
+            v.fail_no_value("shardLevelMetrics", "Member must have length between 1 and 7");
+        }
+        let mut allowed: Vec<&str> = kd_stream::SHARD_LEVEL_METRICS.to_vec();
+        allowed.push("ALL");
+        for (n, m) in metrics.iter().enumerate() {
+            v.one_of(Some(m), &format!("shardLevelMetrics.{}.member", n + 1), &allowed);
+        }
+        v.finish()?;
+        self.allow(&i.stream_name, &i.stream_arn)?;
+        let out = self
+            .engine()
+            .set_enhanced_monitoring(self.scope, sref(&i.stream_name, &i.stream_arn), &metrics, enable)
+            .await
+            .map_err(to_service_error)?;
+        self.ok(&MonitoringOutput {
+            stream_name: out.name,
+            stream_arn: out.arn,
+            current_shard_level_metrics: out.current,
+            desired_shard_level_metrics: out.desired,
         })
     }
 

@@ -380,6 +380,7 @@ impl Engine {
             busy_until_ms: now + self.config.create_delay_ms,
             busy_status: StreamStatus::Creating,
             scaling_events_ms: Vec::new(),
+            shard_level_metrics: Vec::new(),
         };
         let log = Log::open(&self.log_dir(uid), log_config(&self.config), self.clock.clone(), 0)?;
         if let Err(e) = self.persist(&m) {
@@ -481,6 +482,7 @@ impl Engine {
             has_more_shards: has_more,
             retention_hours: m.retention_hours,
             open_shard_count: m.open_shards().count() as u32,
+            shard_level_metrics: m.shard_level_metrics.clone(),
         })
     }
 
@@ -980,6 +982,45 @@ impl Engine {
             arn: stream.arn.clone(),
             current,
             target,
+        })
+    }
+
+    /// Enable/DisableEnhancedMonitoring: adds or removes shard-level metrics (`ALL` = every
+    /// one). The metrics are recorded and reported; kinesis-data publishes no CloudWatch data.
+    pub async fn set_enhanced_monitoring(
+        &self,
+        scope: &Scope,
+        r: StreamRef<'_>,
+        metrics: &[String],
+        enable: bool,
+    ) -> Result<MonitoringChange> {
+        let stream = self.resolve(scope, r)?;
+        let mut m = stream.meta.write().await;
+        let named: Vec<&str> = if metrics.iter().any(|x| x == "ALL") {
+            SHARD_LEVEL_METRICS.to_vec()
+        } else {
+            metrics.iter().map(String::as_str).collect()
+        };
+        let current = m.shard_level_metrics.clone();
+        let desired: Vec<String> = SHARD_LEVEL_METRICS
+            .iter()
+            .filter(|x| {
+                let wanted = named.contains(x);
+                let has = current.iter().any(|c| c == *x);
+                if enable { has || wanted } else { has && !wanted }
+            })
+            .map(|x| (*x).to_owned())
+            .collect();
+        let mut next = m.clone();
+        next.shard_level_metrics = desired.clone();
+        self.persist(&next)?;
+        let name = next.name.clone();
+        *m = next;
+        Ok(MonitoringChange {
+            name,
+            arn: stream.arn.clone(),
+            current,
+            desired,
         })
     }
 

@@ -144,6 +144,33 @@ pub struct StreamMeta {
     pub busy_status: StreamStatus,
     /// Times of recent UpdateShardCount calls (rolling 24 h quota).
     pub scaling_events_ms: Vec<i64>,
+    /// Enhanced (shard-level) monitoring metrics enabled on the stream.
+    #[serde(default)]
+    pub shard_level_metrics: Vec<String>,
+}
+
+/// The shard-level metrics Kinesis knows, in AWS's order (`ALL` stands for every one).
+pub const SHARD_LEVEL_METRICS: &[&str] = &[
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+];
+
+/// Enable/DisableEnhancedMonitoring's answer.
+#[derive(Debug, Clone)]
+pub struct MonitoringChange {
+    /// Stream name.
+    pub name: String,
+    /// Stream ARN.
+    pub arn: String,
+    /// Metrics before the change.
+    pub current: Vec<String>,
+    /// Metrics after the change.
+    pub desired: Vec<String>,
 }
 
 /// Current metadata document version.
@@ -212,6 +239,8 @@ pub struct StreamDescription {
     pub retention_hours: u32,
     /// Open shard count (DescribeStreamSummary).
     pub open_shard_count: u32,
+    /// Enabled shard-level metrics.
+    pub shard_level_metrics: Vec<String>,
 }
 
 /// ListStreams' per-stream summary.

@@ -711,3 +711,48 @@ async fn retention_really_removes_old_data() -> R {
     assert_eq!(got.len(), 1);
     s.stop().await
 }
+
+#[tokio::test]
+async fn enhanced_monitoring_is_recorded_and_reported() -> R {
+    use aws_sdk_kinesis::types::MetricsName;
+    let s = TestServer::start().await?;
+    let c = s.kinesis();
+    create(&c, "mon", 1).await?;
+    let out = c
+        .enable_enhanced_monitoring()
+        .stream_name("mon")
+        .shard_level_metrics(MetricsName::IncomingBytes)
+        .shard_level_metrics(MetricsName::IteratorAgeMilliseconds)
+        .send()
+        .await?;
+    assert!(out.current_shard_level_metrics().is_empty());
+    assert_eq!(
+        out.desired_shard_level_metrics(),
+        [MetricsName::IncomingBytes, MetricsName::IteratorAgeMilliseconds]
+    );
+    let d = c.describe_stream().stream_name("mon").send().await?;
+    let shown = d
+        .stream_description()
+        .map(|d| d.enhanced_monitoring()[0].shard_level_metrics().to_vec())
+        .unwrap_or_default();
+    assert_eq!(
+        shown,
+        [MetricsName::IncomingBytes, MetricsName::IteratorAgeMilliseconds]
+    );
+    let out = c
+        .disable_enhanced_monitoring()
+        .stream_name("mon")
+        .shard_level_metrics(MetricsName::All)
+        .send()
+        .await?;
+    assert_eq!(out.current_shard_level_metrics().len(), 2);
+    assert!(out.desired_shard_level_metrics().is_empty());
+    let all = c
+        .enable_enhanced_monitoring()
+        .stream_name("mon")
+        .shard_level_metrics(MetricsName::All)
+        .send()
+        .await?;
+    assert_eq!(all.desired_shard_level_metrics().len(), 7);
+    s.stop().await
+}
