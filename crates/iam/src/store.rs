@@ -580,6 +580,14 @@ fn iso8601_ms(t: &str) -> i64 {
     kd_storage::civil::parse_iso8601(t).map_or(0, |s| s * 1000)
 }
 
+/// The entities of one account in a map keyed `<account>/<name>`, in key order.
+fn of_account<'a, V>(map: &'a BTreeMap<String, V>, account: &str) -> impl Iterator<Item = &'a V> {
+    let prefix = format!("{account}/");
+    map.range(prefix.clone()..)
+        .take_while(move |(k, _)| k.starts_with(&prefix))
+        .map(|(_, v)| v)
+}
+
 /// Splits a policy ARN into (account, path, name); `None` if it is not a policy ARN.
 pub fn parse_policy_arn(arn: &str) -> Option<(String, String, String)> {
     let rest = arn.strip_prefix("arn:aws:iam::")?;
@@ -781,13 +789,9 @@ impl IamStore {
 
     /// `ListRoles`: roles whose path starts with `path_prefix`, by name.
     pub fn list_roles(&self, account: &str, path_prefix: &str) -> Vec<Role> {
-        let prefix = format!("{account}/");
-        self.read()
-            .roles
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(_, r)| r.path.starts_with(path_prefix))
-            .map(|(_, r)| r.clone())
+        of_account(&self.read().roles, account)
+            .filter(|r| r.path.starts_with(path_prefix))
+            .cloned()
             .collect()
     }
 
@@ -904,13 +908,9 @@ impl IamStore {
 
     /// `ListUsers`: users whose path starts with `path_prefix`, by name.
     pub fn list_users(&self, account: &str, path_prefix: &str) -> Vec<User> {
-        let prefix = format!("{account}/");
-        self.read()
-            .users
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(_, u)| u.path.starts_with(path_prefix))
-            .map(|(_, u)| u.clone())
+        of_account(&self.read().users, account)
+            .filter(|u| u.path.starts_with(path_prefix))
+            .cloned()
             .collect()
     }
 
@@ -1123,18 +1123,11 @@ impl IamStore {
     // ----- customer managed policies -----
 
     fn attachment_count(st: &State, account: &str, arn: &str) -> usize {
-        let prefix = format!("{account}/");
-        let roles = st
-            .roles
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(_, r)| r.attached_policies.iter().any(|a| a == arn))
+        let roles = of_account(&st.roles, account)
+            .filter(|r| r.attached_policies.iter().any(|a| a == arn))
             .count();
-        let users = st
-            .users
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(_, u)| u.attached_policies.iter().any(|a| a == arn))
+        let users = of_account(&st.users, account)
+            .filter(|u| u.attached_policies.iter().any(|a| a == arn))
             .count();
         roles + users
     }
@@ -1354,13 +1347,7 @@ impl IamStore {
             out.extend(aws);
         }
         if scope != PolicyScope::Aws {
-            let prefix = format!("{account}/");
-            out.extend(
-                st.policies
-                    .range(prefix.clone()..)
-                    .take_while(|(k, _)| k.starts_with(&prefix))
-                    .map(|(_, p)| Self::customer_info(&st, p)),
-            );
+            out.extend(of_account(&st.policies, account).map(|p| Self::customer_info(&st, p)));
         }
         out.retain(|p| p.path.starts_with(path_prefix) && (!only_attached || p.attachment_count > 0));
         out
