@@ -1,0 +1,1 @@
+//! Lambda restJson1 adapter.
