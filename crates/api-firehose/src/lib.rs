@@ -7,6 +7,16 @@
 //! hints, prefix expressions, processors) and the trust of the roles a delivery stream will
 //! act with; delivery semantics are the engine's.
 //!
+//! # Processors
+//!
+//! An enabled `ProcessingConfiguration` may hold one `MetadataExtraction` processor (dynamic
+//! partitioning queries) and one `Lambda` processor ([`kd_delivery::LambdaProcessor`]:
+//! `LambdaArn` required, `NumberOfRetries` 0–300, `RoleArn` — which must trust Firehose like
+//! the destination's role —, `BufferSizeInMBs` 0.2–3, `BufferIntervalInSeconds` 0–900);
+//! other processor types are refused. `!{partitionKeyFromLambda:<key>}` needs dynamic
+//! partitioning and the Lambda processor. DescribeDeliveryStream shows the Lambda
+//! processor's defaulted parameters, as AWS does.
+//!
 //! # Record format conversion (JSON → Parquet) and the `kinesis-data:schema` tag
 //!
 //! `DataFormatConversionConfiguration` is supported with an `OpenXJsonSerDe` or
@@ -35,8 +45,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kd_delivery::{
-    ColumnType, Compression, Delivery, DeliveryStreamInfo, DeliveryStreamSpec, DynamicPartitioning, Error,
-    FormatConversion, ParquetCompression, S3Destination, Scope, Source, Status,
+    ColumnType, Compression, DEFAULT_LAMBDA_BUFFER_SECS, Delivery, DeliveryStreamInfo, DeliveryStreamSpec,
+    DynamicPartitioning, Error, FormatConversion, LambdaProcessor, MAX_LAMBDA_RETRIES, ParquetCompression,
+    S3Destination, Scope, Source, Status,
 };
 use kd_iam::store::IamStore;
 use kd_wire::json::{CborShape, Encoding, decode, error_response, ok_response};
@@ -70,6 +81,30 @@ pub const DESTINATION_ID: &str = "destinationId-000000000001";
 
 /// Operations AWS has that kinesis-data does not implement yet (answered clearly).
 const UNSUPPORTED: &[&str] = &["StartDeliveryStreamEncryption", "StopDeliveryStreamEncryption"];
+
+/// `ProcessorParameterName` values.
+const PARAMETER_NAMES: &[&str] = &[
+    "LambdaArn",
+    "NumberOfRetries",
+    "MetadataExtractionQuery",
+    "JsonParsingEngine",
+    "RoleArn",
+    "BufferSizeInMBs",
+    "BufferIntervalInSeconds",
+    "SubRecordType",
+    "Delimiter",
+    "CompressionFormat",
+    "DataMessageExtraction",
+];
+
+/// The parameters a `Lambda` processor takes.
+const LAMBDA_PARAMETERS: &[&str] = &[
+    "LambdaArn",
+    "NumberOfRetries",
+    "RoleArn",
+    "BufferSizeInMBs",
+    "BufferIntervalInSeconds",
+];
 
 /// Destination members other than S3 (create and update forms): not supported here.
 const OTHER_DESTINATIONS: &[&str] = &[
@@ -265,6 +300,25 @@ fn check_destination(v: &mut Validator, d: &S3DestinationDto, field: &str, requi
     if let Some(p) = &d.processing_configuration {
         for (i, proc) in p.processors.iter().flatten().enumerate() {
             let pf = f(&format!("processingConfiguration.processors.{}.member.type", i + 1));
+            for (j, param) in proc.parameters.iter().flatten().enumerate() {
+                let base = format!(
+                    "processingConfiguration.processors.{}.member.parameters.{}.member",
+                    i + 1,
+                    j + 1
+                );
+                let nf = f(&format!("{base}.parameterName"));
+                let vf = f(&format!("{base}.parameterValue"));
+                v.required(&param.parameter_name, &nf);
+                v.one_of(param.parameter_name.as_deref(), &nf, PARAMETER_NAMES);
+                v.required(&param.parameter_value, &vf);
+                v.length(param.parameter_value.as_deref(), &vf, 1, 5120);
+                v.pattern(
+                    param.parameter_value.as_deref(),
+                    &vf,
+                    |s| !s.trim().is_empty(),
+                    "^(?!\\s*$).+",
+                );
+            }
             v.required(&proc.r#type, &pf);
             v.one_of(
                 proc.r#type.as_deref(),
@@ -282,24 +336,39 @@ fn check_destination(v: &mut Validator, d: &S3DestinationDto, field: &str, requi
     }
 }
 
-/// The dynamic-partitioning queries of an enabled `ProcessingConfiguration`, refusing the
-/// processors kinesis-data does not run.
-fn processors(d: &S3DestinationDto) -> Result<Option<BTreeMap<String, String>>, ServiceError> {
+/// What an enabled `ProcessingConfiguration` asks for.
+#[derive(Debug, Default)]
+struct Processing {
+    /// The `MetadataExtraction` processor's queries.
+    queries: Option<BTreeMap<String, String>>,
+    /// The `Lambda` processor.
+    lambda: Option<LambdaProcessor>,
+}
+
+/// The processors of an enabled `ProcessingConfiguration`, refusing the ones kinesis-data
+/// does not run.
+fn processors(d: &S3DestinationDto) -> Result<Processing, ServiceError> {
+    let mut out = Processing::default();
     let Some(p) = &d.processing_configuration else {
-        return Ok(None);
+        return Ok(out);
     };
     if p.enabled != Some(true) {
-        return Ok(None);
+        return Ok(out);
     }
-    let mut queries = None;
     for proc in p.processors.iter().flatten() {
-        let params: BTreeMap<&str, &str> = proc
-            .parameters
-            .iter()
-            .flatten()
-            .filter_map(|p| Some((p.parameter_name.as_deref()?, p.parameter_value.as_deref()?)))
-            .collect();
-        match proc.r#type.as_deref().unwrap_or_default() {
+        let ty = proc.r#type.as_deref().unwrap_or_default();
+        let mut params: BTreeMap<&str, &str> = BTreeMap::new();
+        for p in proc.parameters.iter().flatten() {
+            let (Some(name), Some(value)) = (p.parameter_name.as_deref(), p.parameter_value.as_deref()) else {
+                continue;
+            };
+            if params.insert(name, value).is_some() {
+                return Err(invalid(format!(
+                    "Duplicate ParameterName {name} in the {ty} processor."
+                )));
+            }
+        }
+        match ty {
             "MetadataExtraction" => {
                 if let Some(engine) = params.get("JsonParsingEngine")
                     && *engine != "JQ-1.6"
@@ -311,12 +380,13 @@ fn processors(d: &S3DestinationDto) -> Result<Option<BTreeMap<String, String>>, 
                 let q = params.get("MetadataExtractionQuery").ok_or_else(|| {
                     invalid("MetadataExtraction processor requires the MetadataExtractionQuery parameter.")
                 })?;
-                queries = Some(shapes::metadata_queries(q).map_err(invalid)?);
+                out.queries = Some(shapes::metadata_queries(q).map_err(invalid)?);
             }
             "Lambda" => {
-                return Err(invalid(
-                    "Lambda processors are not supported by kinesis-data until Lambda lands.",
-                ));
+                if out.lambda.is_some() {
+                    return Err(invalid("Only one Lambda processor is supported per destination."));
+                }
+                out.lambda = Some(lambda_processor(&params)?);
             }
             other => {
                 return Err(invalid(format!(
@@ -325,7 +395,60 @@ fn processors(d: &S3DestinationDto) -> Result<Option<BTreeMap<String, String>>, 
             }
         }
     }
-    Ok(queries)
+    Ok(out)
+}
+
+/// A `Lambda` processor from its parameters, with AWS's defaults for the ones not given.
+fn lambda_processor(params: &BTreeMap<&str, &str>) -> Result<LambdaProcessor, ServiceError> {
+    if let Some(k) = params.keys().find(|k| !LAMBDA_PARAMETERS.contains(k)) {
+        return Err(invalid(format!(
+            "Parameter {k} is not valid for a processor of type Lambda; use LambdaArn, NumberOfRetries, RoleArn, BufferSizeInMBs or BufferIntervalInSeconds."
+        )));
+    }
+    let arn = params
+        .get("LambdaArn")
+        .ok_or_else(|| invalid("Lambda processor requires the LambdaArn parameter."))?;
+    if !shapes::is_lambda_arn(arn) {
+        return Err(invalid(format!(
+            "LambdaArn {arn} is not a valid Lambda function ARN (arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>])."
+        )));
+    }
+    let mut p = LambdaProcessor::new(*arn);
+    if let Some(v) = params.get("NumberOfRetries") {
+        p.number_of_retries = v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= MAX_LAMBDA_RETRIES)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "NumberOfRetries {v} is not valid; use an integer from 0 to {MAX_LAMBDA_RETRIES}."
+                ))
+            })?;
+    }
+    if let Some(v) = params.get("RoleArn") {
+        if !shapes::is_role_arn(v) {
+            return Err(invalid(format!("RoleArn {v} is not a valid role ARN.")));
+        }
+        p.role_arn = Some((*v).to_owned());
+    }
+    if let Some(v) = params.get("BufferSizeInMBs") {
+        let mb = v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|mb| mb.is_finite() && (0.2..=3.0).contains(mb))
+            .ok_or_else(|| invalid(format!("BufferSizeInMBs {v} is not valid; use a number from 0.2 to 3.")))?;
+        p.buffer_size_bytes = (mb * 1024.0 * 1024.0).round() as u64;
+    }
+    if let Some(v) = params.get("BufferIntervalInSeconds") {
+        p.buffer_interval_secs = v.trim().parse::<u32>().ok().filter(|s| *s <= 900).ok_or_else(|| {
+            invalid(format!(
+                "BufferIntervalInSeconds {v} is not valid; use an integer from 0 to 900."
+            ))
+        })?;
+    }
+    Ok(p)
 }
 
 /// Parses the [`SCHEMA_TAG`] value: `name:type,name:type`.
@@ -486,7 +609,7 @@ fn build_destination(
     if d.s3_backup_mode.as_deref() == Some("Enabled") {
         return Err(invalid("S3BackupMode Enabled is not supported by kinesis-data yet."));
     }
-    let queries = processors(&d)?;
+    let Processing { queries, lambda } = processors(&d)?;
     let dynamic_partitioning = match &d.dynamic_partitioning_configuration {
         Some(p) if p.enabled == Some(true) => Some(DynamicPartitioning {
             queries: queries.unwrap_or_default(),
@@ -522,9 +645,17 @@ fn build_destination(
                 ));
             }
             Expr::FromLambda(_) => {
-                return Err(invalid(
-                    "partitionKeyFromLambda expressions are not supported by kinesis-data until Lambda lands.",
-                ));
+                if dynamic_partitioning.is_none() {
+                    return Err(invalid(
+                        "The partitionKeyFromLambda namespace can only be used when dynamic partitioning is enabled.",
+                    ));
+                }
+                if lambda.is_none() {
+                    return Err(invalid(
+                        "The partitionKeyFromLambda namespace can only be used with an enabled Lambda processor in ProcessingConfiguration.",
+                    ));
+                }
+                keyed = true;
             }
             Expr::FromQuery(k) => {
                 let Some(dp) = &dynamic_partitioning else {
@@ -544,7 +675,7 @@ fn build_destination(
     }
     if dynamic_partitioning.is_some() && !keyed {
         return Err(invalid(
-            "When dynamic partitioning is enabled, Prefix must contain at least one partitionKeyFromQuery expression.",
+            "When dynamic partitioning is enabled, Prefix must contain at least one partitionKeyFromQuery or partitionKeyFromLambda expression.",
         ));
     }
     if !exprs.is_empty() && error_prefix.is_none() {
@@ -577,6 +708,7 @@ fn build_destination(
         custom_time_zone: d.custom_time_zone.clone().filter(|z| !z.is_empty()),
         dynamic_partitioning,
         format_conversion,
+        processor: lambda,
         raw,
         extended,
     })
@@ -667,6 +799,36 @@ fn describe_destination(d: &S3Destination) -> Value {
                 "DynamicPartitioningConfiguration".to_owned(),
                 json!({"Enabled": true, "RetryOptions": {"DurationInSeconds": dp.retry_seconds}}),
             );
+        }
+        if let Some(p) = &d.processor
+            && let Some(Value::Array(procs)) = ext
+                .get_mut("ProcessingConfiguration")
+                .and_then(|c| c.get_mut("Processors"))
+        {
+            // AWS answers with the Lambda processor's defaulted parameters filled in.
+            let defaults = [
+                ("NumberOfRetries", p.number_of_retries.to_string()),
+                ("RoleArn", d.role_arn.clone()),
+                ("BufferSizeInMBs", "1".to_owned()),
+                ("BufferIntervalInSeconds", DEFAULT_LAMBDA_BUFFER_SECS.to_string()),
+            ];
+            for proc in procs
+                .iter_mut()
+                .filter(|x| x.get("Type").and_then(Value::as_str) == Some("Lambda"))
+            {
+                let Value::Object(o) = proc else { continue };
+                let Value::Array(params) = o.entry("Parameters").or_insert_with(|| json!([])) else {
+                    continue;
+                };
+                for (name, value) in &defaults {
+                    if !params
+                        .iter()
+                        .any(|x| x.get("ParameterName").and_then(Value::as_str) == Some(name))
+                    {
+                        params.push(json!({"ParameterName": name, "ParameterValue": value}));
+                    }
+                }
+            }
         }
         if let Some(fc) = &d.format_conversion
             && let Some(c) = ext.get_mut("DataFormatConversionConfiguration")
@@ -915,6 +1077,11 @@ impl Call<'_> {
         let tags = tag_map(i.tags.unwrap_or_default());
         let destination = build_destination(raw, extended, &tags)?;
         self.check_trust(&destination.role_arn, &name)?;
+        if let Some(role) = destination.processor.as_ref().and_then(|p| p.role_arn.as_deref())
+            && role != destination.role_arn
+        {
+            self.check_trust(role, &name)?;
+        }
         if let Source::KinesisStream { role_arn, .. } = &source
             && role_arn != &destination.role_arn
         {
@@ -1094,6 +1261,13 @@ impl Call<'_> {
         }
         if destination.role_arn != current.destination.role_arn {
             self.check_trust(&destination.role_arn, &name)?;
+        }
+        let processor_role = |d: &S3Destination| d.processor.as_ref().and_then(|p| p.role_arn.clone());
+        if let Some(role) = processor_role(&destination)
+            && Some(&role) != processor_role(&current.destination).as_ref()
+            && role != destination.role_arn
+        {
+            self.check_trust(&role, &name)?;
         }
         self.engine()
             .update_destination(self.scope, &name, version, &destination_id, destination)
@@ -1372,8 +1546,180 @@ mod tests {
         let q = dp.dynamic_partitioning.expect("enabled").queries;
         assert_eq!(q.get("customer_id").map(String::as_str), Some(".customer_id"));
         let e = dest(json!({"ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "Lambda"}]}}))
-            .expect_err("lambda");
-        assert!(e.message.contains("Lambda"), "{}", e.message);
+            .expect_err("lambda without LambdaArn");
+        assert!(e.message.contains("LambdaArn"), "{}", e.message);
+        let e = dest(json!({"ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "Decompression"}]}}))
+            .expect_err("other processors");
+        assert!(e.message.contains("Decompression"), "{}", e.message);
+    }
+
+    const FN: &str = "arn:aws:lambda:us-east-1:000000000000:function:f";
+
+    fn lambda(params: Value) -> Value {
+        json!({
+            "RoleARN": "arn:aws:iam::000000000000:role/r",
+            "BucketARN": "arn:aws:s3:::b",
+            "ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "Lambda", "Parameters": params}]}
+        })
+    }
+
+    fn param(name: &str, value: &str) -> Value {
+        json!({"ParameterName": name, "ParameterValue": value})
+    }
+
+    #[test]
+    fn lambda_processor_parameters() {
+        let d = dest(lambda(json!([param("LambdaArn", FN)]))).expect("defaults");
+        assert_eq!(d.processor, Some(LambdaProcessor::new(FN)));
+        let p = dest(lambda(json!([
+            param("LambdaArn", &format!("{FN}:$LATEST")),
+            param("NumberOfRetries", "0"),
+            param("RoleArn", "arn:aws:iam::000000000000:role/invoker"),
+            param("BufferSizeInMBs", "0.5"),
+            param("BufferIntervalInSeconds", "120"),
+        ])))
+        .expect("all parameters")
+        .processor
+        .expect("processor");
+        assert_eq!(p.lambda_arn, format!("{FN}:$LATEST"));
+        assert_eq!(p.number_of_retries, 0);
+        assert_eq!(p.role_arn.as_deref(), Some("arn:aws:iam::000000000000:role/invoker"));
+        assert_eq!(p.buffer_size_bytes, 512 * 1024);
+        assert_eq!(p.buffer_interval_secs, 120);
+        assert_eq!(
+            dest(lambda(json!([param("LambdaArn", FN), param("BufferSizeInMBs", "3")])))
+                .expect("3 MB")
+                .processor
+                .map(|p| p.buffer_size_bytes),
+            Some(3 * 1024 * 1024)
+        );
+        let bad = [
+            (
+                json!([param("LambdaArn", "arn:aws:lambda:us-east-1:0000:function:f")]),
+                "LambdaArn",
+            ),
+            (json!([param("LambdaArn", "my-function")]), "LambdaArn"),
+            (
+                json!([param("LambdaArn", FN), param("NumberOfRetries", "301")]),
+                "NumberOfRetries",
+            ),
+            (
+                json!([param("LambdaArn", FN), param("NumberOfRetries", "-1")]),
+                "NumberOfRetries",
+            ),
+            (
+                json!([param("LambdaArn", FN), param("BufferSizeInMBs", "0.1")]),
+                "BufferSizeInMBs",
+            ),
+            (
+                json!([param("LambdaArn", FN), param("BufferSizeInMBs", "3.5")]),
+                "BufferSizeInMBs",
+            ),
+            (
+                json!([param("LambdaArn", FN), param("BufferSizeInMBs", "NaN")]),
+                "BufferSizeInMBs",
+            ),
+            (
+                json!([param("LambdaArn", FN), param("BufferIntervalInSeconds", "901")]),
+                "BufferIntervalInSeconds",
+            ),
+            (
+                json!([param("LambdaArn", FN), param("RoleArn", "arn:aws:iam::1:user/u")]),
+                "RoleArn",
+            ),
+            (
+                json!([param("LambdaArn", FN), param("MetadataExtractionQuery", "{a:.a}")]),
+                "MetadataExtractionQuery",
+            ),
+            (json!([param("LambdaArn", FN), param("LambdaArn", FN)]), "Duplicate"),
+        ];
+        for (params, word) in bad {
+            let e = dest(lambda(params.clone())).expect_err("invalid");
+            assert_eq!(e.code, "InvalidArgumentException");
+            assert!(e.message.contains(word), "{params}: {}", e.message);
+        }
+        let mut two = lambda(json!([param("LambdaArn", FN)]));
+        let procs = two["ProcessingConfiguration"]["Processors"].clone();
+        two["ProcessingConfiguration"]["Processors"] = json!([procs[0].clone(), procs[0].clone()]);
+        assert!(dest(two).is_err(), "one Lambda processor");
+        let mut off = lambda(json!([param("LambdaArn", FN)]));
+        off["ProcessingConfiguration"]["Enabled"] = json!(false);
+        assert_eq!(dest(off).expect("disabled").processor, None);
+    }
+
+    #[test]
+    fn lambda_processor_parameters_are_modeled() {
+        let check = |params: Value| {
+            let mut v = Validator::default();
+            let d: S3DestinationDto = serde_json::from_value(lambda(params)).expect("dto");
+            check_destination(&mut v, &d, "extendedS3DestinationConfiguration", true);
+            v.finish()
+        };
+        check(json!([param("LambdaArn", FN)])).expect("valid");
+        for bad in [
+            json!([param("Bogus", "x")]),
+            json!([param("LambdaArn", "   ")]),
+            json!([param("LambdaArn", "")]),
+            json!([{"ParameterName": "LambdaArn"}]),
+            json!([param("LambdaArn", &"a".repeat(5121))]),
+        ] {
+            let e = check(bad.clone()).expect_err("modeled");
+            assert_eq!(e.code, "ValidationException", "{bad}");
+            assert!(
+                e.message
+                    .contains("processingConfiguration.processors.1.member.parameters.1.member"),
+                "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn partition_keys_from_lambda() {
+        let mut d = lambda(json!([param("LambdaArn", FN)]));
+        d["Prefix"] = json!("t=!{partitionKeyFromLambda:t}/");
+        d["ErrorOutputPrefix"] = json!("errors/!{firehose:error-output-type}/");
+        d["DynamicPartitioningConfiguration"] = json!({"Enabled": true});
+        let ok = dest(d.clone()).expect("lambda keys");
+        assert!(ok.dynamic_partitioning.is_some_and(|p| p.queries.is_empty()));
+        assert!(ok.processor.is_some());
+        let mut no_dp = d.clone();
+        no_dp
+            .as_object_mut()
+            .expect("obj")
+            .remove("DynamicPartitioningConfiguration");
+        let e = dest(no_dp).expect_err("needs dynamic partitioning");
+        assert!(e.message.contains("dynamic partitioning"), "{}", e.message);
+        let mut no_lambda = d.clone();
+        no_lambda["ProcessingConfiguration"]["Enabled"] = json!(false);
+        let e = dest(no_lambda).expect_err("needs the processor");
+        assert!(e.message.contains("Lambda processor"), "{}", e.message);
+        let mut in_error_prefix = d;
+        in_error_prefix["ErrorOutputPrefix"] = json!("e/!{partitionKeyFromLambda:t}/!{firehose:error-output-type}/");
+        assert!(dest(in_error_prefix).is_err());
+    }
+
+    #[test]
+    fn described_lambda_processors_show_their_defaults() {
+        let d = dest(lambda(json!([param("LambdaArn", FN), param("NumberOfRetries", "5")]))).expect("valid");
+        let out = describe_destination(&d);
+        let params = out
+            .pointer("/ExtendedS3DestinationDescription/ProcessingConfiguration/Processors/0/Parameters")
+            .expect("parameters");
+        assert_eq!(
+            params,
+            &json!([
+                param("LambdaArn", FN),
+                param("NumberOfRetries", "5"),
+                param("RoleArn", "arn:aws:iam::000000000000:role/r"),
+                param("BufferSizeInMBs", "1"),
+                param("BufferIntervalInSeconds", "60"),
+            ])
+        );
+        assert_eq!(
+            out.pointer("/ExtendedS3DestinationDescription/ProcessingConfiguration/Enabled"),
+            Some(&json!(true))
+        );
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub const ROLE_ARN_RE: &str = "arn:.*:iam::\\d{12}:role/[a-zA-Z_0-9+=,.@\\-_/]+"
 pub const BUCKET_ARN_RE: &str = "arn:.*:s3:::[\\w\\.\\-]{1,255}";
 /// `arn:.*:kinesis:[a-zA-Z0-9\-]+:\d{12}:stream/[a-zA-Z0-9_.-]+`.
 pub const STREAM_ARN_RE: &str = "arn:.*:kinesis:[a-zA-Z0-9\\-]+:\\d{12}:stream/[a-zA-Z0-9_.-]+";
+/// A Lambda function ARN, as a processor's `LambdaArn` must be.
+pub const LAMBDA_ARN_RE: &str =
+    "arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\\d{12}:function:[a-zA-Z0-9-_]{1,64}(:(\\$LATEST|[a-zA-Z0-9-_]{1,128}))?";
 /// `^$|\.[0-9a-z!\-_.*'()]+`.
 pub const FILE_EXTENSION_RE: &str = "^$|\\.[0-9a-z!\\-_.*'()]+";
 
@@ -74,6 +77,39 @@ pub fn is_stream_arn(arn: &str) -> bool {
         && region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && account_ok(account)
         && name_ok(name)
+}
+
+/// Whether `arn` is a Lambda function ARN:
+/// `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]` (name 1–64
+/// `[a-zA-Z0-9-_]`, qualifier `$LATEST`, a version or an alias).
+pub fn is_lambda_arn(arn: &str) -> bool {
+    if !arn.starts_with("arn:aws") {
+        return false;
+    }
+    let Some(rest) = after_partition(arn, "lambda") else {
+        return false;
+    };
+    let mut parts = rest.splitn(4, ':');
+    let (Some(region), Some(account), Some(kind), Some(tail)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let word = |s: &str, max: usize| {
+        (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let (name, qualifier) = match tail.split_once(':') {
+        Some((n, q)) => (n, Some(q)),
+        None => (tail, None),
+    };
+    !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && account_ok(account)
+        && kind == "function"
+        && word(name, 64)
+        && qualifier.is_none_or(|q| q == "$LATEST" || word(q, 128))
 }
 
 /// Whether `ext` is a valid `FileExtension`.
@@ -187,6 +223,25 @@ mod tests {
         assert_eq!(bucket_of("my-bucket"), None);
         assert!(is_stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/s"));
         assert!(!is_stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/"));
+        assert!(is_lambda_arn("arn:aws:lambda:us-east-1:000000000000:function:f"));
+        assert!(is_lambda_arn(
+            "arn:aws:lambda:eu-west-1:000000000000:function:my_fn-2:$LATEST"
+        ));
+        assert!(is_lambda_arn("arn:aws:lambda:eu-west-1:000000000000:function:f:7"));
+        assert!(is_lambda_arn(
+            "arn:aws-cn:lambda:cn-north-1:000000000000:function:f:live"
+        ));
+        assert!(!is_lambda_arn("arn:aws:lambda:us-east-1:000000000000:function:"));
+        assert!(!is_lambda_arn("arn:aws:lambda:us-east-1:0000:function:f"));
+        assert!(!is_lambda_arn("arn:aws:lambda:us-east-1:000000000000:layer:f"));
+        assert!(!is_lambda_arn("arn:aws:lambda:us-east-1:000000000000:function:f:a:b"));
+        assert!(!is_lambda_arn("arn:aws:lambda::000000000000:function:f"));
+        assert!(!is_lambda_arn("arn:aws:s3:::b"));
+        assert!(!is_lambda_arn("f"));
+        assert!(!is_lambda_arn(&format!(
+            "arn:aws:lambda:us-east-1:000000000000:function:{}",
+            "x".repeat(65)
+        )));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 pub struct S3Api {
     iam: Arc<Iam>,
     objects: Arc<Objects>,
+    destinations: Option<Arc<dyn notify::DestinationCheck>>,
 }
 
 impl std::fmt::Debug for S3Api {
@@ -33,7 +34,18 @@ impl std::fmt::Debug for S3Api {
 impl S3Api {
     /// The adapter.
     pub fn new(iam: Arc<Iam>, objects: Arc<Objects>) -> Self {
-        Self { iam, objects }
+        Self {
+            iam,
+            objects,
+            destinations: None,
+        }
+    }
+
+    /// Checks notification destinations (functions) with `check` before storing a
+    /// configuration, as S3 does.
+    pub fn with_destinations(mut self, check: Arc<dyn notify::DestinationCheck>) -> Self {
+        self.destinations = Some(check);
+        self
     }
 
     /// The account of the access key that signed a request.
@@ -50,8 +62,13 @@ pub fn service(
     authz: Arc<kd_iam::authz::Authorizer>,
     objects: Arc<Objects>,
     base_domains: Vec<String>,
+    destinations: Option<Arc<dyn notify::DestinationCheck>>,
 ) -> S3Service {
-    let mut b = S3ServiceBuilder::new(S3Api::new(iam.clone(), objects));
+    let mut api = S3Api::new(iam.clone(), objects);
+    if let Some(d) = destinations {
+        api = api.with_destinations(d);
+    }
+    let mut b = S3ServiceBuilder::new(api);
     b.set_auth(auth::IamAuth::new(iam.clone()));
     b.set_access(access::IamAccess::new(iam, authz));
     b.set_host(host::Hosts::new(base_domains));

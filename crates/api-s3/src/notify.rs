@@ -1,8 +1,9 @@
 //! Validation of bucket notification configurations (PutBucketNotificationConfiguration),
 //! as S3 does it before storing: known event names, `prefix`/`suffix` filter rules at most
 //! once each, a well-formed function ARN, and no two configurations sharing an event type
-//! with overlapping filters. Delivery to functions is the functions engine's job; the
-//! configuration is stored as given.
+//! with overlapping filters; and, through [`DestinationCheck`], that each function exists
+//! and lets S3 invoke it. The configuration is stored as given; [`lambda_targets`] and
+//! [`LambdaTarget::matches`] read it back for the notification dispatcher.
 
 use s3s::dto::{LambdaFunctionConfiguration, NotificationConfiguration};
 use s3s::{S3Result, s3_error};
@@ -127,4 +128,89 @@ pub fn validate(cfg: &NotificationConfiguration) -> S3Result<()> {
         seen.push((events, prefix, suffix));
     }
     Ok(())
+}
+
+/// Checks a notification destination as S3 does when a configuration is stored.
+pub trait DestinationCheck: Send + Sync + 'static {
+    /// `Ok` when `function_arn` exists and its resource policy lets `s3.amazonaws.com`
+    /// invoke it for `bucket` (owned by `bucket_owner`); otherwise why not.
+    fn check_function(&self, function_arn: &str, bucket: &str, bucket_owner: &str) -> Result<(), String>;
+}
+
+/// One function destination of a stored configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaTarget {
+    /// The configuration's `Id` (the event's `configurationId`).
+    pub id: String,
+    /// The function ARN.
+    pub function_arn: String,
+    /// Event types (`s3:ObjectCreated:*`, …).
+    pub events: Vec<String>,
+    /// Key prefix filter.
+    pub prefix: String,
+    /// Key suffix filter.
+    pub suffix: String,
+}
+
+impl LambdaTarget {
+    /// Whether an event named `event_name` (`ObjectCreated:Put`) on `key` goes to this target.
+    pub fn matches(&self, event_name: &str, key: &str) -> bool {
+        let full = format!("s3:{event_name}");
+        let family = full.rsplit_once(':').map_or(full.as_str(), |(f, _)| f);
+        let event_ok = self
+            .events
+            .iter()
+            .any(|e| *e == full || e.strip_suffix(":*").is_some_and(|f| f == family));
+        event_ok && key.starts_with(&self.prefix) && key.ends_with(&self.suffix)
+    }
+}
+
+/// The function destinations of a configuration stored by PutBucketNotificationConfiguration.
+pub fn lambda_targets(stored: &str) -> Vec<LambdaTarget> {
+    let Ok(cfg) = serde_json::from_str::<NotificationConfiguration>(stored) else {
+        return Vec::new();
+    };
+    cfg.lambda_function_configurations
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            let (prefix, suffix) = filter_of(c).ok()?;
+            Some(LambdaTarget {
+                id: c.id.clone().unwrap_or_else(|| "notification".to_owned()),
+                function_arn: c.lambda_function_arn.clone(),
+                events: c.events.iter().map(|e| e.as_ref().to_owned()).collect(),
+                prefix,
+                suffix,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    #[test]
+    fn targets_match_events_and_filters() {
+        let t = LambdaTarget {
+            id: "c".into(),
+            function_arn: "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
+            events: vec!["s3:ObjectCreated:*".into()],
+            prefix: "raw/".into(),
+            suffix: ".gz".into(),
+        };
+        assert!(t.matches("ObjectCreated:Put", "raw/a.gz"));
+        assert!(t.matches("ObjectCreated:CompleteMultipartUpload", "raw/b.gz"));
+        assert!(!t.matches("ObjectRemoved:Delete", "raw/a.gz"));
+        assert!(!t.matches("ObjectCreated:Put", "other/a.gz"));
+        assert!(!t.matches("ObjectCreated:Put", "raw/a.txt"));
+        let exact = LambdaTarget {
+            events: vec!["s3:ObjectRemoved:Delete".into()],
+            prefix: String::new(),
+            suffix: String::new(),
+            ..t
+        };
+        assert!(exact.matches("ObjectRemoved:Delete", "x"));
+        assert!(!exact.matches("ObjectCreated:Put", "x"));
+    }
 }

@@ -1095,6 +1095,25 @@ impl S3 for S3Api {
         self.owned_bucket(&req, &req.input.bucket)?;
         let i = req.input;
         crate::notify::validate(&i.notification_configuration)?;
+        if let Some(check) = &self.destinations
+            && i.skip_destination_validation != Some(true)
+        {
+            let owner = self.objects.bucket(&i.bucket).map_err(s3_err)?.owner_account;
+            for c in i
+                .notification_configuration
+                .lambda_function_configurations
+                .as_deref()
+                .unwrap_or_default()
+            {
+                if let Err(reason) = check.check_function(&c.lambda_function_arn, &i.bucket, &owner) {
+                    tracing::debug!(function = %c.lambda_function_arn, %reason, "notification destination refused");
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "Unable to validate the following destination configurations"
+                    ));
+                }
+            }
+        }
         let json = serde_json::to_string(&i.notification_configuration)
             .map_err(|e| s3_error!(InternalError, "cannot store the configuration: {e}"))?;
         self.objects

@@ -14,6 +14,8 @@
 //!   characters of a hyphenated v4 UUID, like AWS's `046b6c7f-0b`), fresh per occurrence.
 //! * `!{firehose:error-output-type}`: the error output type (ErrorOutputPrefix only).
 //! * `!{partitionKeyFromQuery:<key>}`: the value of a dynamic-partitioning key.
+//! * `!{partitionKeyFromLambda:<key>}`: the value of a key of the Lambda processor's
+//!   `metadata.partitionKeys`.
 //!
 //! A Prefix without a timestamp expression gets `yyyy/MM/dd/HH/` appended literally (no `/`
 //! is inserted), except a dynamic-partitioning prefix (one with `!{partitionKeyFrom…}`),
@@ -231,6 +233,8 @@ pub struct KeyContext<'a> {
     pub tz: TimeZone,
     /// Dynamic-partitioning keys, when enabled.
     pub partition: Option<&'a BTreeMap<String, String>>,
+    /// Partition keys returned by the Lambda processor, when the prefix uses them.
+    pub lambda_partition: Option<&'a BTreeMap<String, String>>,
     /// The error output type, when evaluating an error prefix.
     pub error_output_type: Option<&'a str>,
 }
@@ -273,6 +277,11 @@ pub fn evaluate(prefix: &str, ctx: &KeyContext<'_>) -> Result<String, String> {
                 Some(v) => out.push_str(v),
                 None => return Err(format!("no partition key {key:?} for prefix {prefix:?}")),
             }
+        } else if let Some(key) = expr.strip_prefix("partitionKeyFromLambda:") {
+            match ctx.lambda_partition.and_then(|p| p.get(key)) {
+                Some(v) => out.push_str(v),
+                None => return Err(format!("no Lambda partition key {key:?} for prefix {prefix:?}")),
+            }
         } else {
             return Err(format!("unsupported expression !{{{expr}}} in prefix {prefix:?}"));
         }
@@ -280,6 +289,27 @@ pub fn evaluate(prefix: &str, ctx: &KeyContext<'_>) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The keys of the `!{partitionKeyFromLambda:<key>}` expressions of `prefix`, sorted and
+/// without repeats.
+pub fn lambda_keys(prefix: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = prefix;
+    while let Some(start) = rest.find("!{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            break;
+        };
+        if let Some(key) = after[..end].strip_prefix("partitionKeyFromLambda:")
+            && !out.iter().any(|k| k == key)
+        {
+            out.push(key.to_string());
+        }
+        rest = &after[end + 1..];
+    }
+    out.sort();
+    out
 }
 
 const DATE_FOLDERS: &str = "yyyy/MM/dd/HH/";
@@ -378,6 +408,7 @@ mod tests {
             time_ms: T,
             tz: TimeZone::UTC,
             partition: None,
+            lambda_partition: None,
             error_output_type: None,
         }
     }
@@ -474,5 +505,28 @@ mod tests {
             evaluate("c=!{partitionKeyFromQuery:customer_id}/", &c).expect("p"),
             "c=42/"
         );
+    }
+
+    #[test]
+    fn lambda_partition_keys() {
+        let lk = BTreeMap::from([("t".to_string(), "7".to_string())]);
+        let c = KeyContext {
+            lambda_partition: Some(&lk),
+            ..ctx()
+        };
+        assert_eq!(evaluate("t=!{partitionKeyFromLambda:t}/", &c).expect("p"), "t=7/");
+        assert!(evaluate("u=!{partitionKeyFromLambda:u}/", &c).is_err());
+        assert_eq!(
+            data_prefix(Some("t=!{partitionKeyFromLambda:t}/"), &c).expect("p"),
+            "t=7/",
+            "a partitioned prefix gets no date folders"
+        );
+        assert_eq!(
+            lambda_keys(
+                "a=!{partitionKeyFromLambda:b}/!{partitionKeyFromQuery:c}/!{partitionKeyFromLambda:a}/!{partitionKeyFromLambda:b}"
+            ),
+            vec!["a".to_string(), "b".to_string()]
+        );
+        assert!(lambda_keys("plain/!{timestamp:yyyy}").is_empty());
     }
 }

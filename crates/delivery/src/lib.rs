@@ -37,6 +37,41 @@
 //! and 3 the object is rewritten under the same key; after 3 nothing is redone. So every
 //! record lands in exactly one object.
 //!
+//! # Lambda processor (record transformation)
+//!
+//! A destination with an enabled `Lambda` processor ([`LambdaProcessor`]) hands every record
+//! read to the function through the [`RecordTransformer`] port
+//! ([`Delivery::set_transformer`]) BEFORE buffering: each read chunk is split into
+//! invocations of at most `BufferSizeInMBs` of record data and a 6 MB event
+//! ([`TransformRequest`]: `recordId` unique per record — for DirectPut the RecordId PutRecord
+//! returned —, Kinesis metadata and `sourceKinesisStreamArn` for stream sources). `Ok`
+//! records are buffered as transformed (then partitioned — by queries over the transformed
+//! data and by `!{partitionKeyFromLambda:…}` keys —, format-converted and compressed as
+//! usual); `Dropped` records are done; `ProcessingFailed`, missing or duplicated ids, and a
+//! batch whose invocation still fails after `NumberOfRetries` retries (with backoff) go with
+//! their ORIGINAL data to the error output (`processing-failed`, with `attemptsMade`,
+//! `errorCode` e.g. `Lambda.ProcessingFailedStatus`, `Lambda.MissingRecordId`,
+//! `Lambda.InvokeAccessDenied`, `Lambda.FunctionError`, and `lambdaArn`). A shutdown flush
+//! ([`Delivery::flush_all`]) makes one attempt: records whose invocation fails then stay
+//! durable and are transformed after the restart.
+//!
+//! **Group flushes.** Recovery must re-derive which object each record went to, and with a
+//! processor that is the function's answer, so a delivery stream with a processor never
+//! lets one partition's checkpoint run ahead of another's: when any buffer is due, ALL
+//! open buffers flush as one group — their intents are recorded in one transaction with the
+//! group's span (per unit, everything read so far), the objects are written, and ONE
+//! transaction advances the checkpoint over the span and deletes every intent of the group.
+//! Recovery of a group re-reads the span from the checkpoint, transforms it again with the
+//! processor recorded in the intents, routes every record again and rewrites every intent's
+//! key. A deterministic function gives the same bytes under the same keys. A
+//! non-deterministic one may give different bytes under the same key, may leave an intent's
+//! key empty (it is rewritten as an empty object, replacing what the first attempt wrote)
+//! or route a record to a partition that had no intent (a new intent joins the group before
+//! anything is written): every record still ends up in exactly one object. When records
+//! were all dropped and no buffer is open, the checkpoint moves up to the read cursor.
+//! Adding, removing or changing the processor (UpdateDestination) first flushes the open
+//! buffers with the configuration they were filled with.
+//!
 //! # Failures
 //!
 //! A sink error keeps the buffer (and stops reading: backpressure), shows a
@@ -88,6 +123,13 @@ pub struct Config {
     pub retry_max_secs: u64,
     /// Stream sources start at TRIM_HORIZON instead of LATEST (default false).
     pub start_at_trim_horizon: bool,
+    /// How long after [`Delivery::open`] a delivery stream with a Lambda processor waits for
+    /// [`Delivery::set_transformer`] before it runs without one (its invocations then fail)
+    /// (ms, default 10000).
+    pub transformer_wait_ms: u64,
+    /// The first pause between retries of a failed Lambda invocation; it doubles up to 10 s
+    /// (ms, default 500).
+    pub transform_retry_ms: u64,
 }
 
 impl Config {
@@ -100,6 +142,8 @@ impl Config {
             poll_interval_ms: 200,
             retry_max_secs: 86_400,
             start_at_trim_horizon: false,
+            transformer_wait_ms: 10_000,
+            transform_retry_ms: 500,
         }
     }
 }
@@ -147,6 +191,24 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     pub sink: Arc<dyn ObjectSink>,
     pub source: Arc<dyn StreamSource>,
+    /// The Lambda processor's port, once installed.
+    pub transformer: RwLock<Option<Arc<dyn RecordTransformer>>>,
+    /// When the engine was opened (the grace period of [`Config::transformer_wait_ms`]).
+    pub opened: std::time::Instant,
+}
+
+impl Shared {
+    /// The installed transformer.
+    pub(crate) fn transformer(&self) -> Option<Arc<dyn RecordTransformer>> {
+        self.transformer.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether a stream with a Lambda processor may run now: a transformer is installed, or
+    /// the grace period after open is over.
+    pub(crate) fn transformer_ready(&self) -> bool {
+        self.transformer().is_some()
+            || self.opened.elapsed() >= std::time::Duration::from_millis(self.config.transformer_wait_ms)
+    }
 }
 
 /// One delivery stream in memory.
@@ -174,6 +236,10 @@ impl StreamHandle {
 
     pub(crate) fn name(&self) -> String {
         lock(&self.doc).name.clone()
+    }
+
+    pub(crate) fn size_mb(&self) -> u32 {
+        lock(&self.doc).destination.size_mb
     }
 
     pub(crate) fn source_arn_role(&self) -> (String, String) {
@@ -253,6 +319,8 @@ impl Delivery {
             clock,
             sink,
             source,
+            transformer: RwLock::new(None),
+            opened: std::time::Instant::now(),
         });
         let delivery = Arc::new(Delivery {
             shared,
@@ -268,6 +336,19 @@ impl Delivery {
             delivery.start(doc, ckpt)?;
         }
         Ok(delivery)
+    }
+
+    /// Installs the port that runs Lambda processors (the functions engine). Until it is
+    /// installed, delivery streams with a Lambda processor wait (at most
+    /// [`Config::transformer_wait_ms`] after [`Delivery::open`]); after that, an invocation
+    /// without a transformer fails like a failed invocation: retried `NumberOfRetries`
+    /// times, then the records go to the error output (`processing-failed`), never lost.
+    /// Installing again replaces the transformer.
+    pub fn set_transformer(&self, t: Arc<dyn RecordTransformer>) {
+        *self.shared.transformer.write().unwrap_or_else(|e| e.into_inner()) = Some(t);
+        for h in self.streams.read().unwrap_or_else(|e| e.into_inner()).values() {
+            h.notify.notify_one();
+        }
     }
 
     fn start(&self, doc: StreamDoc, ckpt: CheckpointDoc) -> Result<Arc<StreamHandle>, Error> {
@@ -329,6 +410,22 @@ impl Delivery {
             return Err(Error::InvalidArgument(format!(
                 "CustomTimeZone {tz} is not supported (UTC, fixed offsets and IANA zones without daylight saving time are)."
             )));
+        }
+        if let Some(p) = &d.processor {
+            if p.lambda_arn.is_empty() {
+                return Err(Error::InvalidArgument("The Lambda processor needs a LambdaArn.".into()));
+            }
+            if p.buffer_size_bytes == 0 || p.number_of_retries > MAX_LAMBDA_RETRIES {
+                return Err(Error::InvalidArgument(
+                    "The Lambda processor's BufferSizeInMBs or NumberOfRetries is out of range.".into(),
+                ));
+            }
+        }
+        let prefix = d.prefix.as_deref().unwrap_or_default();
+        if !keys::lambda_keys(prefix).is_empty() && (d.processor.is_none() || d.dynamic_partitioning.is_none()) {
+            return Err(Error::InvalidArgument(
+                "partitionKeyFromLambda expressions need dynamic partitioning and a Lambda processor.".into(),
+            ));
         }
         Ok(())
     }

@@ -175,6 +175,48 @@ pub struct FormatConversion {
     pub compression: ParquetCompression,
 }
 
+/// `NumberOfRetries` when not given.
+pub const DEFAULT_LAMBDA_RETRIES: u32 = 3;
+/// Most `NumberOfRetries`.
+pub const MAX_LAMBDA_RETRIES: u32 = 300;
+/// `BufferSizeInMBs` when not given (1 MB), in bytes.
+pub const DEFAULT_LAMBDA_BUFFER_BYTES: u64 = 1024 * 1024;
+/// `BufferIntervalInSeconds` when not given.
+pub const DEFAULT_LAMBDA_BUFFER_SECS: u32 = 60;
+/// The largest synchronous Lambda request (6 MB): no invocation event is larger.
+pub const MAX_LAMBDA_EVENT_BYTES: usize = 6 * 1024 * 1024;
+
+/// A `Lambda` processor of an enabled `ProcessingConfiguration`: every record is handed to
+/// the function (through [`RecordTransformer`]) before it is buffered and partitioned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LambdaProcessor {
+    /// `LambdaArn`: `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
+    pub lambda_arn: String,
+    /// `NumberOfRetries` (0–300, default 3): invocation retries before the batch fails.
+    pub number_of_retries: u32,
+    /// `RoleArn`: the role the function is invoked with (`None`: the destination's role).
+    pub role_arn: Option<String>,
+    /// `BufferSizeInMBs` (0.2–3 MB, default 1 MB) in bytes: the most record data (before
+    /// base64) one invocation carries. The event is also kept under 6 MB.
+    pub buffer_size_bytes: u64,
+    /// `BufferIntervalInSeconds` (default 60). Informational: the engine invokes the function
+    /// as soon as records are read instead of waiting to fill the processor's buffer.
+    pub buffer_interval_secs: u32,
+}
+
+impl LambdaProcessor {
+    /// A processor with AWS's defaults for `lambda_arn`.
+    pub fn new(lambda_arn: impl Into<String>) -> LambdaProcessor {
+        LambdaProcessor {
+            lambda_arn: lambda_arn.into(),
+            number_of_retries: DEFAULT_LAMBDA_RETRIES,
+            role_arn: None,
+            buffer_size_bytes: DEFAULT_LAMBDA_BUFFER_BYTES,
+            buffer_interval_secs: DEFAULT_LAMBDA_BUFFER_SECS,
+        }
+    }
+}
+
 /// The S3 destination (ExtendedS3 or the older S3 configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Destination {
@@ -202,6 +244,10 @@ pub struct S3Destination {
     /// as a whole: `compression` is `Uncompressed`).
     #[serde(default)]
     pub format_conversion: Option<FormatConversion>,
+    /// The Lambda record-transformation processor, when `ProcessingConfiguration` is enabled
+    /// with one.
+    #[serde(default)]
+    pub processor: Option<LambdaProcessor>,
     /// The destination as the caller gave it (echoed by DescribeDeliveryStream).
     pub raw: serde_json::Value,
     /// `true` for ExtendedS3DestinationConfiguration, `false` for S3DestinationConfiguration.
@@ -547,22 +593,29 @@ impl TransformResponse {
 }
 
 /// Runs the delivery stream's Lambda processor (implemented over the functions engine,
-/// invoking synchronously — `RequestResponse` — with the delivery stream's role). Not wired
-/// yet.
+/// invoking synchronously — `RequestResponse` — with the processor's role, by default the
+/// destination's). Installed with [`crate::Delivery::set_transformer`].
 ///
-/// Contract (reference §2.5), for the engine that will call it:
-/// * the request is at most 6 MB (the engine splits batches); the function's timeout is at
-///   most 5 minutes;
-/// * every input `recordId` must come back exactly once: a missing, unknown or duplicated id
-///   makes the record(s) a transformation failure;
+/// Contract (reference §2.5), as the engine uses it:
+/// * the request is at most 6 MB and carries at most `BufferSizeInMBs` of record data (the
+///   engine splits batches); `recordId`s are unique within a request; the function's timeout
+///   is at most 5 minutes;
+/// * every input `recordId` must come back exactly once: a missing id fails that record
+///   (`Lambda.MissingRecordId`), a duplicated id fails the records that carry it
+///   (`Lambda.DuplicatedRecordId`), unknown ids are ignored;
 /// * `Ok` and `Dropped` are successes (`Dropped` records are not delivered, but count as
-///   processed); `ProcessingFailed` records go to the error output with error-output-type
-///   `processing-failed` as error-record JSON lines (`attemptsMade`, `arrivalTimestamp`,
-///   `errorCode`, `errorMessage`, `attemptEndingTimestamp`, `rawData` (the ORIGINAL data),
-///   `lambdaArn`);
+///   processed); `ProcessingFailed` records (`Lambda.ProcessingFailedStatus`) go to the error
+///   output with error-output-type `processing-failed` as error-record JSON lines
+///   (`attemptsMade`, `arrivalTimestamp`, `errorCode`, `errorMessage`,
+///   `attemptEndingTimestamp`, `rawData` (the ORIGINAL data), `lambdaArn`);
 /// * an `Err` (invocation error, function error, timeout, throttle, a response that
 ///   [`TransformResponse::from_json`] rejects) is retried `NumberOfRetries` times (default
-///   3), then the whole batch is treated as failed (all to the error output);
+///   3, with backoff), then the whole batch goes to the error output with the error's code:
+///   [`PortError::AccessDenied`] → `Lambda.InvokeAccessDenied`, [`PortError::NotFound`] →
+///   `Lambda.ResourceNotFound`, [`PortError::Other`] → `Lambda.FunctionError`, unless its
+///   message starts with an AWS code and a colon (`"Lambda.JsonProcessingException: …"`,
+///   `"Lambda.InvokeLimitExceeded: …"`, `"Lambda.FunctionTimedOut: …"`): then that code and
+///   the rest of the message are used (see [`lambda_error_code`]);
 /// * `partition_keys` feed `!{partitionKeyFromLambda:<key>}` in the Prefix.
 #[async_trait::async_trait]
 pub trait RecordTransformer: Send + Sync + 'static {
@@ -574,6 +627,37 @@ pub trait RecordTransformer: Send + Sync + 'static {
         role_arn: &str,
         event: TransformRequest,
     ) -> Result<TransformResponse, PortError>;
+}
+
+/// The error-record `errorCode` and `errorMessage` of a failed invocation (see
+/// [`RecordTransformer`]): a [`PortError::Other`] whose message starts with `Lambda.<Code>:`
+/// gives that code.
+pub fn lambda_error_code(e: &PortError) -> (String, String) {
+    match e {
+        PortError::AccessDenied(_) => (
+            "Lambda.InvokeAccessDenied".into(),
+            "Access was denied. Ensure that the access policy allows access to the Lambda function.".into(),
+        ),
+        PortError::NotFound(m) => (
+            "Lambda.ResourceNotFound".into(),
+            format!("The Lambda function was not found. {m}").trim_end().to_string(),
+        ),
+        PortError::Other(m) => {
+            if let Some((code, rest)) = m.split_once(':')
+                && let Some(name) = code.strip_prefix("Lambda.")
+                && !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                return (code.to_string(), rest.trim().to_string());
+            }
+            let msg = "The Lambda function was successfully invoked but it returned an error result.";
+            if m.is_empty() {
+                ("Lambda.FunctionError".into(), msg.into())
+            } else {
+                ("Lambda.FunctionError".into(), format!("{msg} {m}"))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -633,6 +717,23 @@ mod tests {
         assert!(event.get("sourceKinesisStreamArn").is_none());
         assert!(event["records"][0].get("kinesisRecordMetadata").is_none());
         assert_eq!(event["region"], "us-east-1");
+    }
+
+    #[test]
+    fn invocation_errors_map_to_lambda_error_codes() {
+        let code = |e: PortError| lambda_error_code(&e);
+        assert_eq!(code(PortError::AccessDenied("x".into())).0, "Lambda.InvokeAccessDenied");
+        assert_eq!(code(PortError::NotFound("f".into())).0, "Lambda.ResourceNotFound");
+        let (c, m) = code(PortError::Other("Unhandled: boom".into()));
+        assert_eq!(c, "Lambda.FunctionError");
+        assert!(m.ends_with("Unhandled: boom"), "{m}");
+        let (c, m) = code(PortError::Other("Lambda.JsonProcessingException: bad answer".into()));
+        assert_eq!(
+            (c.as_str(), m.as_str()),
+            ("Lambda.JsonProcessingException", "bad answer")
+        );
+        assert_eq!(code(PortError::Other("Lambda.: x".into())).0, "Lambda.FunctionError");
+        assert_eq!(code(PortError::Other(String::new())).0, "Lambda.FunctionError");
     }
 
     #[test]

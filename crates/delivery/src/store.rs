@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Compression, FormatConversion, S3Destination, Source};
+use crate::model::{Compression, FormatConversion, LambdaProcessor, S3Destination, Source};
 
 pub(crate) const T_STREAMS: &str = "firehose_streams";
 pub(crate) const T_CHECKPOINTS: &str = "firehose_checkpoints";
@@ -101,6 +101,26 @@ pub(crate) struct IntentDoc {
     /// key, retried until written), so recovery writes the error object, not the data one.
     #[serde(default)]
     pub failed: Option<FailedDoc>,
+    /// Set for the flushes of a delivery stream with a Lambda processor, which flush ALL open
+    /// buffers as one *group*: per unit, the last position the group covers (it starts after
+    /// the checkpoint's `after`). Every intent of a group has the same value; the group
+    /// commits (checkpoint + deletion of all its intents) in one transaction. Recovery
+    /// re-reads the span, re-transforms it with `processor` and routes every record again
+    /// (see the crate docs).
+    #[serde(default)]
+    pub group_to: Option<BTreeMap<String, String>>,
+    /// The Lambda processor the group's records were transformed with.
+    #[serde(default)]
+    pub processor: Option<LambdaProcessor>,
+    /// The `!{partitionKeyFromLambda:…}` keys the group's records were partitioned by.
+    #[serde(default)]
+    pub lambda_key_names: Vec<String>,
+    /// The partition's dynamic-partitioning query keys (group flushes).
+    #[serde(default)]
+    pub keys: Option<BTreeMap<String, String>>,
+    /// The partition's Lambda partition keys (group flushes).
+    #[serde(default)]
+    pub lambda_keys: Option<BTreeMap<String, String>>,
 }
 
 /// A delivery that gave up on its data key: what the error-record lines say.

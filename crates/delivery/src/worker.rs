@@ -2,7 +2,7 @@
 //! the intent → put → checkpoint protocol (see the crate docs for the recovery rule).
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +12,13 @@ use kd_storage::MetaOp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, KeyContext, TimeZone};
-use crate::model::{Compression, FailureDescription, FormatConversion, PortError, Source};
+use crate::model::{
+    Compression, FailureDescription, FormatConversion, KinesisRecordMetadata, LambdaProcessor, MAX_LAMBDA_EVENT_BYTES,
+    PortError, Source, TransformInputRecord, TransformRequest, TransformResponse, TransformResult, lambda_error_code,
+};
 use crate::store::{
-    CheckpointDoc, ERROR_PARTITION, FORMAT_ERROR_PARTITION, FORMAT_VERSION, FailedDoc, IntentDoc, T_CHECKPOINTS,
-    T_INTENTS, T_STREAMS, UnitCheckpoint, is_error_partition, opt_pos_cmp, pos_cmp, to_json,
+    CheckpointDoc, ERROR_PARTITION, FORMAT_ERROR_PARTITION, FORMAT_VERSION, FailedDoc, IntentDoc, StreamDoc,
+    T_CHECKPOINTS, T_INTENTS, T_STREAMS, UnitCheckpoint, is_error_partition, opt_pos_cmp, pos_cmp, to_json,
 };
 use crate::{Error, Shared, StreamHandle, compress, convert};
 
@@ -34,6 +37,21 @@ const ERROR_OUTPUT_TYPE: &str = "processing-failed";
 /// other S3-destination failures do.
 const DELIVERY_FAILED_OUTPUT_TYPE: &str = "processing-failed";
 const FORMAT_ERROR_OUTPUT_TYPE: &str = "format-conversion-failed";
+/// The error-record member naming the function. AWS documents `lambdaArn` (and so does the
+/// reference, §2.5); objects captured from AWS have been reported with `lambdaARN`.
+const LAMBDA_ARN_FIELD: &str = "lambdaArn";
+/// `errorCode` of a record the function answered with `ProcessingFailed` (as captured from AWS).
+const PROCESSING_FAILED_CODE: &str = "Lambda.ProcessingFailedStatus";
+const PROCESSING_FAILED_MESSAGE: &str = "ProcessingFailed status set for record";
+const MISSING_ID_CODE: &str = "Lambda.MissingRecordId";
+const MISSING_ID_MESSAGE: &str =
+    "One or more record IDs were not returned. Ensure that the Lambda function returns all received record IDs.";
+const DUPLICATED_ID_CODE: &str = "Lambda.DuplicatedRecordId";
+const DUPLICATED_ID_MESSAGE: &str = "Multiple records were returned with the same record ID. Ensure that the Lambda function returns unique record IDs for each record.";
+/// Longest pause between retries of a failed invocation.
+const MAX_TRANSFORM_BACKOFF: Duration = Duration::from_secs(10);
+/// The invocation event's bytes besides its records (ids, ARNs, region, JSON syntax).
+const EVENT_ENVELOPE_BYTES: usize = 1024;
 
 /// Commands to a worker.
 pub(crate) enum Cmd {
@@ -48,6 +66,108 @@ struct Item {
     pos: String,
     data: Bytes,
     arrival_ms: i64,
+    /// The source record's partition key (stream sources; empty for DirectPut).
+    partition_key: String,
+}
+
+/// Why a record goes to an error output, as its error-record line says.
+#[derive(Debug, Clone)]
+struct RecError {
+    /// `errorCode` (`None`: the error partition's own code).
+    code: Option<String>,
+    message: String,
+    /// `attemptsMade`.
+    attempts: u32,
+    /// `attemptEndingTimestamp` (`None`: when the flush was decided).
+    ending_ms: Option<i64>,
+    /// The `lambdaArn` of a record the Lambda processor failed.
+    lambda_arn: Option<String>,
+}
+
+impl RecError {
+    fn plain(message: String) -> RecError {
+        RecError {
+            code: None,
+            message,
+            attempts: 1,
+            ending_ms: None,
+            lambda_arn: None,
+        }
+    }
+}
+
+/// What the Lambda processor made of one record.
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// `Ok`: deliver `data`.
+    Ok {
+        data: Bytes,
+        keys: BTreeMap<String, String>,
+    },
+    /// `Dropped`: processed, nothing to deliver.
+    Dropped,
+    /// The record goes to the error output (`processing-failed`) with its original data.
+    Failed(RecError),
+}
+
+/// Where a record goes: the buffer of partition `pid` (records dropped by the function go
+/// nowhere: `None` from [`route`]).
+struct Routed {
+    pid: String,
+    keys: Option<BTreeMap<String, String>>,
+    lambda_keys: Option<BTreeMap<String, String>>,
+    data: Bytes,
+    error: Option<RecError>,
+}
+
+/// How records are routed to partitions: the configuration in force for the open buffers.
+/// With a Lambda processor, buffers flush as one group (see [`Worker::flush_group`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Routing {
+    queries: Option<BTreeMap<String, String>>,
+    conversion: Option<FormatConversion>,
+    processor: Option<LambdaProcessor>,
+    /// The `!{partitionKeyFromLambda:…}` keys of the prefix (dynamic partitioning only).
+    lambda_key_names: Vec<String>,
+}
+
+impl Routing {
+    fn of(doc: &StreamDoc) -> Routing {
+        let dest = &doc.destination;
+        let processor = dest.processor.clone();
+        let queries = dest.dynamic_partitioning.as_ref().map(|d| d.queries.clone());
+        let (queries, lambda_key_names) = if processor.is_some() {
+            // Dynamic partitioning by Lambda keys alone has no queries to run.
+            let names = match &dest.dynamic_partitioning {
+                Some(_) => keys::lambda_keys(dest.prefix.as_deref().unwrap_or_default()),
+                None => Vec::new(),
+            };
+            (queries.filter(|q| !q.is_empty()), names)
+        } else {
+            (queries, Vec::new())
+        };
+        Routing {
+            queries,
+            conversion: dest.format_conversion.clone(),
+            processor,
+            lambda_key_names,
+        }
+    }
+
+    /// The routing a group intent was made with.
+    fn of_intent(intent: &IntentDoc) -> Routing {
+        Routing {
+            queries: intent.queries.clone().filter(|q| !q.is_empty()),
+            conversion: intent.conversion.clone(),
+            processor: intent.processor.clone(),
+            lambda_key_names: intent.lambda_key_names.clone(),
+        }
+    }
+
+    /// Whether buffers flush as one group (a Lambda processor is in force).
+    fn grouped(&self) -> bool {
+        self.processor.is_some()
+    }
 }
 
 /// Per-record metadata of a buffer (the payload lives in the buffer's one allocation).
@@ -78,6 +198,8 @@ impl Payload {
 struct Buffer {
     id: String,
     keys: Option<BTreeMap<String, String>>,
+    /// The Lambda partition keys of the partition (`!{partitionKeyFromLambda:…}`).
+    lambda_keys: Option<BTreeMap<String, String>>,
     /// Every record's payload, back to back (boundaries in `records`). Pre-sized from the
     /// size hint and never grown past it by doubling: one large allocation (mmapped by the
     /// allocator, returned to the OS when freed) instead of one small allocation per record.
@@ -85,8 +207,8 @@ struct Buffer {
     /// The size hint (bytes): capacity grows up to it, then only exactly as needed.
     hint: usize,
     records: Vec<BufRecord>,
-    /// Error messages of records bound for an error output: (record index, message).
-    errors: Vec<(usize, String)>,
+    /// Errors of records bound for an error output: (record index, error).
+    errors: Vec<(usize, RecError)>,
     bytes: usize,
     first_buffered_ms: i64,
     oldest_arrival_ms: i64,
@@ -98,6 +220,8 @@ struct Buffer {
     failing_since_ms: Option<i64>,
     /// Delivery attempts made so far.
     attempts: u32,
+    /// Group flushes: the object is written (the group commits once all are).
+    delivered: bool,
 }
 
 /// Initial capacity of a buffer among several (dynamic partitioning): most partitions stay
@@ -116,6 +240,7 @@ impl Buffer {
         Buffer {
             id,
             keys,
+            lambda_keys: None,
             data: Payload::Open(Vec::with_capacity(initial)),
             hint,
             records: Vec::new(),
@@ -127,10 +252,13 @@ impl Buffer {
             intent: None,
             failing_since_ms: None,
             attempts: 0,
+            delivered: false,
         }
     }
 
-    fn push(&mut self, item: &Item, error: Option<String>) {
+    /// Appends `data` (the record's payload: `item.data`, or what the Lambda processor made
+    /// of it) and covers the item's position.
+    fn push(&mut self, item: &Item, data: &[u8], error: Option<RecError>) {
         let v = match &mut self.data {
             Payload::Open(v) => v,
             Payload::Sealed(b) => {
@@ -142,14 +270,14 @@ impl Buffer {
                 }
             }
         };
-        let need = v.len() + item.data.len();
+        let need = v.len() + data.len();
         if need > v.capacity() {
             // Double up to the hint, never past it; beyond the hint grow exactly.
             let target = need.max(v.capacity().saturating_mul(2).min(self.hint));
             v.reserve_exact(target - v.len());
         }
-        v.extend_from_slice(&item.data);
-        self.bytes += item.data.len();
+        v.extend_from_slice(data);
+        self.bytes += data.len();
         self.oldest_arrival_ms = self.oldest_arrival_ms.min(item.arrival_ms);
         match self.ranges.get_mut(&item.unit) {
             Some(r) => r.1.clone_from(&item.pos),
@@ -188,7 +316,7 @@ impl Buffer {
     }
 
     /// `(payload, arrival_ms, error)` of every record.
-    fn iter(&self) -> impl Iterator<Item = (&[u8], i64, Option<&str>)> {
+    fn iter(&self) -> impl Iterator<Item = (&[u8], i64, Option<&RecError>)> {
         let data = self.data.as_slice();
         let mut errors = self.errors.iter().peekable();
         let mut start = 0;
@@ -198,7 +326,7 @@ impl Buffer {
             let err = match errors.peek() {
                 Some((j, e)) if *j == i => {
                     errors.next();
-                    Some(e.as_str())
+                    Some(e)
                 }
                 _ => None,
             };
@@ -240,6 +368,8 @@ pub(crate) struct Worker {
     buffers: BTreeMap<String, Buffer>,
     cmds: mpsc::UnboundedReceiver<Cmd>,
     recovered: bool,
+    /// How the open buffers' records were routed (changes only when no buffer is open).
+    routing: Routing,
 }
 
 /// Partition id and keys of a record, and the error message of a record bound for an error
@@ -257,6 +387,116 @@ fn partition_of(
         return (FORMAT_ERROR_PARTITION.to_string(), None, Some(e));
     }
     (id, keys, err)
+}
+
+/// Where a record goes: by its Lambda `outcome` when a processor is in force, else by
+/// [`partition_of`]. Records the processor failed keep their ORIGINAL data (`rawData`); a
+/// missing Lambda partition key or a failed query sends the original data to the
+/// `processing-failed` output too; a transformed record that does not fit the format
+/// conversion goes to `format-conversion-failed` as transformed.
+fn route(routing: &Routing, item: &Item, outcome: Option<Outcome>) -> Option<Routed> {
+    let failed = |error: RecError| {
+        Some(Routed {
+            pid: ERROR_PARTITION.to_string(),
+            keys: None,
+            lambda_keys: None,
+            data: item.data.clone(),
+            error: Some(error),
+        })
+    };
+    let (data, lambda_keys) = match outcome {
+        None => {
+            let (pid, keys, err) = partition_of(routing.queries.as_ref(), routing.conversion.as_ref(), &item.data);
+            return Some(Routed {
+                pid,
+                keys,
+                lambda_keys: None,
+                data: item.data.clone(),
+                error: err.map(RecError::plain),
+            });
+        }
+        Some(Outcome::Dropped) => return None,
+        Some(Outcome::Failed(e)) => return failed(e),
+        Some(Outcome::Ok { data, keys }) => {
+            if routing.lambda_key_names.is_empty() {
+                (data, None)
+            } else {
+                let missing: Vec<&str> = routing
+                    .lambda_key_names
+                    .iter()
+                    .filter(|k| !keys.contains_key(k.as_str()))
+                    .map(String::as_str)
+                    .collect();
+                if !missing.is_empty() {
+                    return failed(RecError {
+                        code: Some(PARTITION_ERROR_CODE.to_string()),
+                        message: format!(
+                            "The Lambda function returned no partition key {} in metadata.partitionKeys.",
+                            missing.join(", ")
+                        ),
+                        attempts: 1,
+                        ending_ms: None,
+                        lambda_arn: routing.processor.as_ref().map(|p| p.lambda_arn.clone()),
+                    });
+                }
+                let used = routing
+                    .lambda_key_names
+                    .iter()
+                    .filter_map(|k| keys.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect();
+                (data, Some(used))
+            }
+        }
+    };
+    let (qid, qkeys, qerr) = partition_by_queries(routing.queries.as_ref(), &data);
+    if let Some(e) = qerr {
+        return failed(RecError::plain(e));
+    }
+    if let Some(conv) = &routing.conversion
+        && let Err(e) = convert::check(conv, &data)
+    {
+        return Some(Routed {
+            pid: FORMAT_ERROR_PARTITION.to_string(),
+            keys: None,
+            lambda_keys: None,
+            data,
+            error: Some(RecError::plain(e)),
+        });
+    }
+    let pid = match &lambda_keys {
+        None => qid,
+        Some(l) => serde_json::to_string(&(qkeys.as_ref(), l)).unwrap_or_default(),
+    };
+    Some(Routed {
+        pid,
+        keys: qkeys,
+        lambda_keys,
+        data,
+        error: None,
+    })
+}
+
+/// An upper bound of what one record adds to the invocation event (base64 data, id,
+/// timestamps, Kinesis metadata with JSON escaping).
+fn event_bytes(item: &Item, kinesis: bool) -> usize {
+    let data = item.data.len().div_ceil(3) * 4;
+    let base = 128 + 2 * item.pos.len() + item.unit.len() + 32;
+    let meta = if kinesis {
+        192 + item.unit.len() + 6 * item.partition_key.len() + item.pos.len()
+    } else {
+        0
+    };
+    data + base + meta
+}
+
+/// What invoking the function for one batch came to.
+enum Invoked {
+    /// An answer, after this many attempts.
+    Answer(TransformResponse, u32),
+    /// Every attempt failed (the last error, attempts made).
+    Failed(PortError, u32),
+    /// Given up for now (shutdown flush): nothing is decided for the batch.
+    Interrupted,
 }
 
 fn partition_by_queries(
@@ -336,6 +576,7 @@ impl Worker {
                 )
             })
             .collect();
+        let routing = Routing::of(&handle.doc());
         Worker {
             shared,
             handle,
@@ -344,6 +585,7 @@ impl Worker {
             buffers: BTreeMap::new(),
             cmds,
             recovered: false,
+            routing,
         }
     }
 
@@ -391,28 +633,30 @@ impl Worker {
     }
 
     async fn tick(&mut self, mode: Mode, flush_everything: bool) -> Result<(), Error> {
-        let (created_ms, is_stream) = {
+        let (created_ms, is_stream, has_processor) = {
             let doc = self.handle.doc();
-            (doc.created_ms, matches!(doc.source, Source::KinesisStream { .. }))
+            (
+                doc.created_ms,
+                matches!(doc.source, Source::KinesisStream { .. }),
+                doc.destination.processor.is_some(),
+            )
         };
         if self.now() < created_ms + self.shared.config.create_delay_ms {
             return Ok(());
         }
+        // A Lambda processor waits (briefly, after open) for its port to be installed.
+        if has_processor && !self.shared.transformer_ready() {
+            return Ok(());
+        }
         if !self.recovered {
-            self.recover().await?;
+            if !self.recover(mode).await? {
+                return Ok(());
+            }
             self.recovered = true;
         }
         // Buffers with a recorded intent are closed: deliver them before reading more.
-        let pending: Vec<String> = self
-            .buffers
-            .iter()
-            .filter(|(_, b)| b.intent.is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for id in pending {
-            if !self.flush(&id, mode).await? {
-                return Ok(());
-            }
+        if !self.flush_pending(mode).await? {
+            return Ok(());
         }
         if is_stream {
             if !self.ckpt.initialized {
@@ -425,10 +669,28 @@ impl Worker {
             if items.is_empty() && ended.is_empty() {
                 break;
             }
-            for item in items {
-                if !self.dispatch(item, mode).await? {
+            if !self.switch_routing(mode).await? {
+                return Ok(());
+            }
+            // With a Lambda processor, records are transformed before they are buffered.
+            let (outcomes, interrupted) = match self.routing.processor.clone() {
+                Some(p) if !items.is_empty() => {
+                    let (o, i) = self.transform(&items, &p, mode).await;
+                    (Some(o), i)
+                }
+                _ => (None, false),
+            };
+            let n = outcomes.as_ref().map_or(items.len(), Vec::len);
+            let mut outcomes = outcomes.map(Vec::into_iter);
+            for item in items.into_iter().take(n) {
+                let outcome = outcomes.as_mut().and_then(Iterator::next);
+                if !self.dispatch(item, outcome, mode).await? {
                     return Ok(());
                 }
+            }
+            if interrupted {
+                // The rest of the chunk is read again later.
+                return Ok(());
             }
             // A shard ends only once every record read from it is buffered.
             for unit in ended {
@@ -444,15 +706,90 @@ impl Worker {
         Ok(())
     }
 
-    /// Rebuilds the buffers of pending intents by re-reading exactly their ranges.
-    async fn recover(&mut self) -> Result<(), Error> {
+    /// Delivers the buffers whose intent is recorded (single flushes one by one, then a
+    /// group). `Ok(false)`: not all could be delivered.
+    async fn flush_pending(&mut self, mode: Mode) -> Result<bool, Error> {
+        let single: Vec<String> = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| b.intent.as_ref().is_some_and(|i| i.group_to.is_none()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in single {
+            if !self.flush(&id, mode).await? {
+                return Ok(false);
+            }
+        }
+        if self
+            .buffers
+            .values()
+            .any(|b| b.intent.as_ref().is_some_and(|i| i.group_to.is_some()))
+        {
+            return self.flush_group(mode).await;
+        }
+        Ok(true)
+    }
+
+    /// Adopts the destination's current routing. When a Lambda processor is added, removed
+    /// or changed while buffers are open, those buffers are flushed first (with the routing
+    /// they were filled with). `Ok(false)`: they could not be flushed yet.
+    async fn switch_routing(&mut self, mode: Mode) -> Result<bool, Error> {
+        let routing = Routing::of(&self.handle.doc());
+        if routing == self.routing {
+            return Ok(true);
+        }
+        if !self.buffers.is_empty() && (routing.grouped() || self.routing.grouped()) {
+            if self.routing.grouped() {
+                if !self.flush_group(mode).await? {
+                    return Ok(false);
+                }
+            } else {
+                let ids: Vec<String> = self.buffers.keys().cloned().collect();
+                for id in ids {
+                    if !self.flush(&id, mode).await? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        self.routing = routing;
+        Ok(true)
+    }
+
+    /// Reads a unit after `after` for recovery: `Err` when the source could not be read now
+    /// (unlike the normal reads, which treat that as "nothing yet"); a shard that no longer
+    /// exists has nothing left to read.
+    async fn read_unit(&self, is_stream: bool, unit: &str, after: Option<&str>) -> Result<Vec<Item>, Error> {
+        if !is_stream {
+            return self.read_log(after);
+        }
+        let (arn, role) = self.handle.source_arn_role();
+        match self.shared.source.read(&arn, &role, unit, after, READ_RECORDS).await {
+            Ok(batch) => Ok(Self::shard_items(unit, after, batch.records)),
+            Err(PortError::NotFound(m)) => {
+                tracing::warn!(stream = %self.handle.name(), shard = unit, error = %m,
+                    "a shard to recover no longer exists: its records are gone");
+                Ok(Vec::new())
+            }
+            Err(e) => Err(Error::Internal(format!("cannot read source shard {unit}: {e}"))),
+        }
+    }
+
+    /// Rebuilds the buffers of pending intents by re-reading exactly their ranges (and, for
+    /// a group, re-transforming them). `Ok(false)`: not possible yet (try again later).
+    async fn recover(&mut self, mode: Mode) -> Result<bool, Error> {
         let uid = self.handle.uid.clone();
         let intents = self.shared.meta.scan_prefix(T_INTENTS, &format!("{uid}/"))?;
         let doc = self.handle.doc();
         let is_stream = matches!(doc.source, Source::KinesisStream { .. });
         let hint = size_hint(doc.destination.size_mb);
+        let mut group = Vec::new();
         for (_, raw) in intents {
             let intent: IntentDoc = crate::store::from_json(&raw)?;
+            if intent.group_to.is_some() {
+                group.push(intent);
+                continue;
+            }
             let keys: Option<BTreeMap<String, String>> =
                 if intent.queries.is_some() && !is_error_partition(&intent.partition) {
                     serde_json::from_str(&intent.partition).ok()
@@ -464,10 +801,13 @@ impl Worker {
             for (unit, (after, to)) in &intent.ranges {
                 let mut cursor = after.clone();
                 loop {
-                    let items = if is_stream {
-                        self.read_shard(unit, cursor.as_deref()).await?.0
-                    } else {
-                        self.read_log(cursor.as_deref())?
+                    let items = match self.read_unit(is_stream, unit, cursor.as_deref()).await {
+                        Ok(items) => items,
+                        Err(e) => {
+                            tracing::warn!(stream = %doc.name, error = %e, "recovery cannot read the source yet");
+                            self.buffers.clear();
+                            return Ok(false);
+                        }
                     };
                     if items.is_empty() {
                         break;
@@ -482,7 +822,7 @@ impl Worker {
                         let (pid, _, err) =
                             partition_of(intent.queries.as_ref(), intent.conversion.as_ref(), &item.data);
                         if pid == intent.partition {
-                            buf.push(&item, err);
+                            buf.push(&item, &item.data, err.map(RecError::plain));
                         }
                         if pos_cmp(&item.pos, to) != Ordering::Less {
                             reached = true;
@@ -500,7 +840,305 @@ impl Worker {
             buf.seal();
             self.buffers.insert(buf.id.clone(), buf);
         }
-        Ok(())
+        if !group.is_empty() && !self.recover_group(group, is_stream, mode).await? {
+            self.buffers.clear();
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Rebuilds a group: re-reads every unit from the checkpoint to the group's end,
+    /// transforms the records again with the group's processor and routes each one again.
+    /// A deterministic function gives the same objects; a record routed to a partition
+    /// without an intent (a non-deterministic function) gets a new intent in the group
+    /// (recorded before anything is written), and an intent left without records is
+    /// rewritten empty, so every record still lands in exactly one object.
+    async fn recover_group(&mut self, intents: Vec<IntentDoc>, is_stream: bool, mode: Mode) -> Result<bool, Error> {
+        let Some(first) = intents.first() else {
+            return Ok(true);
+        };
+        if first.processor.is_some() && !self.shared.transformer_ready() {
+            return Ok(false);
+        }
+        let routing = Routing::of_intent(first);
+        let group_to = first.group_to.clone().unwrap_or_default();
+        let doc = self.handle.doc();
+        let hint = size_hint(doc.destination.size_mb);
+        let now = self.now();
+        let mut bufs: BTreeMap<String, Buffer> = BTreeMap::new();
+        for intent in intents {
+            let mut b = Buffer::new(intent.partition.clone(), intent.keys.clone(), now, hint, false);
+            b.lambda_keys = intent.lambda_keys.clone();
+            b.ranges = intent.ranges.clone();
+            b.intent = Some(intent);
+            bufs.insert(b.id.clone(), b);
+        }
+        for (unit, to) in &group_to {
+            let mut cursor = self.ckpt.units.get(unit).and_then(|c| c.after.clone());
+            while opt_pos_cmp(cursor.as_deref(), Some(to)) == Ordering::Less {
+                let items = match self.read_unit(is_stream, unit, cursor.as_deref()).await {
+                    Ok(items) => items,
+                    Err(e) => {
+                        tracing::warn!(stream = %doc.name, error = %e, "recovery cannot read the source yet");
+                        return Ok(false);
+                    }
+                };
+                let items: Vec<Item> = items
+                    .into_iter()
+                    .take_while(|i| pos_cmp(&i.pos, to) != Ordering::Greater)
+                    .collect();
+                let Some(last) = items.last() else {
+                    break; // trimmed by retention: the group's span stays authoritative
+                };
+                cursor = Some(last.pos.clone());
+                let outcomes = match &routing.processor {
+                    Some(p) => {
+                        let (o, interrupted) = self.transform(&items, p, mode).await;
+                        if interrupted {
+                            return Ok(false);
+                        }
+                        Some(o)
+                    }
+                    None => None,
+                };
+                let mut outcomes = outcomes.map(Vec::into_iter);
+                for item in &items {
+                    let outcome = outcomes.as_mut().and_then(Iterator::next);
+                    let Some(Routed {
+                        pid,
+                        keys,
+                        lambda_keys,
+                        data,
+                        error,
+                    }) = route(&routing, item, outcome)
+                    else {
+                        continue;
+                    };
+                    let b = bufs.entry(pid.clone()).or_insert_with(|| {
+                        let mut b = Buffer::new(pid, keys, now, hint, false);
+                        b.lambda_keys = lambda_keys;
+                        b
+                    });
+                    b.push(item, &data, error);
+                }
+            }
+        }
+        // Partitions the records were not routed to before: their intents join the group.
+        let mut ops = Vec::new();
+        let mut made = Vec::new();
+        for b in bufs.values().filter(|b| b.intent.is_none()) {
+            let intent = self.make_intent(b, &doc, Some((&routing, &group_to)));
+            ops.push(MetaOp::Put {
+                table: T_INTENTS.into(),
+                key: self.intent_key(&b.id),
+                value: to_json(&intent)?,
+            });
+            made.push((b.id.clone(), intent));
+        }
+        if !ops.is_empty() {
+            tracing::warn!(stream = %doc.name, partitions = made.len(),
+                "recovery routed records to new partitions (a non-deterministic transformation)");
+            self.shared.meta.write_grouped(ops).await?;
+        }
+        for (id, intent) in made {
+            if let Some(b) = bufs.get_mut(&id) {
+                b.intent = Some(intent);
+            }
+        }
+        for (id, mut b) in bufs {
+            b.seal();
+            self.buffers.insert(id, b);
+        }
+        self.routing = routing;
+        Ok(true)
+    }
+
+    /// Hands `items` to the Lambda processor in batches (at most `BufferSizeInMBs` of data
+    /// and a 6 MB event each) and returns one outcome per item, in order, for a prefix of
+    /// `items` (all of them unless interrupted), and whether it was interrupted (a shutdown
+    /// flush, or a flush requested while retrying: the rest is transformed later).
+    async fn transform(&self, items: &[Item], processor: &LambdaProcessor, mode: Mode) -> (Vec<Outcome>, bool) {
+        let doc = self.handle.doc();
+        let stream_arn = format!(
+            "arn:aws:firehose:{}:{}:deliverystream/{}",
+            doc.region, doc.account, doc.name
+        );
+        let source_arn = match &doc.source {
+            Source::KinesisStream { stream_arn, .. } => Some(stream_arn.clone()),
+            Source::DirectPut => None,
+        };
+        let kinesis = source_arn.is_some();
+        let role = processor
+            .role_arn
+            .clone()
+            .unwrap_or_else(|| doc.destination.role_arn.clone());
+        let limit = processor.buffer_size_bytes.max(1);
+        let envelope = EVENT_ENVELOPE_BYTES + stream_arn.len() + source_arn.as_ref().map_or(0, String::len);
+        let mut out = Vec::with_capacity(items.len());
+        let mut start = 0;
+        while start < items.len() {
+            let (mut end, mut bytes, mut event) = (start, 0u64, envelope);
+            while let Some(it) = items.get(end) {
+                let len = it.data.len() as u64;
+                let cost = event_bytes(it, kinesis);
+                if end > start && (bytes + len > limit || event + cost > MAX_LAMBDA_EVENT_BYTES) {
+                    break;
+                }
+                bytes += len;
+                event += cost;
+                end += 1;
+            }
+            let batch = &items[start..end];
+            let mut used = HashSet::new();
+            let records: Vec<TransformInputRecord> = batch
+                .iter()
+                .map(|it| TransformInputRecord {
+                    record_id: self.record_id(it, &mut used),
+                    approximate_arrival_ms: it.arrival_ms,
+                    data: it.data.clone(),
+                    kinesis: kinesis.then(|| KinesisRecordMetadata {
+                        shard_id: it.unit.clone(),
+                        partition_key: it.partition_key.clone(),
+                        approximate_arrival_ms: it.arrival_ms,
+                        sequence_number: it.pos.clone(),
+                        subsequence_number: 0,
+                    }),
+                })
+                .collect();
+            let ids: Vec<String> = records.iter().map(|r| r.record_id.clone()).collect();
+            let request = TransformRequest {
+                invocation_id: String::new(),
+                delivery_stream_arn: stream_arn.clone(),
+                source_kinesis_stream_arn: source_arn.clone(),
+                region: doc.region.clone(),
+                records,
+            };
+            let failure = |code: &str, message: &str, attempts: u32, ending_ms: Option<i64>| {
+                Outcome::Failed(RecError {
+                    code: Some(code.to_string()),
+                    message: message.to_string(),
+                    attempts,
+                    ending_ms,
+                    lambda_arn: Some(processor.lambda_arn.clone()),
+                })
+            };
+            match self.invoke(processor, &role, request, mode).await {
+                Invoked::Interrupted => return (out, true),
+                Invoked::Failed(e, attempts) => {
+                    let (code, message) = lambda_error_code(&e);
+                    tracing::warn!(stream = %doc.name, function = %processor.lambda_arn, records = batch.len(), %code,
+                        "the Lambda processor failed: the records go to the error output");
+                    let now = self.now();
+                    out.extend(batch.iter().map(|_| failure(&code, &message, attempts, Some(now))));
+                }
+                Invoked::Answer(resp, attempts) => {
+                    let now = self.now();
+                    let mut by_id: HashMap<&str, (usize, usize)> = HashMap::with_capacity(resp.records.len());
+                    for (i, r) in resp.records.iter().enumerate() {
+                        by_id.entry(r.record_id.as_str()).or_insert((0, i)).0 += 1;
+                    }
+                    let missing = ids.iter().filter(|id| !by_id.contains_key(id.as_str())).count();
+                    if missing > 0 {
+                        tracing::warn!(stream = %doc.name, function = %processor.lambda_arn, missing,
+                            "the Lambda processor's answer lacks record ids");
+                    }
+                    for id in &ids {
+                        out.push(match by_id.get(id.as_str()) {
+                            None => failure(MISSING_ID_CODE, MISSING_ID_MESSAGE, attempts, Some(now)),
+                            Some((n, _)) if *n > 1 => {
+                                failure(DUPLICATED_ID_CODE, DUPLICATED_ID_MESSAGE, attempts, Some(now))
+                            }
+                            Some((_, i)) => {
+                                let r = &resp.records[*i];
+                                match r.result {
+                                    TransformResult::Ok => Outcome::Ok {
+                                        data: r.data.clone(),
+                                        keys: r.partition_keys.clone(),
+                                    },
+                                    TransformResult::Dropped => Outcome::Dropped,
+                                    TransformResult::ProcessingFailed => {
+                                        failure(PROCESSING_FAILED_CODE, PROCESSING_FAILED_MESSAGE, attempts, Some(now))
+                                    }
+                                }
+                            }
+                        });
+                    }
+                }
+            }
+            start = end;
+        }
+        (out, false)
+    }
+
+    /// The `recordId` of an item: for DirectPut the RecordId PutRecord returned, for a
+    /// stream the sequence number and a subsequence of zeros (unique within `used`).
+    fn record_id(&self, item: &Item, used: &mut HashSet<String>) -> String {
+        let id = if item.unit == LOG_UNIT {
+            format!("{}{:0>20}", self.handle.uid, item.pos)
+        } else {
+            format!("{}000000", item.pos)
+        };
+        if used.insert(id.clone()) {
+            return id;
+        }
+        let id = format!("{id}-{}", item.unit);
+        used.insert(id.clone());
+        id
+    }
+
+    /// Invokes the function with one batch: up to `NumberOfRetries` retries with backoff.
+    async fn invoke(
+        &self,
+        processor: &LambdaProcessor,
+        role: &str,
+        mut request: TransformRequest,
+        mode: Mode,
+    ) -> Invoked {
+        let transformer = self.shared.transformer();
+        let max = processor.number_of_retries.saturating_add(1);
+        let mut backoff = Duration::from_millis(self.shared.config.transform_retry_ms.max(1));
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            request.invocation_id = uuid::Uuid::new_v4().hyphenated().to_string();
+            let res = match &transformer {
+                Some(t) => t.transform(&processor.lambda_arn, role, request.clone()).await,
+                None => Err(PortError::Other(
+                    "no Lambda engine is installed to run the processor".to_string(),
+                )),
+            };
+            let e = match res {
+                Ok(resp) => return Invoked::Answer(resp, attempts),
+                Err(e) => e,
+            };
+            if attempts == 1 {
+                tracing::warn!(stream = %self.handle.name(), function = %processor.lambda_arn, error = %e,
+                    retries = processor.number_of_retries, "Lambda processor invocation failed");
+            } else {
+                tracing::debug!(stream = %self.handle.name(), function = %processor.lambda_arn, attempt = attempts,
+                    error = %e, "Lambda processor invocation failed again");
+            }
+            if mode == Mode::Once {
+                // A shutdown flush makes one attempt; the records stay durable for later.
+                return Invoked::Interrupted;
+            }
+            if attempts >= max {
+                return Invoked::Failed(e, attempts);
+            }
+            if self.handle.flush_requested.load(std::sync::atomic::Ordering::SeqCst) {
+                return Invoked::Interrupted;
+            }
+            if transformer.is_some() {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = self.handle.retry_wake.notified() => {}
+                }
+                if self.handle.flush_requested.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Invoked::Interrupted;
+                }
+                backoff = (backoff * 2).min(MAX_TRANSFORM_BACKOFF);
+            }
+        }
     }
 
     async fn init_stream_positions(&mut self) -> Result<(), Error> {
@@ -627,6 +1265,7 @@ impl Worker {
                 pos,
                 data: Bytes::from(r.data),
                 arrival_ms: r.timestamp_ms,
+                partition_key: String::new(),
             });
         }
         Ok(out)
@@ -641,18 +1280,23 @@ impl Worker {
                 return Ok((Vec::new(), false));
             }
         };
+        Ok((Self::shard_items(shard, after, batch.records), batch.end_of_shard))
+    }
+
+    fn shard_items(shard: &str, after: Option<&str>, records: Vec<crate::model::SourceRecord>) -> Vec<Item> {
         let mut prev = after.map(str::to_string);
-        let mut out = Vec::with_capacity(batch.records.len());
-        for r in batch.records {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
             out.push(Item {
                 unit: shard.to_string(),
                 prev: prev.replace(r.sequence_number.clone()),
                 pos: r.sequence_number,
                 data: r.data,
                 arrival_ms: r.arrival_ms,
+                partition_key: r.partition_key,
             });
         }
-        Ok((out, batch.end_of_shard))
+        out
     }
 
     fn readable_units(&self) -> Vec<String> {
@@ -685,18 +1329,33 @@ impl Worker {
         Ok((all, ended))
     }
 
-    /// Puts one record into its buffer; flushes by size. `Ok(false)`: a flush could not
-    /// complete (stop reading for now).
-    async fn dispatch(&mut self, item: Item, mode: Mode) -> Result<bool, Error> {
-        let (queries, conversion, size_limit) = {
-            let doc = self.handle.doc();
-            (
-                doc.destination.dynamic_partitioning.as_ref().map(|d| d.queries.clone()),
-                doc.destination.format_conversion,
-                size_hint(doc.destination.size_mb) as u64,
-            )
-        };
-        let (pid, keys, err) = partition_of(queries.as_ref(), conversion.as_ref(), &item.data);
+    /// Puts one record into its buffer (`outcome`: what the Lambda processor made of it);
+    /// flushes by size. `Ok(false)`: a flush could not complete (stop reading for now; the
+    /// item is covered by the cursor only once it is buffered).
+    async fn dispatch(&mut self, item: Item, outcome: Option<Outcome>, mode: Mode) -> Result<bool, Error> {
+        let size_limit = size_hint(self.handle.size_mb()) as u64;
+        let routed = route(&self.routing, &item, outcome);
+        if let Some(Routed { pid, .. }) = &routed
+            && !self.buffers.contains_key(pid)
+            && self.buffers.len() >= MAX_PARTITIONS
+        {
+            if self.routing.grouped() {
+                if !self.flush_group(mode).await? {
+                    return Ok(false);
+                }
+            } else {
+                let oldest = self
+                    .buffers
+                    .values()
+                    .min_by_key(|b| b.first_buffered_ms)
+                    .map(|b| b.id.clone());
+                if let Some(id) = oldest
+                    && !self.flush(&id, mode).await?
+                {
+                    return Ok(false);
+                }
+            }
+        }
         self.units
             .entry(item.unit.clone())
             .or_insert_with(|| UnitRt {
@@ -705,31 +1364,34 @@ impl Worker {
                 parents: Vec::new(),
             })
             .after = Some(item.pos.clone());
+        let Some(Routed {
+            pid,
+            keys,
+            lambda_keys,
+            data,
+            error,
+        }) = routed
+        else {
+            return Ok(true); // dropped by the function: processed, nothing to deliver
+        };
         if let Some(done) = self.ckpt.units.get(&item.unit).and_then(|u| u.partitions.get(&pid))
             && pos_cmp(&item.pos, done) != Ordering::Greater
         {
             return Ok(true); // delivered before a restart
         }
-        if !self.buffers.contains_key(&pid) && self.buffers.len() >= MAX_PARTITIONS {
-            // (The cursor already covers this item, which is pushed below in any case.)
-            let oldest = self
-                .buffers
-                .values()
-                .min_by_key(|b| b.first_buffered_ms)
-                .map(|b| b.id.clone());
-            if let Some(id) = oldest
-                && !self.flush(&id, mode).await?
-            {
-                return Ok(false);
-            }
-        }
         let now = self.now();
         let buf = self.buffers.entry(pid.clone()).or_insert_with(|| {
-            let presize = queries.is_none() && !is_error_partition(&pid);
-            Buffer::new(pid.clone(), keys, now, size_limit as usize, presize)
+            // The single buffer of a stream without partitions is sized at once.
+            let presize = pid.is_empty();
+            let mut b = Buffer::new(pid.clone(), keys, now, size_limit as usize, presize);
+            b.lambda_keys = lambda_keys;
+            b
         });
-        buf.push(&item, err);
+        buf.push(&item, &data, error);
         if buf.bytes as u64 >= size_limit {
+            if self.routing.grouped() {
+                return self.flush_group(mode).await;
+            }
             return self.flush(&pid, mode).await;
         }
         Ok(true)
@@ -738,6 +1400,19 @@ impl Worker {
     async fn flush_due(&mut self, mode: Mode, everything: bool) -> Result<bool, Error> {
         let interval_ms = i64::from(self.handle.doc().destination.interval_secs) * 1000;
         let now = self.now();
+        if self.routing.grouped() {
+            // One buffer due flushes the whole group.
+            let due = self.buffers.values().any(|b| {
+                b.intent.is_some() || everything || interval_ms == 0 || now - b.first_buffered_ms >= interval_ms
+            });
+            if due && !self.flush_group(mode).await? {
+                return Ok(false);
+            }
+            if self.buffers.is_empty() {
+                self.advance_idle().await?;
+            }
+            return Ok(true);
+        }
         let due: Vec<String> = self
             .buffers
             .values()
@@ -753,98 +1428,191 @@ impl Worker {
         Ok(true)
     }
 
-    /// Intent → put → checkpoint. `Ok(true)` when the buffer was delivered (or dropped after
-    /// the retry window), `Ok(false)` when it is still pending.
+    /// The flush intent of a buffer. `group`: the routing and span of a group flush (else
+    /// the destination's queries and conversion, as single flushes always did).
+    fn make_intent(
+        &self,
+        buf: &Buffer,
+        doc: &StreamDoc,
+        group: Option<(&Routing, &BTreeMap<String, String>)>,
+    ) -> IntentDoc {
+        let dest = &doc.destination;
+        let tz = dest
+            .custom_time_zone
+            .as_deref()
+            .and_then(TimeZone::parse)
+            .unwrap_or(TimeZone::UTC);
+        let time_ms = if buf.oldest_arrival_ms == i64::MAX {
+            self.now()
+        } else {
+            buf.oldest_arrival_ms
+        };
+        let ctx = KeyContext {
+            time_ms,
+            tz,
+            partition: buf.keys.as_ref(),
+            lambda_partition: buf.lambda_keys.as_ref(),
+            error_output_type: None,
+        };
+        let prefix = if is_error_partition(&buf.id) {
+            let output_type = if buf.id == FORMAT_ERROR_PARTITION {
+                FORMAT_ERROR_OUTPUT_TYPE
+            } else {
+                ERROR_OUTPUT_TYPE
+            };
+            keys::error_prefix(
+                dest.prefix.as_deref(),
+                dest.error_output_prefix.as_deref(),
+                output_type,
+                &ctx,
+            )
+        } else {
+            keys::data_prefix(dest.prefix.as_deref(), &ctx)
+        };
+        let prefix = prefix.unwrap_or_else(|e| {
+            tracing::warn!(stream = %doc.name, error = %e, "prefix evaluation failed; using the prefix as is");
+            dest.prefix.clone().unwrap_or_default()
+        });
+        let (queries, conversion) = match group {
+            Some((r, _)) => (r.queries.clone(), r.conversion.clone()),
+            None => (
+                dest.dynamic_partitioning.as_ref().map(|d| d.queries.clone()),
+                dest.format_conversion.clone(),
+            ),
+        };
+        // With format conversion the objects are Parquet files (and error objects JSON
+        // lines), never compressed as a whole.
+        let compression = if conversion.is_some() {
+            Compression::Uncompressed
+        } else {
+            dest.compression
+        };
+        let ext = dest.file_extension.clone().unwrap_or_else(|| {
+            if conversion.is_some() && !is_error_partition(&buf.id) {
+                convert::PARQUET_EXTENSION.to_string()
+            } else {
+                compress::extension(compression).to_string()
+            }
+        });
+        let key = keys::object_key(&prefix, &doc.name, doc.stream_version, time_ms, tz, &ext);
+        let file = key.rsplit('/').next().unwrap_or(&key);
+        let zip_entry = file.strip_suffix(ext.as_str()).unwrap_or(file).to_string();
+        IntentDoc {
+            version: FORMAT_VERSION,
+            partition: buf.id.clone(),
+            role_arn: dest.role_arn.clone(),
+            bucket: bucket_name(&dest.bucket_arn),
+            key,
+            compression,
+            zip_entry,
+            queries,
+            attempt_ending_ms: self.now(),
+            ranges: buf.ranges.clone(),
+            conversion,
+            failed: None,
+            group_to: group.map(|(_, to)| to.clone()),
+            processor: group.and_then(|(r, _)| r.processor.clone()),
+            lambda_key_names: group.map(|(r, _)| r.lambda_key_names.clone()).unwrap_or_default(),
+            keys: group.and(buf.keys.clone()),
+            lambda_keys: group.and(buf.lambda_keys.clone()),
+        }
+    }
+
+    /// Intent → put → checkpoint. `Ok(true)` when the buffer was delivered (or went to the
+    /// error output after the retry window), `Ok(false)` when it is still pending.
     async fn flush(&mut self, id: &str, mode: Mode) -> Result<bool, Error> {
         let Some(buf) = self.buffers.get(id) else {
             return Ok(true);
         };
-        let doc = self.handle.doc();
-        let intent = match &buf.intent {
-            Some(i) => i.clone(),
-            None => {
-                let dest = &doc.destination;
-                let tz = dest
-                    .custom_time_zone
-                    .as_deref()
-                    .and_then(TimeZone::parse)
-                    .unwrap_or(TimeZone::UTC);
-                let time_ms = if buf.oldest_arrival_ms == i64::MAX {
-                    self.now()
-                } else {
-                    buf.oldest_arrival_ms
-                };
-                let ctx = KeyContext {
-                    time_ms,
-                    tz,
-                    partition: buf.keys.as_ref(),
-                    error_output_type: None,
-                };
-                let prefix = if is_error_partition(&buf.id) {
-                    let output_type = if buf.id == FORMAT_ERROR_PARTITION {
-                        FORMAT_ERROR_OUTPUT_TYPE
-                    } else {
-                        ERROR_OUTPUT_TYPE
-                    };
-                    keys::error_prefix(
-                        dest.prefix.as_deref(),
-                        dest.error_output_prefix.as_deref(),
-                        output_type,
-                        &ctx,
-                    )
-                } else {
-                    keys::data_prefix(dest.prefix.as_deref(), &ctx)
-                };
-                let prefix = prefix.unwrap_or_else(|e| {
-                    tracing::warn!(stream = %doc.name, error = %e, "prefix evaluation failed; using the prefix as is");
-                    dest.prefix.clone().unwrap_or_default()
-                });
-                // With format conversion the objects are Parquet files (and error objects
-                // JSON lines), never compressed as a whole.
-                let compression = if dest.format_conversion.is_some() {
-                    Compression::Uncompressed
-                } else {
-                    dest.compression
-                };
-                let ext = dest.file_extension.clone().unwrap_or_else(|| {
-                    if dest.format_conversion.is_some() && !is_error_partition(&buf.id) {
-                        convert::PARQUET_EXTENSION.to_string()
-                    } else {
-                        compress::extension(compression).to_string()
-                    }
-                });
-                let key = keys::object_key(&prefix, &doc.name, doc.stream_version, time_ms, tz, &ext);
-                let file = key.rsplit('/').next().unwrap_or(&key);
-                let zip_entry = file.strip_suffix(ext.as_str()).unwrap_or(file).to_string();
-                let intent = IntentDoc {
-                    version: FORMAT_VERSION,
-                    partition: buf.id.clone(),
-                    role_arn: dest.role_arn.clone(),
-                    bucket: bucket_name(&dest.bucket_arn),
-                    key,
-                    compression,
-                    zip_entry,
-                    queries: dest.dynamic_partitioning.as_ref().map(|d| d.queries.clone()),
-                    attempt_ending_ms: self.now(),
-                    ranges: buf.ranges.clone(),
-                    conversion: dest.format_conversion.clone(),
-                    failed: None,
-                };
-                self.shared
-                    .meta
-                    .write_grouped(vec![MetaOp::Put {
-                        table: T_INTENTS.into(),
-                        key: self.intent_key(&buf.id),
-                        value: to_json(&intent)?,
-                    }])
-                    .await?;
-                if let Some(b) = self.buffers.get_mut(id) {
-                    b.intent = Some(intent.clone());
-                    b.seal();
-                }
-                intent
+        if buf.intent.is_none() {
+            let doc = self.handle.doc();
+            let intent = self.make_intent(buf, &doc, None);
+            self.shared
+                .meta
+                .write_grouped(vec![MetaOp::Put {
+                    table: T_INTENTS.into(),
+                    key: self.intent_key(id),
+                    value: to_json(&intent)?,
+                }])
+                .await?;
+            if let Some(b) = self.buffers.get_mut(id) {
+                b.intent = Some(intent);
+                b.seal();
             }
+        }
+        if !self.deliver(id, mode).await? {
+            return Ok(false);
+        }
+        self.commit(id).await?;
+        Ok(true)
+    }
+
+    /// A group flush (a Lambda processor is in force): EVERY open buffer gets its intent in
+    /// one transaction (with the group's span: per unit, everything read so far), each
+    /// object is written, then ONE transaction advances the checkpoint over the whole span
+    /// and deletes every intent of the group. The checkpoint thus never has partitions
+    /// delivered ahead of it, which recovery could not tell apart once records are routed
+    /// by a function's answers. `Ok(false)`: not all delivered yet (the group stays
+    /// pending, objects already written are not written again).
+    async fn flush_group(&mut self, mode: Mode) -> Result<bool, Error> {
+        if self.buffers.is_empty() {
+            return Ok(true);
+        }
+        let group_to = self
+            .buffers
+            .values()
+            .find_map(|b| b.intent.as_ref().and_then(|i| i.group_to.clone()))
+            .unwrap_or_else(|| {
+                self.units
+                    .iter()
+                    .filter_map(|(u, rt)| rt.after.clone().map(|a| (u.clone(), a)))
+                    .collect()
+            });
+        let doc = self.handle.doc();
+        let routing = self.routing.clone();
+        let mut ops = Vec::new();
+        let mut made = Vec::new();
+        for b in self.buffers.values().filter(|b| b.intent.is_none()) {
+            let intent = self.make_intent(b, &doc, Some((&routing, &group_to)));
+            ops.push(MetaOp::Put {
+                table: T_INTENTS.into(),
+                key: self.intent_key(&b.id),
+                value: to_json(&intent)?,
+            });
+            made.push((b.id.clone(), intent));
+        }
+        if !ops.is_empty() {
+            self.shared.meta.write_grouped(ops).await?;
+        }
+        for (id, intent) in made {
+            if let Some(b) = self.buffers.get_mut(&id) {
+                b.intent = Some(intent);
+                b.seal();
+            }
+        }
+        let ids: Vec<String> = self.buffers.keys().cloned().collect();
+        for id in ids {
+            if self.buffers.get(&id).is_none_or(|b| b.delivered) {
+                continue;
+            }
+            if !self.deliver(&id, mode).await? {
+                return Ok(false);
+            }
+            if let Some(b) = self.buffers.get_mut(&id) {
+                b.delivered = true;
+            }
+        }
+        self.commit_group(&group_to).await?;
+        Ok(true)
+    }
+
+    /// Writes a buffer whose intent is recorded: its object (retried with backoff), or after
+    /// the retry window its records to the error output. `Ok(true)` once written.
+    async fn deliver(&mut self, id: &str, mode: Mode) -> Result<bool, Error> {
+        let Some(intent) = self.buffers.get(id).and_then(|b| b.intent.clone()) else {
+            return Ok(true);
         };
+        let doc = self.handle.doc();
         if intent.failed.is_some() {
             return self.deliver_failed(id, intent, mode).await;
         }
@@ -922,7 +1690,6 @@ impl Worker {
                 return Ok(false);
             }
         }
-        self.commit(id).await?;
         Ok(true)
     }
 
@@ -942,7 +1709,7 @@ impl Worker {
 
     /// The key of the error object of a buffer whose delivery gave up (same layout as the
     /// other error objects: ErrorOutputPrefix with `DELIVERY_FAILED_OUTPUT_TYPE`).
-    fn error_key(&self, doc: &crate::store::StreamDoc, buf: &Buffer, compression: Compression) -> String {
+    fn error_key(&self, doc: &StreamDoc, buf: &Buffer, compression: Compression) -> String {
         let dest = &doc.destination;
         let tz = dest
             .custom_time_zone
@@ -958,6 +1725,7 @@ impl Worker {
             time_ms,
             tz,
             partition: buf.keys.as_ref(),
+            lambda_partition: buf.lambda_keys.as_ref(),
             error_output_type: None,
         };
         let prefix = keys::error_prefix(
@@ -978,8 +1746,8 @@ impl Worker {
     }
 
     /// Writes the records of a buffer whose delivery gave up to the error output as AWS
-    /// error-record JSON lines, retrying (with backoff, never dropping) until written; then
-    /// checkpoints as for a delivery.
+    /// error-record JSON lines, retrying (with backoff, never dropping) until written (the
+    /// caller then checkpoints as for a delivery).
     async fn deliver_failed(&mut self, id: &str, intent: IntentDoc, mode: Mode) -> Result<bool, Error> {
         let Some(failed) = intent.failed.clone() else {
             return Ok(false);
@@ -1039,7 +1807,6 @@ impl Worker {
                 }
             }
         }
-        self.commit(id).await?;
         Ok(true)
     }
 
@@ -1047,14 +1814,17 @@ impl Worker {
         let mut raw = Vec::new();
         if buf.id == ERROR_PARTITION {
             for (data, arrival_ms, error) in buf.iter() {
-                let line = serde_json::json!({
-                    "attemptsMade": 1,
+                let mut line = serde_json::json!({
+                    "attemptsMade": error.map_or(1, |e| e.attempts),
                     "arrivalTimestamp": arrival_ms,
-                    "errorCode": PARTITION_ERROR_CODE,
-                    "errorMessage": error.unwrap_or_default(),
-                    "attemptEndingTimestamp": intent.attempt_ending_ms,
+                    "errorCode": error.and_then(|e| e.code.as_deref()).unwrap_or(PARTITION_ERROR_CODE),
+                    "errorMessage": error.map_or("", |e| e.message.as_str()),
+                    "attemptEndingTimestamp": error.and_then(|e| e.ending_ms).unwrap_or(intent.attempt_ending_ms),
                     "rawData": base64::engine::general_purpose::STANDARD.encode(data),
                 });
+                if let Some(arn) = error.and_then(|e| e.lambda_arn.as_deref()) {
+                    line[LAMBDA_ARN_FIELD] = serde_json::Value::String(arn.to_string());
+                }
                 raw.extend_from_slice(line.to_string().as_bytes());
                 raw.push(b'\n');
             }
@@ -1064,7 +1834,7 @@ impl Worker {
                     "attemptsMade": 1,
                     "arrivalTimestamp": arrival_ms,
                     "lastErrorCode": convert::MALFORMED_DATA,
-                    "lastErrorMessage": error.unwrap_or_default(),
+                    "lastErrorMessage": error.map_or("", |e| e.message.as_str()),
                     "attemptEndingTimestamp": intent.attempt_ending_ms,
                     "rawData": base64::engine::general_purpose::STANDARD.encode(data),
                 });
@@ -1161,6 +1931,101 @@ impl Worker {
             .await?;
         self.ckpt = ckpt;
         self.buffers.remove(id);
+        self.trim_log();
+        Ok(())
+    }
+
+    /// Commits a group flush: ONE transaction advances every unit's checkpoint over the
+    /// group's span (`group_to`) and deletes all the group's intents; then the buffers go.
+    async fn commit_group(&mut self, group_to: &BTreeMap<String, String>) -> Result<(), Error> {
+        let mut ckpt = self.ckpt.clone();
+        for (unit, to) in group_to {
+            let rt = self.units.entry(unit.clone()).or_insert_with(|| UnitRt {
+                after: None,
+                ended: false,
+                parents: Vec::new(),
+            });
+            if opt_pos_cmp(Some(to), rt.after.as_deref()) == Ordering::Greater {
+                rt.after = Some(to.clone());
+            }
+            let c = ckpt.units.entry(unit.clone()).or_insert_with(|| UnitCheckpoint {
+                parents: rt.parents.clone(),
+                ..UnitCheckpoint::default()
+            });
+            if opt_pos_cmp(Some(to), c.after.as_deref()) == Ordering::Greater {
+                c.after = Some(to.clone());
+            }
+        }
+        for (unit, c) in ckpt.units.iter_mut() {
+            c.partitions.clear();
+            c.done = self
+                .units
+                .get(unit)
+                .is_some_and(|u| u.ended && opt_pos_cmp(u.after.as_deref(), c.after.as_deref()) != Ordering::Greater);
+        }
+        let mut ops = vec![MetaOp::Put {
+            table: T_CHECKPOINTS.into(),
+            key: self.handle.uid.clone(),
+            value: to_json(&ckpt)?,
+        }];
+        for id in self.buffers.keys() {
+            ops.push(MetaOp::Delete {
+                table: T_INTENTS.into(),
+                key: self.intent_key(id),
+            });
+        }
+        self.shared.meta.write_grouped(ops).await?;
+        self.ckpt = ckpt;
+        self.buffers.clear();
+        self.trim_log();
+        Ok(())
+    }
+
+    /// With a Lambda processor, records the function dropped are buffered nowhere: when no
+    /// buffer is open, everything read is processed, so the checkpoint moves up to the read
+    /// cursor (and delivered log segments can be deleted).
+    async fn advance_idle(&mut self) -> Result<(), Error> {
+        if !self.buffers.is_empty() {
+            return Ok(());
+        }
+        let mut ckpt = self.ckpt.clone();
+        let mut changed = false;
+        for (unit, u) in &self.units {
+            let c = ckpt.units.entry(unit.clone()).or_insert_with(|| UnitCheckpoint {
+                parents: u.parents.clone(),
+                ..UnitCheckpoint::default()
+            });
+            if opt_pos_cmp(u.after.as_deref(), c.after.as_deref()) == Ordering::Greater {
+                c.after = u.after.clone();
+                changed = true;
+            }
+            if c.done != u.ended {
+                c.done = u.ended;
+                changed = true;
+            }
+            if !c.partitions.is_empty() {
+                c.partitions.clear();
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+        self.shared
+            .meta
+            .write_grouped(vec![MetaOp::Put {
+                table: T_CHECKPOINTS.into(),
+                key: self.handle.uid.clone(),
+                value: to_json(&ckpt)?,
+            }])
+            .await?;
+        self.ckpt = ckpt;
+        self.trim_log();
+        Ok(())
+    }
+
+    /// Deletes sealed log segments that hold only delivered records (DirectPut).
+    fn trim_log(&self) {
         if let Some(log) = self.handle.log.as_ref()
             && let Some(c) = self.ckpt.units.get(LOG_UNIT)
         {
@@ -1183,6 +2048,5 @@ impl Worker {
                 tracing::warn!(stream = %self.handle.name(), error = %e, "cannot trim delivered log segments");
             }
         }
-        Ok(())
     }
 }

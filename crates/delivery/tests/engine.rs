@@ -197,6 +197,7 @@ fn config(env: &Env) -> Config {
     let mut c = Config::new(&env.data_dir);
     c.create_delay_ms = 0;
     c.poll_interval_ms = 10;
+    c.transform_retry_ms = 1;
     c
 }
 
@@ -231,6 +232,7 @@ fn dest(size_mb: u32, interval_secs: u32, compression: Compression) -> S3Destina
         custom_time_zone: None,
         dynamic_partitioning: None,
         format_conversion: None,
+        processor: None,
         raw: serde_json::Value::Null,
         extended: true,
     }
@@ -1053,4 +1055,521 @@ async fn lifecycle_list_tags_and_errors() {
     assert!(matches!(d.describe(&scope(), "a"), Err(Error::NotFound { .. })));
     d.reset().await.expect("reset");
     assert!(d.list(&scope(), None, None, 10).0.is_empty());
+}
+
+// ---------------------------------------------------------------- Lambda processor
+
+type Script = Arc<dyn Fn(&TransformInputRecord) -> Option<TransformedRecord> + Send + Sync>;
+
+/// An in-memory transformation function: `script` answers each record (`None`: the record
+/// is left out of the answer); `fail` makes every invocation fail; `fail_next` fails that
+/// many invocations first.
+struct FakeTransformer {
+    script: Script,
+    calls: Mutex<Vec<(String, String, TransformRequest)>>,
+    fail: Mutex<Option<PortError>>,
+    fail_next: AtomicUsize,
+}
+
+impl FakeTransformer {
+    fn new(script: Script) -> Arc<FakeTransformer> {
+        Arc::new(FakeTransformer {
+            script,
+            calls: Mutex::new(Vec::new()),
+            fail: Mutex::new(None),
+            fail_next: AtomicUsize::new(0),
+        })
+    }
+    fn requests(&self) -> Vec<TransformRequest> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, _, r)| r.clone())
+            .collect()
+    }
+    fn count(&self) -> usize {
+        self.calls.lock().expect("lock").len()
+    }
+}
+
+#[async_trait::async_trait]
+impl RecordTransformer for FakeTransformer {
+    async fn transform(
+        &self,
+        function_arn: &str,
+        role_arn: &str,
+        event: TransformRequest,
+    ) -> Result<TransformResponse, PortError> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push((function_arn.to_string(), role_arn.to_string(), event.clone()));
+        if let Some(e) = self.fail.lock().expect("lock").clone() {
+            return Err(e);
+        }
+        if self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(PortError::Other("transient".into()));
+        }
+        Ok(TransformResponse {
+            records: event.records.iter().filter_map(|r| (self.script)(r)).collect(),
+        })
+    }
+}
+
+fn answer(r: &TransformInputRecord, result: TransformResult, data: &[u8]) -> Option<TransformedRecord> {
+    Some(TransformedRecord {
+        record_id: r.record_id.clone(),
+        result,
+        data: Bytes::copy_from_slice(data),
+        partition_keys: BTreeMap::new(),
+    })
+}
+
+/// `drop…` → Dropped, `fail…` → ProcessingFailed, `skip…` → left out, else Ok uppercased.
+fn upper_script() -> Script {
+    Arc::new(|r: &TransformInputRecord| {
+        let d = r.data.as_ref();
+        if d.starts_with(b"drop") {
+            answer(r, TransformResult::Dropped, b"")
+        } else if d.starts_with(b"fail") {
+            answer(r, TransformResult::ProcessingFailed, b"")
+        } else if d.starts_with(b"skip") {
+            None
+        } else {
+            answer(r, TransformResult::Ok, &d.to_ascii_uppercase())
+        }
+    })
+}
+
+const FN_ARN: &str = "arn:aws:lambda:us-east-1:000000000000:function:upper";
+
+fn lambda_dest(interval_secs: u32) -> S3Destination {
+    let mut d = dest(5, interval_secs, Compression::Uncompressed);
+    d.prefix = Some("data/".into());
+    d.error_output_prefix = Some("errors/!{firehose:error-output-type}/".into());
+    d.processor = Some(LambdaProcessor::new(FN_ARN));
+    d
+}
+
+fn error_lines(env: &Env) -> Vec<serde_json::Value> {
+    env.sink
+        .objects()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("bucket/errors/processing-failed/"))
+        .flat_map(|(_, (b, _))| {
+            std::str::from_utf8(&b)
+                .expect("utf8")
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn raw_of(line: &serde_json::Value) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(line["rawData"].as_str().expect("rawData"))
+        .expect("base64")
+}
+
+fn data_bodies(env: &Env) -> Vec<Bytes> {
+    env.sink
+        .objects()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("bucket/data/"))
+        .map(|(_, (b, _))| b)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_ok_dropped_failed_and_missing_records() {
+    let env = env();
+    let d = open(&env, Arc::new(SystemClock));
+    let t = FakeTransformer::new(upper_script());
+    d.set_transformer(t.clone());
+    let mut x = lambda_dest(0);
+    x.processor.as_mut().expect("p").role_arn = Some("arn:aws:iam::000000000000:role/invoker".into());
+    d.create(&scope(), spec("lam", x)).await.expect("create");
+    let ids = d
+        .put_records(&scope(), "lam", recs(&[b"a;", b"drop;", b"b;", b"fail;", b"skip;"]))
+        .await
+        .expect("put");
+    wait_until("data and error objects", || env.sink.keys().len() == 2).await;
+    assert_eq!(data_bodies(&env), vec![Bytes::from_static(b"A;B;")]);
+    let lines = error_lines(&env);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let failed = lines.iter().find(|l| raw_of(l) == b"fail;").expect("fail line");
+    assert_eq!(failed["errorCode"], "Lambda.ProcessingFailedStatus");
+    assert_eq!(failed["attemptsMade"], 1);
+    assert_eq!(failed["lambdaArn"], FN_ARN);
+    assert!(failed["arrivalTimestamp"].as_i64().is_some_and(|t| t > 0));
+    assert!(failed["attemptEndingTimestamp"].as_i64().is_some_and(|t| t > 0));
+    let missing = lines.iter().find(|l| raw_of(l) == b"skip;").expect("missing line");
+    assert_eq!(missing["errorCode"], "Lambda.MissingRecordId");
+    // One invocation with the Lambda event of the reference (DirectPut: no Kinesis parts).
+    let calls = t.calls.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 1);
+    let (function, role, req) = &calls[0];
+    assert_eq!(function, FN_ARN);
+    assert_eq!(role, "arn:aws:iam::000000000000:role/invoker");
+    assert_eq!(
+        req.delivery_stream_arn,
+        "arn:aws:firehose:us-east-1:000000000000:deliverystream/lam"
+    );
+    assert_eq!(req.region, "us-east-1");
+    assert_eq!(req.source_kinesis_stream_arn, None);
+    let got: Vec<&str> = req.records.iter().map(|r| r.record_id.as_str()).collect();
+    assert_eq!(
+        got,
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "recordId = RecordId"
+    );
+    assert!(
+        req.records
+            .iter()
+            .all(|r| r.kinesis.is_none() && r.approximate_arrival_ms > 0)
+    );
+    // Records the function dropped are done: a second batch of only dropped records moves
+    // the checkpoint, so a restart invokes nothing again.
+    d.put_records(&scope(), "lam", recs(&[b"drop1;", b"drop2;"]))
+        .await
+        .expect("put");
+    wait_until("second invocation", || t.count() == 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(d);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let d = open(&env, Arc::new(SystemClock));
+    let t2 = FakeTransformer::new(upper_script());
+    d.set_transformer(t2.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.flush_all().await.expect("flush");
+    assert_eq!(t2.count(), 0, "nothing is transformed twice");
+    assert_eq!(env.sink.keys().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_invocation_failures_are_retried_then_go_to_processing_failed() {
+    let env = env();
+    let d = open(&env, Arc::new(SystemClock));
+    let t = FakeTransformer::new(upper_script());
+    *t.fail.lock().expect("lock") = Some(PortError::AccessDenied("not allowed".into()));
+    d.set_transformer(t.clone());
+    let mut x = lambda_dest(0);
+    x.processor.as_mut().expect("p").number_of_retries = 2;
+    d.create(&scope(), spec("f", x)).await.expect("create");
+    d.put_records(&scope(), "f", recs(&[b"a;", b"b;"])).await.expect("put");
+    wait_until("error object", || !env.sink.keys().is_empty()).await;
+    assert_eq!(t.count(), 3, "one attempt and NumberOfRetries retries");
+    let lines = error_lines(&env);
+    assert_eq!(lines.len(), 2);
+    for (line, raw) in lines.iter().zip([b"a;", b"b;"]) {
+        assert_eq!(line["errorCode"], "Lambda.InvokeAccessDenied");
+        assert_eq!(line["attemptsMade"], 3);
+        assert_eq!(line["lambdaArn"], FN_ARN);
+        assert_eq!(raw_of(line), raw);
+    }
+    assert!(data_bodies(&env).is_empty());
+    // A function error; then transient failures within the retries deliver normally.
+    *t.fail.lock().expect("lock") = Some(PortError::Other("boom".into()));
+    d.put_records(&scope(), "f", recs(&[b"c;"])).await.expect("put");
+    wait_until("second error object", || env.sink.keys().len() == 2).await;
+    let lines = error_lines(&env);
+    let c = lines.iter().find(|l| raw_of(l) == b"c;").expect("c");
+    assert_eq!(c["errorCode"], "Lambda.FunctionError");
+    assert!(c["errorMessage"].as_str().is_some_and(|m| m.contains("boom")));
+    *t.fail.lock().expect("lock") = None;
+    t.fail_next.store(2, Ordering::SeqCst);
+    d.put_records(&scope(), "f", recs(&[b"d;"])).await.expect("put");
+    wait_until("data object", || !data_bodies(&env).is_empty()).await;
+    assert_eq!(data_bodies(&env), vec![Bytes::from_static(b"D;")]);
+    assert_eq!(error_lines(&env).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_transformer_records_go_to_processing_failed() {
+    let env = env();
+    let mut c = config(&env);
+    c.transformer_wait_ms = 0;
+    let d = Delivery::open(
+        c,
+        env.meta.clone(),
+        Arc::new(SystemClock),
+        env.sink.clone(),
+        env.source.clone(),
+    )
+    .expect("open");
+    let mut x = lambda_dest(0);
+    x.processor.as_mut().expect("p").number_of_retries = 1;
+    d.create(&scope(), spec("n", x)).await.expect("create");
+    d.put_records(&scope(), "n", recs(&[b"x;"])).await.expect("put");
+    wait_until("error object", || !env.sink.keys().is_empty()).await;
+    let lines = error_lines(&env);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["errorCode"], "Lambda.FunctionError");
+    assert_eq!(lines[0]["attemptsMade"], 2);
+    assert_eq!(raw_of(&lines[0]), b"x;");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_keys_from_lambda_and_queries_shape_the_prefix() {
+    let env = env();
+    let clock = Arc::new(ManualClock::new(T0));
+    let d = open(&env, clock.clone());
+    // The function passes JSON through and returns its "t" member as partition key "t".
+    let t = FakeTransformer::new(Arc::new(|r: &TransformInputRecord| {
+        let v: serde_json::Value = serde_json::from_slice(&r.data).ok()?;
+        let mut out = answer(r, TransformResult::Ok, &r.data)?;
+        if let Some(tv) = v.get("t").and_then(|t| t.as_str()) {
+            out.partition_keys.insert("t".into(), tv.to_string());
+            out.partition_keys.insert("unused".into(), "z".into());
+        }
+        Some(out)
+    }));
+    d.set_transformer(t.clone());
+    let mut x = dest(5, 60, Compression::Uncompressed);
+    x.prefix = Some("t=!{partitionKeyFromLambda:t}/c=!{partitionKeyFromQuery:c}/".into());
+    x.error_output_prefix = Some("errors/!{firehose:error-output-type}/".into());
+    x.dynamic_partitioning = Some(DynamicPartitioning {
+        queries: BTreeMap::from([("c".to_string(), ".c".to_string())]),
+        retry_seconds: 300,
+    });
+    x.processor = Some(LambdaProcessor::new(FN_ARN));
+    d.create(&scope(), spec("pk", x)).await.expect("create");
+    d.put_records(
+        &scope(),
+        "pk",
+        recs(&[
+            br#"{"t":"x","c":1}"#,
+            br#"{"t":"y","c":1}"#,
+            br#"{"t":"x","c":2}"#,
+            br#"{"c":3}"#,
+            br#"{"t":"x"}"#,
+            br#"{"t":"x","c":1}"#,
+        ]),
+    )
+    .await
+    .expect("put");
+    wait_until("transformed", || t.count() == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.advance(60_000);
+    wait_until("four objects", || env.sink.keys().len() == 4).await;
+    let objs = env.sink.objects();
+    let body = |p: &str| {
+        objs.iter()
+            .find(|(k, _)| k.starts_with(&format!("bucket/{p}pk-1-2024-05-01-13-22-10-")))
+            .map(|(_, (b, _))| b.to_vec())
+            .unwrap_or_else(|| panic!("no object under {p}: {:?}", objs.keys().collect::<Vec<_>>()))
+    };
+    assert_eq!(body("t=x/c=1/"), br#"{"t":"x","c":1}{"t":"x","c":1}"#);
+    assert_eq!(body("t=y/c=1/"), br#"{"t":"y","c":1}"#);
+    assert_eq!(body("t=x/c=2/"), br#"{"t":"x","c":2}"#);
+    let lines = error_lines(&env);
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["errorCode"], "DynamicPartitioning.MetadataExtractionFailed");
+    }
+    let no_key = lines.iter().find(|l| raw_of(l) == br#"{"c":3}"#).expect("no key");
+    assert_eq!(no_key["lambdaArn"], FN_ARN);
+    assert!(no_key["errorMessage"].as_str().is_some_and(|m| m.contains('t')));
+    assert!(lines.iter().any(|l| raw_of(l) == br#"{"t":"x"}"#), "the query failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocations_are_bounded_by_the_processor_buffer_size() {
+    let env = env();
+    let d = open(&env, Arc::new(SystemClock));
+    let t = FakeTransformer::new(upper_script());
+    d.set_transformer(t.clone());
+    let mut x = lambda_dest(0);
+    x.processor.as_mut().expect("p").buffer_size_bytes = 209_715; // 0.2 MB
+    d.create(&scope(), spec("big", x)).await.expect("create");
+    let all: Vec<Vec<u8>> = (0..10u8).map(|i| vec![b'a' + i; 100 * 1024]).collect();
+    d.put_records(&scope(), "big", all.iter().map(|r| Bytes::from(r.clone())).collect())
+        .await
+        .expect("put");
+    wait_until("delivered", || {
+        data_bodies(&env).iter().map(Bytes::len).sum::<usize>() == 10 * 100 * 1024
+    })
+    .await;
+    let reqs = t.requests();
+    assert_eq!(reqs.len(), 5, "two 100 KiB records per 0.2 MB invocation");
+    for r in &reqs {
+        assert!(r.records.iter().map(|x| x.data.len()).sum::<usize>() <= 209_715);
+        assert!(r.to_event_json().to_string().len() <= MAX_LAMBDA_EVENT_BYTES);
+    }
+    let mut bodies = data_bodies(&env);
+    bodies.sort_by_key(|b| b[0]);
+    let upper: Vec<u8> = all.concat().to_ascii_uppercase();
+    assert_eq!(bodies.concat(), upper, "every record once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_source_events_carry_kinesis_metadata() {
+    let env = env();
+    env.source.add_shard("shardId-000000000000", &[]);
+    env.source.put("shardId-000000000000", b"one;");
+    env.source.put("shardId-000000000000", b"two;");
+    let mut cfg = config(&env);
+    cfg.start_at_trim_horizon = true;
+    let d = Delivery::open(
+        cfg,
+        env.meta.clone(),
+        Arc::new(SystemClock),
+        env.sink.clone(),
+        env.source.clone(),
+    )
+    .expect("open");
+    let t = FakeTransformer::new(upper_script());
+    d.set_transformer(t.clone());
+    let mut s = stream_spec("ks", 5, 0);
+    s.destination.processor = Some(LambdaProcessor::new(FN_ARN));
+    d.create(&scope(), s).await.expect("create");
+    wait_until("delivered", || env.sink.concat() == b"ONE;TWO;").await;
+    let reqs = t.requests();
+    assert_eq!(reqs.len(), 1);
+    let req = &reqs[0];
+    assert_eq!(
+        req.source_kinesis_stream_arn.as_deref(),
+        Some("arn:aws:kinesis:us-east-1:000000000000:stream/src")
+    );
+    assert_eq!(req.records.len(), 2);
+    let k = req.records[0].kinesis.as_ref().expect("kinesis metadata");
+    assert_eq!(k.shard_id, "shardId-000000000000");
+    assert_eq!(k.partition_key, "pk");
+    assert_eq!(k.sequence_number, "1000000");
+    assert_eq!(k.subsequence_number, 0);
+    assert_ne!(req.records[0].record_id, req.records[1].record_id);
+    let event = req.to_event_json();
+    assert!(event["records"][1]["kinesisRecordMetadata"]["sequenceNumber"] == "1000001");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_processor_flushes_the_open_buffers_first() {
+    let env = env();
+    let d = open(&env, Arc::new(SystemClock));
+    let t = FakeTransformer::new(upper_script());
+    d.set_transformer(t.clone());
+    let mut x = lambda_dest(900);
+    x.processor = None;
+    d.create(&scope(), spec("u", x.clone())).await.expect("create");
+    d.put_records(&scope(), "u", recs(&[b"old;"])).await.expect("put");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(env.sink.keys().is_empty(), "buffered");
+    x.processor = Some(LambdaProcessor::new(FN_ARN));
+    d.update_destination(&scope(), "u", 1, DESTINATION_ID, x)
+        .await
+        .expect("update");
+    d.put_records(&scope(), "u", recs(&[b"new;"])).await.expect("put");
+    wait_until("old buffer flushed", || env.sink.keys().len() == 1).await;
+    d.flush_all().await.expect("flush");
+    let mut bodies = data_bodies(&env);
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec![Bytes::from_static(b"NEW;"), Bytes::from_static(b"old;")],
+        "records buffered before the processor are not transformed; later ones are"
+    );
+    assert_eq!(t.count(), 1);
+}
+
+/// Runs `f` in a fresh multi-thread runtime that is then dropped (every task dies: a crash).
+fn in_runtime(f: impl std::future::Future<Output = ()>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(f);
+}
+
+#[test]
+fn crash_with_a_lambda_processor_retransforms_into_the_same_keys() {
+    let env = env();
+    env.sink.hang_after_put.store(true, Ordering::SeqCst);
+    in_runtime(async {
+        let d = open(&env, Arc::new(SystemClock));
+        d.set_transformer(FakeTransformer::new(upper_script()));
+        d.create(&scope(), spec("c", lambda_dest(0))).await.expect("create");
+        d.put_records(&scope(), "c", recs(&[b"a;", b"fail;", b"b;", b"drop;"]))
+            .await
+            .expect("put");
+        wait_until("hung after put", || env.sink.hung.load(Ordering::SeqCst)).await;
+        drop(d);
+    });
+    // The group (data + error objects) crashed after its first object was written.
+    let first = env.sink.keys();
+    assert_eq!(first.len(), 1);
+    env.sink.hang_after_put.store(false, Ordering::SeqCst);
+    let t2 = FakeTransformer::new(upper_script());
+    in_runtime(async {
+        let d = open(&env, Arc::new(SystemClock));
+        d.set_transformer(t2.clone());
+        wait_until("group redone", || env.sink.keys().len() == 2).await;
+        d.flush_all().await.expect("flush");
+        assert!(env.sink.keys().contains(&first[0]), "the intent's key is rewritten");
+        assert_eq!(data_bodies(&env), vec![Bytes::from_static(b"A;B;")]);
+        let lines = error_lines(&env);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(raw_of(&lines[0]), b"fail;");
+        assert_eq!(t2.count(), 1, "recovery transformed the group's span again");
+    });
+    // A third start redoes nothing.
+    let puts = env.sink.puts.load(Ordering::SeqCst);
+    let t3 = FakeTransformer::new(upper_script());
+    in_runtime(async {
+        let d = open(&env, Arc::new(SystemClock));
+        d.set_transformer(t3.clone());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        d.flush_all().await.expect("flush");
+    });
+    assert_eq!(env.sink.puts.load(Ordering::SeqCst), puts);
+    assert_eq!(t3.count(), 0);
+}
+
+#[test]
+fn crash_with_a_nondeterministic_function_still_delivers_each_record_once() {
+    let env = env();
+    env.sink.hang_after_put.store(true, Ordering::SeqCst);
+    in_runtime(async {
+        let d = open(&env, Arc::new(SystemClock));
+        d.set_transformer(FakeTransformer::new(upper_script()));
+        d.create(&scope(), spec("n", lambda_dest(0))).await.expect("create");
+        d.put_records(&scope(), "n", recs(&[b"a;", b"b;"])).await.expect("put");
+        wait_until("hung after put", || env.sink.hung.load(Ordering::SeqCst)).await;
+        drop(d);
+    });
+    let first = env.sink.keys();
+    assert_eq!(first.len(), 1);
+    assert_eq!(data_bodies(&env), vec![Bytes::from_static(b"A;B;")]);
+    env.sink.hang_after_put.store(false, Ordering::SeqCst);
+    // After the restart the function fails "b;": it moves to a partition (the error
+    // output) that had no intent.
+    let flaky: Script = Arc::new(|r: &TransformInputRecord| {
+        if r.data.as_ref() == b"b;" {
+            answer(r, TransformResult::ProcessingFailed, b"")
+        } else {
+            answer(r, TransformResult::Ok, &r.data.to_ascii_uppercase())
+        }
+    });
+    in_runtime(async {
+        let d = open(&env, Arc::new(SystemClock));
+        d.set_transformer(FakeTransformer::new(flaky));
+        wait_until("redone", || env.sink.keys().len() == 2).await;
+        d.flush_all().await.expect("flush");
+    });
+    assert!(env.sink.keys().contains(&first[0]));
+    assert_eq!(
+        data_bodies(&env),
+        vec![Bytes::from_static(b"A;")],
+        "same key, new bytes"
+    );
+    let lines = error_lines(&env);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(raw_of(&lines[0]), b"b;");
 }

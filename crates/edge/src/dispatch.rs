@@ -5,6 +5,18 @@
 
 use kd_wire::Protocol;
 
+/// Path prefixes of the Lambda API (its operations are dated by the API version that
+/// added them).
+const LAMBDA_PREFIXES: &[&str] = &[
+    "/2015-03-31/functions",
+    "/2015-03-31/event-source-mappings",
+    "/2017-10-31/functions/",
+    "/2019-09-30/functions/",
+    "/2019-09-25/functions/",
+    "/2017-03-31/tags/",
+    "/2016-08-19/account-settings",
+];
+
 /// Every service kinesis-data will serve, as `/_kinesis-data/health` names them.
 pub const ALL_SERVICES: &[&str] = &[
     "kinesis",
@@ -96,7 +108,7 @@ pub fn route(parts: &http::request::Parts) -> Service {
         };
     }
     let path = parts.uri.path();
-    if path.starts_with("/2015-03-31/functions") || path.starts_with("/2015-03-31/event-source-mappings") {
+    if LAMBDA_PREFIXES.iter().any(|p| path.starts_with(p)) {
         return Service::Lambda;
     }
     if path.starts_with("/v20180820/") {

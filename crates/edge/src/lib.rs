@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use kd_api_firehose::FirehoseApi;
 use kd_api_iam::{Endpoint, IamApi};
 use kd_api_kinesis::KinesisApi;
+use kd_api_lambda::LambdaApi;
 use kd_iam::authz::Authorizer;
 use kd_iam::{Iam, Principal, TokenError};
 use kd_wire::json::Encoding;
@@ -58,6 +59,8 @@ pub struct Services {
     pub iam: IamApi,
     /// S3 (s3s over the objects engine).
     pub s3: s3s::service::S3Service,
+    /// AWS Lambda.
+    pub lambda: LambdaApi,
 }
 
 /// The services the edge dispatches to.
@@ -70,6 +73,7 @@ pub struct Edge {
     firehose: FirehoseApi,
     iam_api: IamApi,
     s3: s3s::service::S3Service,
+    lambda: LambdaApi,
     reset: ResetHook,
 }
 
@@ -90,6 +94,7 @@ impl Edge {
             firehose: services.firehose,
             iam_api: services.iam,
             s3: services.s3,
+            lambda: services.lambda,
             reset,
         }
     }
@@ -117,6 +122,7 @@ impl Edge {
         let protocol = service.protocol();
         let limit = match service {
             Service::Iam | Service::Sts => kd_api_iam::MAX_BODY,
+            Service::Lambda => kd_api_lambda::MAX_BODY,
             _ if protocol == Protocol::AwsJson => MAX_JSON_BODY,
             _ => MAX_OTHER_BODY,
         };
@@ -153,6 +159,25 @@ impl Edge {
                 self.kinesis.handle(&ctx, &op, encoding, &body).await
             }
             Service::Firehose(op) => self.firehose.handle(&ctx, &op, &body).await,
+            Service::Lambda => {
+                let host = parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("127.0.0.1");
+                let endpoint = format!("http://{host}");
+                self.lambda
+                    .handle(
+                        &ctx,
+                        &parts.method,
+                        parts.uri.path(),
+                        parts.uri.query(),
+                        &parts.headers,
+                        &body,
+                        &endpoint,
+                    )
+                    .await
+            }
             Service::Iam | Service::Sts => {
                 let endpoint = if service == Service::Iam {
                     Endpoint::Iam
@@ -214,6 +239,27 @@ impl Edge {
             );
             r
         };
+        if parts.method == http::Method::GET
+            && let Some(file) = path.strip_prefix(kd_api_lambda::CODE_PATH)
+        {
+            // GetFunction's Code.Location: the package, by its SHA-256 (an unguessable name,
+            // as AWS's presigned URL).
+            let sha = file.strip_suffix(".zip").unwrap_or(file);
+            return Some(match self.lambda.engine().code_zip(sha) {
+                Ok(zip) => {
+                    let mut r = Response::new(Body::from(zip));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/zip"),
+                    );
+                    r
+                }
+                Err(_) => json(
+                    StatusCode::NOT_FOUND,
+                    serde_json::json!({ "error": "no such code package", "requestId": request_id }),
+                ),
+            });
+        }
         Some(match (parts.method.as_str(), path) {
             ("GET", "/_kinesis-data/health") => json(StatusCode::OK, health()),
             ("POST", "/_kinesis-data/reset") if self.config.allow_reset => match (self.reset)().await {
@@ -315,7 +361,7 @@ pub fn health() -> serde_json::Value {
     for s in dispatch::ALL_SERVICES {
         services.insert(
             (*s).to_owned(),
-            serde_json::Value::from(if matches!(*s, "kinesis" | "firehose" | "iam" | "sts") {
+            serde_json::Value::from(if matches!(*s, "kinesis" | "firehose" | "iam" | "sts" | "s3" | "lambda") {
                 "running"
             } else {
                 "not_implemented"

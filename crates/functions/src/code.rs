@@ -273,12 +273,21 @@ mod tests {
         assert_eq!(b64_of_hex(&code.sha256_hex), code.sha256_b64);
         let root = store.unpacked(&code.sha256_hex).expect("unpacked");
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(root.join("bootstrap")).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(root.join("bootstrap"))
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o111, 0o111, "bootstrap stays executable");
         assert_eq!(std::fs::read(root.join("lib/data.txt")).expect("read"), b"data");
         // The cache is rebuilt from the zip.
         std::fs::remove_dir_all(&root).expect("rm");
-        assert!(store.unpacked(&code.sha256_hex).expect("again").join("bootstrap").exists());
+        assert!(
+            store
+                .unpacked(&code.sha256_hex)
+                .expect("again")
+                .join("bootstrap")
+                .exists()
+        );
         assert_eq!(store.retain(&BTreeSet::new()).expect("retain"), 2);
         assert!(store.unpacked(&code.sha256_hex).is_err());
     }

@@ -124,9 +124,10 @@ pub struct Functions {
     code: CodeStore,
     pub(crate) host: Arc<Host>,
     docs: RwLock<HashMap<String, FunctionDoc>>,
-    write_lock: tokio::sync::Mutex<()>,
+    pub(crate) write_lock: tokio::sync::Mutex<()>,
     specs: Mutex<HashMap<String, (Arc<FunctionSpec>, i64)>>,
     pub(crate) queue: crate::queue::QueueState,
+    pub(crate) mappings: crate::esm::MappingState,
 }
 
 impl std::fmt::Debug for Functions {
@@ -186,6 +187,7 @@ impl Functions {
             write_lock: tokio::sync::Mutex::new(()),
             specs: Mutex::new(HashMap::new()),
             queue,
+            mappings: crate::esm::MappingState::default(),
         });
         crate::queue::start(&f);
         Ok(f)
@@ -208,7 +210,12 @@ impl Functions {
 
     /// The function named by `name` (any form) in `scope`, and the qualifier the name or
     /// `qualifier` gives (they must agree).
-    pub(crate) fn find(&self, scope: &Scope, name: &str, qualifier: Option<&str>) -> Result<(FunctionDoc, Option<String>)> {
+    pub(crate) fn find(
+        &self,
+        scope: &Scope,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(FunctionDoc, Option<String>)> {
         let r = FunctionRef::parse(name).ok_or_else(|| invalid_name(name))?;
         let unqualified = function_arn(scope, &r.name);
         if r.account.as_deref().is_some_and(|a| a != scope.account)
@@ -580,7 +587,11 @@ impl Functions {
                 l.code_sha256_hex = stored.sha256_hex;
                 l.code_size = stored.size;
                 touch(l, now, delay);
-                let shown = if publish { publish_version(doc, None, now)? } else { doc.latest.clone() };
+                let shown = if publish {
+                    publish_version(doc, None, now)?
+                } else {
+                    doc.latest.clone()
+                };
                 Ok((doc.clone(), shown))
             })
             .await?;
@@ -735,6 +746,7 @@ impl Functions {
     }
 
     /// CreateAlias / UpdateAlias (`create` decides which).
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_alias(
         &self,
         scope: &Scope,
@@ -845,7 +857,9 @@ impl Functions {
                 doc.tags.remove(k);
             }
             if doc.tags.len() > 50 {
-                return Err(Error::InvalidParameterValue("Number of tags exceeds resource tag limit.".into()));
+                return Err(Error::InvalidParameterValue(
+                    "Number of tags exceeds resource tag limit.".into(),
+                ));
             }
             Ok(())
         })
@@ -867,7 +881,10 @@ impl Functions {
                 "1 validation error detected: Value at 'maximumRetryAttempts' failed to satisfy constraint: Member must have value less than or equal to 2".into(),
             ));
         }
-        if cfg.maximum_event_age_seconds.is_some_and(|n| !(60..=21_600).contains(&n)) {
+        if cfg
+            .maximum_event_age_seconds
+            .is_some_and(|n| !(60..=21_600).contains(&n))
+        {
             return Err(Error::InvalidParameterValue(
                 "1 validation error detected: Value at 'maximumEventAgeInSeconds' failed to satisfy constraint: Member must have value between 60 and 21600".into(),
             ));
@@ -882,10 +899,9 @@ impl Functions {
         self.mutate(scope, name, |doc, now| {
             cfg.last_modified_ms = now;
             if merge {
-                let old = doc
-                    .event_invoke
-                    .clone()
-                    .ok_or_else(|| Error::ResourceNotFound(format!("The function {} doesn't have an EventInvokeConfig", doc.arn)))?;
+                let old = doc.event_invoke.clone().ok_or_else(|| {
+                    Error::ResourceNotFound(format!("The function {} doesn't have an EventInvokeConfig", doc.arn))
+                })?;
                 cfg.maximum_retry_attempts = cfg.maximum_retry_attempts.or(old.maximum_retry_attempts);
                 cfg.maximum_event_age_seconds = cfg.maximum_event_age_seconds.or(old.maximum_event_age_seconds);
                 cfg.on_success = cfg.on_success.or(old.on_success);
@@ -1065,9 +1081,7 @@ impl Functions {
     /// Invokes `function_arn` synchronously on behalf of another engine (Firehose
     /// processors, S3 Batch, API Gateway): the caller has already been authorised.
     pub async fn invoke_arn(&self, function_arn: &str, payload: Bytes) -> Result<InvokeOutcome> {
-        let (scope, doc, q) = self
-            .lookup_arn(function_arn)
-            .ok_or_else(|| not_found(function_arn))?;
+        let (scope, doc, q) = self.lookup_arn(function_arn).ok_or_else(|| not_found(function_arn))?;
         let (config, invoked_arn) = Self::resolve(&doc, q.as_deref())?;
         let _ = scope;
         let r = Resolved {
@@ -1186,7 +1200,13 @@ impl Functions {
     }
 
     /// RemovePermission.
-    pub async fn remove_permission(&self, scope: &Scope, name: &str, statement_id: &str, revision_id: Option<&str>) -> Result<()> {
+    pub async fn remove_permission(
+        &self,
+        scope: &Scope,
+        name: &str,
+        statement_id: &str,
+        revision_id: Option<&str>,
+    ) -> Result<()> {
         self.mutate(scope, name, |doc, _| {
             if let Some(r) = revision_id
                 && r != doc.policy_revision
@@ -1213,14 +1233,22 @@ impl Functions {
     pub fn get_policy(&self, scope: &Scope, name: &str) -> Result<(String, String)> {
         let (doc, _) = self.find(scope, name, None)?;
         if doc.policy.is_empty() {
-            return Err(Error::ResourceNotFound("The resource you requested does not exist.".into()));
+            return Err(Error::ResourceNotFound(
+                "The resource you requested does not exist.".into(),
+            ));
         }
         Ok((policy_json(&doc), doc.policy_revision.clone()))
     }
 
     /// Whether the resource policy of `function_arn` lets `service` (e.g.
     /// `s3.amazonaws.com`) invoke it on behalf of `source_arn` in `source_account`.
-    pub fn service_may_invoke(&self, function_arn: &str, service: &str, source_arn: &str, source_account: &str) -> bool {
+    pub fn service_may_invoke(
+        &self,
+        function_arn: &str,
+        service: &str,
+        source_arn: &str,
+        source_account: &str,
+    ) -> bool {
         let Some((_, doc, q)) = self.lookup_arn(function_arn) else {
             return false;
         };
@@ -1309,7 +1337,11 @@ fn validate(input: &FunctionInput) -> Result<()> {
     {
         return Err(Error::InvalidParameterValue(format!(
             "1 validation error detected: Value '{t}' at 'timeout' failed to satisfy constraint: Member must have value {} 900",
-            if t < 1 { "greater than or equal to 1, less than or equal to" } else { "less than or equal to" }
+            if t < 1 {
+                "greater than or equal to 1, less than or equal to"
+            } else {
+                "less than or equal to"
+            }
         )));
     }
     if let Some(m) = input.memory_size
@@ -1317,7 +1349,11 @@ fn validate(input: &FunctionInput) -> Result<()> {
     {
         return Err(Error::InvalidParameterValue(format!(
             "1 validation error detected: Value '{m}' at 'memorySize' failed to satisfy constraint: Member must have value {}",
-            if m < 128 { "greater than or equal to 128" } else { "less than or equal to 10240" }
+            if m < 128 {
+                "greater than or equal to 128"
+            } else {
+                "less than or equal to 10240"
+            }
         )));
     }
     if let Some(s) = input.ephemeral_storage

@@ -320,7 +320,9 @@ impl FunctionRef {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Qualifiers: `$LATEST`, a version number or an alias name (`[a-zA-Z0-9-_]{1,128}`).

@@ -178,7 +178,13 @@ pub(crate) fn start(f: &Arc<Functions>) {
 impl Functions {
     /// Queues an asynchronous invocation of `invoked_arn`, committing `extra` in the same
     /// transaction.
-    pub async fn enqueue(&self, invoked_arn: &str, request_id: &str, payload: Bytes, extra: Vec<MetaOp>) -> Result<u64> {
+    pub async fn enqueue(
+        &self,
+        invoked_arn: &str,
+        request_id: &str,
+        payload: Bytes,
+        extra: Vec<MetaOp>,
+    ) -> Result<u64> {
         let seqs = self
             .enqueue_many(vec![(invoked_arn.to_owned(), request_id.to_owned(), payload)], extra)
             .await?;
@@ -259,7 +265,12 @@ impl Functions {
                 .await;
         };
         let settings = doc.event_invoke.clone();
-        let max_age_ms = i64::from(settings.as_ref().and_then(|s| s.maximum_event_age_seconds).unwrap_or(21_600)) * 1000;
+        let max_age_ms = i64::from(
+            settings
+                .as_ref()
+                .and_then(|s| s.maximum_event_age_seconds)
+                .unwrap_or(21_600),
+        ) * 1000;
         let max_retries = settings.as_ref().and_then(|s| s.maximum_retry_attempts).unwrap_or(2);
         let now = self.now_ms();
         if now - ev.enqueued_ms > max_age_ms {
@@ -396,8 +407,8 @@ impl Functions {
                 self.queue.notify.notify_one();
             }
             _ => {
-                let name = crate::model::FunctionRef::parse(&ev.function_arn)
-                    .map_or_else(|| "unknown".to_owned(), |r| r.name);
+                let name =
+                    crate::model::FunctionRef::parse(&ev.function_arn).map_or_else(|| "unknown".to_owned(), |r| r.name);
                 let dir = self.config.root.join("dead-letter");
                 let line = format!("{record}\n");
                 let path = dir.join(format!("{name}.jsonl"));
@@ -419,7 +430,11 @@ impl Functions {
 
     /// Records in the dead-letter log of `function_name` (newest last).
     pub fn dead_letters(&self, function_name: &str) -> Vec<serde_json::Value> {
-        let path = self.config.root.join("dead-letter").join(format!("{function_name}.jsonl"));
+        let path = self
+            .config
+            .root
+            .join("dead-letter")
+            .join(format!("{function_name}.jsonl"));
         std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()

@@ -1543,6 +1543,38 @@ impl IamStore {
         })
     }
 
+    /// A session of `role_arn` that an AWS service opens for itself (a Lambda function's
+    /// execution role, a Firehose delivery stream's role): no trust check and no
+    /// `MaxSessionDuration` bound, since the service was given the role. Lasts `duration_ms`.
+    pub fn service_session(&self, role_arn: &str, session_name: &str, duration_ms: i64) -> Result<Session, StoreError> {
+        let Some((account, name)) = parse_role_arn(role_arn) else {
+            return Err(StoreError::ValidationError(format!("{role_arn} is invalid")));
+        };
+        self.mutate(|st, now| {
+            let role = st
+                .roles
+                .get(&entity_key(&account, &name))
+                .filter(|r| r.arn == role_arn)
+                .ok_or_else(|| StoreError::NoSuchEntity(format!("The role with name {name} cannot be found.")))?;
+            let access_key_id = format!("ASIA{}", random_text(16, ID_ALPHABET));
+            let session = Session {
+                version: FORMAT_VERSION,
+                account_id: account.clone(),
+                secret_access_key: random_text(40, SECRET_ALPHABET),
+                session_token: format!("IQoJb3JpZ2luX2Vj{}", random_text(300, SECRET_ALPHABET)),
+                role_name: role.name.clone(),
+                role_id: role.id.clone(),
+                role_arn: role.arn.clone(),
+                session_name: session_name.to_owned(),
+                arn: format!("arn:aws:sts::{account}:assumed-role/{}/{session_name}", role.name),
+                create_date_ms: now,
+                expiration_ms: now + duration_ms,
+                access_key_id: access_key_id.clone(),
+            };
+            Ok((session.clone(), vec![Change::Session(access_key_id, Some(session))]))
+        })
+    }
+
     /// Records a session as given (tests use it to make sessions with chosen expiries).
     pub fn insert_session(&self, session: Session) -> Result<(), StoreError> {
         self.mutate(|_, _| Ok(((), vec![Change::Session(session.access_key_id.clone(), Some(session))])))

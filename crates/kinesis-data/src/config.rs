@@ -72,6 +72,62 @@ pub struct Config {
     pub s3: S3Config,
     /// Firehose settings.
     pub firehose: FirehoseConfig,
+    /// Lambda settings.
+    pub lambda: LambdaConfig,
+}
+
+/// Lambda engine settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LambdaConfig {
+    /// Interpreter per runtime name (`"python3.12" = "/usr/bin/python3.12"`).
+    pub interpreters: std::collections::BTreeMap<String, String>,
+    /// Interpreter of every other `python3.x` runtime.
+    pub python: String,
+    /// Interpreter of every other `nodejs*` runtime.
+    pub node: String,
+    /// Extra `PYTHONPATH` entries (where the runtime-provided boto3 lives).
+    pub python_path: Vec<PathBuf>,
+    /// Extra `NODE_PATH` entries (where the runtime-provided AWS SDK for JavaScript lives).
+    pub node_path: Vec<PathBuf>,
+    /// Most instances of one function at once.
+    pub max_concurrency: u32,
+    /// An idle instance stops after this many seconds.
+    pub idle_timeout_secs: u64,
+    /// How long a synchronous invoke waits for a free instance before TooManyRequests.
+    pub wait_for_instance_ms: u64,
+    /// Delays before the retries of a failed asynchronous invocation (AWS: about 60 000
+    /// and 120 000).
+    pub async_retry_delays_ms: Vec<u64>,
+    /// How long a new or updated function reports `Pending` / `InProgress`.
+    pub activation_delay_ms: u64,
+}
+
+impl Default for LambdaConfig {
+    fn default() -> Self {
+        Self {
+            interpreters: std::collections::BTreeMap::new(),
+            python: "python3".to_owned(),
+            node: "node".to_owned(),
+            python_path: Vec::new(),
+            node_path: default_node_path(),
+            max_concurrency: 32,
+            idle_timeout_secs: 300,
+            wait_for_instance_ms: 2000,
+            async_retry_delays_ms: vec![1000, 2000],
+            activation_delay_ms: 0,
+        }
+    }
+}
+
+/// `~/.cache/kinesis-data/node/node_modules`, where the setup installs the AWS SDK for
+/// JavaScript v3 that Node handlers get from the runtime, when it exists.
+fn default_node_path() -> Vec<PathBuf> {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/kinesis-data/node/node_modules"))
+        .filter(|p| p.is_dir())
+        .into_iter()
+        .collect()
 }
 
 /// Firehose engine settings.
@@ -198,6 +254,7 @@ impl Default for Config {
             kinesis: KinesisConfig::default(),
             s3: S3Config::default(),
             firehose: FirehoseConfig::default(),
+            lambda: LambdaConfig::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! tests start the same [`Server`] in-process.
 
 pub mod config;
+pub mod lambda;
 pub mod ports;
 
 use std::net::SocketAddr;
@@ -15,6 +16,8 @@ use anyhow::Context as _;
 use kd_api_firehose::FirehoseApi;
 use kd_api_iam::IamApi;
 use kd_api_kinesis::KinesisApi;
+use kd_api_lambda::LambdaApi;
+use kd_functions::Functions;
 use kd_delivery::Delivery;
 use kd_edge::{Edge, EdgeConfig, ResetHook, Services};
 use kd_iam::store::IamStore;
@@ -34,6 +37,8 @@ pub struct Server {
     sweeper: JoinHandle<()>,
     engine: Arc<Engine>,
     delivery: Arc<Delivery>,
+    functions: Arc<Functions>,
+    dispatcher: JoinHandle<()>,
 }
 
 impl Server {
@@ -86,21 +91,37 @@ impl Server {
             meta.clone(),
             clock.clone(),
             Arc::new(ports::S3Sink::new(objects.clone(), actor.clone())),
-            Arc::new(ports::KinesisSource::new(engine.clone(), actor)),
+            Arc::new(ports::KinesisSource::new(engine.clone(), actor.clone())),
         )
         .context("cannot open the Firehose engine")?;
-        let (reset_engine, reset_objects, reset_iam, reset_delivery) =
-            (engine.clone(), objects.clone(), iam_store.clone(), delivery.clone());
+        // The listener is bound first: functions get its address as AWS_ENDPOINT_URL.
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let functions = open_functions(&config, addr, &meta, &clock, &iam_store, enforce, &objects)?;
+        functions.set_stream_reader(Arc::new(lambda::KinesisReader::new(engine.clone(), actor.clone())));
+        delivery.set_transformer(Arc::new(lambda::LambdaTransformer::new(functions.clone(), actor.clone())));
+        let dispatcher = lambda::dispatch_s3_events(objects.clone(), functions.clone());
+        let (reset_engine, reset_objects, reset_iam, reset_delivery, reset_functions) = (
+            engine.clone(),
+            objects.clone(),
+            iam_store.clone(),
+            delivery.clone(),
+            functions.clone(),
+        );
         let reset: ResetHook = Arc::new(move || {
-            let (e, o, i, d) = (
+            let (e, o, i, d, f) = (
                 reset_engine.clone(),
                 reset_objects.clone(),
                 reset_iam.clone(),
                 reset_delivery.clone(),
+                reset_functions.clone(),
             );
             Box::pin(async move {
                 // Delivery first: its workers read streams and write buckets.
                 d.reset().await.map_err(|e| e.to_string())?;
+                f.reset().await.map_err(|e| e.to_string())?;
                 e.reset().await.map_err(|e| e.to_string())?;
                 o.reset().await.map_err(|e| e.to_string())?;
                 tokio::task::spawn_blocking(move || i.reset())
@@ -114,6 +135,7 @@ impl Server {
             authz.clone(),
             objects.clone(),
             config.s3.base_domains.clone(),
+            Some(Arc::new(lambda::FunctionDestinations::new(functions.clone()))),
         );
         let edge = Edge::new(
             EdgeConfig {
@@ -127,13 +149,10 @@ impl Server {
                 firehose: FirehoseApi::new(delivery.clone(), iam_store.clone(), enforce),
                 iam: IamApi::new(iam_store, enforce),
                 s3,
+                lambda: LambdaApi::new(functions.clone()),
             },
             reset,
         );
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(kd_edge::serve(listener, edge.router(), async move {
             let _ = stopped.await;
@@ -158,6 +177,8 @@ impl Server {
             sweeper,
             engine,
             delivery,
+            functions,
+            dispatcher,
         })
     }
 
@@ -181,6 +202,11 @@ impl Server {
         &self.delivery
     }
 
+    /// The Lambda engine.
+    pub fn functions(&self) -> &Arc<Functions> {
+        &self.functions
+    }
+
     /// Stops accepting, finishes in-flight requests, delivers what Firehose buffers, syncs
     /// every log.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
@@ -188,6 +214,7 @@ impl Server {
             let _ = stop.send(());
         }
         self.sweeper.abort();
+        self.dispatcher.abort();
         (&mut self.task)
             .await
             .context("server task panicked")?
@@ -196,6 +223,7 @@ impl Server {
             // Undelivered data stays in the delivery streams' own logs for the next start.
             tracing::warn!(error = %e, "Firehose could not deliver everything it buffered before stopping");
         }
+        self.functions.shutdown().await;
         self.engine.sync_all().context("final sync failed")?;
         Ok(())
     }
@@ -208,4 +236,45 @@ impl Server {
             .context("server failed")?;
         Ok(())
     }
+}
+
+/// Opens the Lambda engine with its ports.
+fn open_functions(
+    config: &Config,
+    addr: SocketAddr,
+    meta: &Arc<MetaStore>,
+    clock: &Arc<dyn Clock>,
+    iam_store: &Arc<IamStore>,
+    enforce: bool,
+    objects: &Arc<kd_objects::Objects>,
+) -> anyhow::Result<Arc<Functions>> {
+    let lc = &config.lambda;
+    let mut fc = kd_functions::Config::new(config.data_dir.join("lambda"), format!("http://{addr}"));
+    fc.host.interpreters = lc.interpreters.clone();
+    fc.host.python = lc.python.clone();
+    fc.host.node = lc.node.clone();
+    fc.host.python_path = lc.python_path.clone();
+    fc.host.node_path = lc.node_path.clone();
+    fc.host.max_concurrency = lc.max_concurrency.max(1);
+    fc.host.idle_timeout = Duration::from_secs(lc.idle_timeout_secs.max(1));
+    fc.host.wait_for_instance = Duration::from_millis(lc.wait_for_instance_ms);
+    fc.async_retry_delays_ms = lc.async_retry_delays_ms.clone();
+    fc.activation_delay_ms = lc.activation_delay_ms as i64;
+    let roles = lambda::LambdaRoles::new(
+        iam_store.clone(),
+        enforce,
+        kd_functions::host::Credentials {
+            access_key_id: config.access_key_id.clone(),
+            secret_access_key: config.secret_access_key.clone(),
+            session_token: String::new(),
+        },
+    );
+    Functions::open(
+        fc,
+        meta.clone(),
+        clock.clone(),
+        Arc::new(roles),
+        Arc::new(lambda::S3CodeFetcher::new(objects.clone())),
+    )
+    .context("cannot open the Lambda engine")
 }

@@ -21,15 +21,29 @@ const SESSION: &str = "firehose";
 pub struct RoleActor {
     iam: Arc<Iam>,
     authz: Arc<Authorizer>,
+    session: &'static str,
 }
 
 impl RoleActor {
-    /// Over the key/entity store and the shared authoriser.
+    /// Over the key/entity store and the shared authoriser, as the `firehose` session.
     pub fn new(iam: Arc<Iam>, authz: Arc<Authorizer>) -> Self {
-        Self { iam, authz }
+        Self {
+            iam,
+            authz,
+            session: SESSION,
+        }
     }
 
-    fn principal(&self, role_arn: &str) -> Result<Principal, PortError> {
+    /// The same actor acting as session `session` of the role (e.g. a function's name).
+    pub fn with_session(&self, session: &'static str) -> Self {
+        Self {
+            session,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn principal(&self, role_arn: &str) -> Result<Principal, PortError> {
+        let session = self.session;
         let (account, role_name) = kd_iam::store::parse_role_arn(role_arn)
             .ok_or_else(|| PortError::AccessDenied(format!("{role_arn} is not a role ARN")))?;
         let role_id = self
@@ -38,13 +52,13 @@ impl RoleActor {
             .and_then(|s| s.get_role(&account, &role_name).ok())
             .map_or_else(|| role_name.clone(), |r| r.id);
         Ok(Principal {
-            arn: format!("arn:aws:sts::{account}:assumed-role/{role_name}/{SESSION}"),
-            user_id: format!("{role_id}:{SESSION}"),
+            arn: format!("arn:aws:sts::{account}:assumed-role/{role_name}/{session}"),
+            user_id: format!("{role_id}:{session}"),
             account_id: account,
             access_key_id: String::new(),
             kind: PrincipalKind::AssumedRole {
                 role_name,
-                session_name: SESSION.to_owned(),
+                session_name: session.to_owned(),
             },
             session_token: None,
             expiration_ms: None,
@@ -52,7 +66,7 @@ impl RoleActor {
     }
 
     /// `Ok(principal)` when the role may perform every one of `actions` on `resource`.
-    fn allow(&self, role_arn: &str, actions: &[&str], resource: &str) -> Result<Principal, PortError> {
+    pub(crate) fn allow(&self, role_arn: &str, actions: &[&str], resource: &str) -> Result<Principal, PortError> {
         let principal = self.principal(role_arn)?;
         if self.authz.enabled() {
             let ctx = self.authz.context_for(&principal);

@@ -334,6 +334,8 @@ pub struct Objects {
     object_locks: Vec<tokio::sync::Mutex<()>>,
     /// The next event seq; held while enqueueing an event-carrying transaction.
     next_seq: std::sync::Mutex<u64>,
+    /// Woken after every commit that wrote events (the notification dispatcher waits on it).
+    events_notify: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Objects {
@@ -390,6 +392,7 @@ impl Objects {
             upload_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             object_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             next_seq: std::sync::Mutex::new(last_event.max(acked) + 1),
+            events_notify: Arc::new(tokio::sync::Notify::new()),
             config,
         })
     }
@@ -446,6 +449,7 @@ impl Objects {
 
     /// Commits `ops` plus one outbox record per event as one grouped transaction.
     async fn commit(&self, mut ops: Vec<MetaOp>, events: Vec<EventDraft>) -> Result<()> {
+        let wrote_events = !events.is_empty();
         let pending = {
             let mut next = self
                 .next_seq
@@ -471,7 +475,15 @@ impl Objects {
             self.meta.write_grouped(ops)
         };
         pending.await?;
+        if wrote_events {
+            self.events_notify.notify_one();
+        }
         Ok(())
+    }
+
+    /// Notified after each commit that wrote events to the outbox.
+    pub fn events_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.events_notify.clone()
     }
 
     /// Stages a body: hashed and buffered up to [`Config::inline_max`] bytes; a body that

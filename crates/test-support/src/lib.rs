@@ -95,6 +95,11 @@ impl TestServer {
         firehose_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
+    /// A Lambda client for us-east-1 with the default keys.
+    pub fn lambda(&self) -> aws_sdk_lambda::Client {
+        lambda_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
+    }
+
     /// An S3 client for us-east-1 with the default keys (path-style).
     pub fn s3(&self) -> aws_sdk_s3::Client {
         s3_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
@@ -145,6 +150,25 @@ pub fn firehose_client(endpoint: &str, region: &str, access_key: &str, secret: &
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_firehose::Client::from_conf(conf)
+}
+
+/// A Lambda client for `endpoint` with static keys, plain HTTP and no retries.
+pub fn lambda_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_lambda::Client {
+    let conf = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .region(aws_sdk_lambda::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_lambda::Client::from_conf(conf)
 }
 
 /// An S3 client for `endpoint` (path-style) with static keys, plain HTTP and no retries.

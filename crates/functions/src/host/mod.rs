@@ -1,15 +1,91 @@
 //! The function host: runs function instances as local child processes, each with its own
 //! Lambda Runtime API listener on 127.0.0.1, and invokes them.
 //!
-//! INTERFACE STUB: the types and signatures below are the contract the rest of the engine
-//! codes against; the bodies are being implemented.
+//! # Instance lifecycle
+//!
+//! 1. **Acquire.** [`Host::invoke`] takes an idle instance of the same (ARN, version,
+//!    generation) if there is one (warm), else reserves a slot for a new one (cold) when fewer
+//!    than `min(spec.concurrency_limit, config.max_concurrency)` instances of that
+//!    (ARN, version) are busy or starting; otherwise it waits for a slot to free (up to
+//!    `inv.wait_for_instance`, else [`HostConfig::wait_for_instance`]) and then fails with
+//!    [`HostError::TooManyRequests`]. Idle instances of another generation are stopped.
+//! 2. **Start** (cold only). The host binds a Runtime API listener on `127.0.0.1:0`, spawns
+//!    the runtime (`<code_dir>/bootstrap`, or the interpreter running the host's own
+//!    `python_bootstrap.py` / `node_bootstrap.js` from `<root>/runtime/`) in its own process
+//!    group with a cleared environment (the Lambda variables, `PATH`, `HOME`, the function's
+//!    variables, `TMPDIR=<root>/tmp/<instance id>` and `KINESIS_DATA_INSTANCE=<instance id>`),
+//!    records it in the pid registry and reads its stdout and stderr line by line into the
+//!    function's log. Nothing polls: the invocation is queued for the instance, and its first
+//!    `GET /runtime/invocation/next` takes it.
+//! 3. **Invoke.** `next` hands over the event (and writes `START`); the host waits for
+//!    `/response`, `/error`, `/init/error`, the process's exit, or the deadline (timeout
+//!    counted from the hand-over; a warm instance that does not ask for work within the timeout,
+//!    or a cold one that does not within 10 s plus the timeout, is treated as timed out). After
+//!    the answer it drains whatever the instance already wrote to its pipes (non-blocking reads,
+//!    no sleeping), writes `END` and `REPORT`, and cuts the log tail.
+//! 4. **Release.** An instance that answered goes back to the idle list (most recently used is
+//!    reused first), unless it was retired, belongs to an older generation or the host is
+//!    shutting down. A timed-out instance, an instance that crashed or failed its init, is
+//!    killed (whole process group) and discarded; the next invocation starts a fresh one.
+//! 5. **Stop.** The reaper stops instances idle for longer than [`HostConfig::idle_timeout`];
+//!    [`Host::retire`], [`Host::shutdown`] and dropping the [`Host`] kill process groups. Each
+//!    instance's waiter task reaps the process, kills what is left of its group, stops its
+//!    listener, deletes its registry file and its `TMPDIR`, and removes it from the pool. An
+//!    instance that exits while idle is just removed.
+//!
+//! The bootstraps exit as soon as the Runtime API connection fails, so instances do not
+//! outlive a server that died.
+//!
+//! # Pid registry
+//!
+//! `<root>/pids/<instance id>` (32 hex digits), one file per live instance, written to
+//! `<instance id>.tmp` and renamed into place, removed when the instance has been reaped.
+//! Content: `key value` lines:
+//!
+//! ```text
+//! pid 12345
+//! pgid 12345
+//! function arn:aws:lambda:us-east-1:123456789012:function:f
+//! version $LATEST
+//! started_ms 1767225600000
+//! ```
+//!
+//! **Recovery rule** ([`Host::new`]): for every registered instance id, each process whose
+//! `/proc/<pid>/environ` contains `KINESIS_DATA_INSTANCE=<that id>` is ours: its process group
+//! and the process itself get `SIGKILL`. Other processes are never touched (a recycled pid does
+//! not carry the variable). Then the registry and `<root>/tmp/` are cleared.
+//!
+//! # Logs
+//!
+//! `<root>/logs/<function name>.log` receives every stdout/stderr line of every instance of the
+//! function, and the host's own `START`, `END`, `REPORT` and timeout lines, in AWS's format.
 
-use std::collections::BTreeMap;
+mod api;
+mod instance;
+mod logs;
+mod registry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use instance::{Instance, RunEnd};
+use logs::LogSink;
+
+/// The Python runtime interface client the host runs for `python3.x` functions.
+const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python_bootstrap.py");
+/// The Node.js runtime interface client the host runs for `nodejs*` functions.
+const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node_bootstrap.js");
+
+/// Largest response a runtime may post (AWS: 6 MiB + 100 bytes).
+pub const MAX_RESPONSE_BYTES: usize = 6_291_556;
 
 /// Host settings.
 #[derive(Debug, Clone)]
@@ -149,28 +225,125 @@ pub enum HostError {
     Io(#[from] std::io::Error),
 }
 
+/// How long a new instance may take to ask for its first event, on top of the timeout.
+const INIT_LIMIT: Duration = Duration::from_secs(10);
+/// How often a warm instance that died before taking the event is replaced within one invoke.
+const MAX_RETRIES: u32 = 3;
+
 /// The function host.
-#[derive(Debug)]
 pub struct Host {
     config: HostConfig,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared by the host, its invocation tasks, the instances' waiter tasks and the reaper.
+struct Shared {
+    config: HostConfig,
+    /// `<root>/runtime`: the bootstraps (`LAMBDA_RUNTIME_DIR`).
+    runtime_dir: PathBuf,
+    pool: Mutex<Pool>,
+    /// Signalled whenever a slot or an instance frees up or an instance goes away.
+    changed: Notify,
+    /// `<interpreter> --version` per interpreter command (None: it could not tell).
+    versions: tokio::sync::Mutex<HashMap<String, Option<String>>>,
+    reaper_started: AtomicBool,
+}
+
+#[derive(Default)]
+struct Pool {
+    shutting_down: bool,
+    /// Per (ARN, version).
+    groups: HashMap<(String, String), Group>,
+    /// Every instance not yet reaped, by id.
+    live: HashMap<String, Arc<Instance>>,
+}
+
+#[derive(Default)]
+struct Group {
+    /// The newest generation asked for; idle instances of others are stopped.
+    generation: String,
+    /// Instances busy or starting (the concurrency count).
+    busy: usize,
+    /// Idle instances with the time they became idle, oldest first.
+    idle: Vec<(Arc<Instance>, Instant)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Host {
     /// A host under `config.root`; stops every process a previous run left behind.
     pub fn new(config: HostConfig) -> Result<Arc<Host>, HostError> {
-        Ok(Arc::new(Host { config }))
+        let root = &config.root;
+        for dir in ["logs", "pids", "tmp", "runtime"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        let killed = registry::sweep(&root.join("pids"));
+        if killed > 0 {
+            tracing::info!(killed, "stopped function processes left by a previous run");
+        }
+        if let Ok(entries) = std::fs::read_dir(root.join("tmp")) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let runtime_dir = root.join("runtime");
+        write_atomically(&runtime_dir.join("python_bootstrap.py"), PYTHON_BOOTSTRAP)?;
+        write_atomically(&runtime_dir.join("node_bootstrap.js"), NODE_BOOTSTRAP)?;
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            runtime_dir,
+            pool: Mutex::new(Pool::default()),
+            changed: Notify::new(),
+            versions: tokio::sync::Mutex::new(HashMap::new()),
+            reaper_started: AtomicBool::new(false),
+        });
+        Ok(Arc::new(Host { config, shared }))
     }
 
     /// Runs one invocation on a warm instance of `spec` (or a new one) and waits for it.
     pub async fn invoke(&self, spec: Arc<FunctionSpec>, inv: Invocation) -> Result<InvokeOutcome, HostError> {
-        let _ = (spec, inv);
-        unimplemented!("host::invoke")
+        Arc::clone(&self.shared).start_reaper();
+        // A task of its own: the instance is released properly even if the caller goes away.
+        let shared = Arc::clone(&self.shared);
+        match tokio::spawn(shared.invoke(spec, inv)).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err(HostError::Io(std::io::Error::other(
+                "function host invocation task panicked",
+            ))),
+            Err(_) => Err(HostError::ShuttingDown),
+        }
     }
 
     /// Stops the idle instances of the function `arn` (every version); busy ones stop
     /// after their current invocation.
     pub fn retire(&self, arn: &str) {
-        let _ = arn;
+        let mut stop = Vec::new();
+        {
+            let mut pool = lock(&self.shared.pool);
+            for ((group_arn, _), group) in pool.groups.iter_mut() {
+                if group_arn == arn {
+                    stop.extend(group.idle.drain(..).map(|(inst, _)| inst));
+                }
+            }
+            for inst in pool.live.values() {
+                if inst.arn == arn {
+                    inst.retire();
+                }
+            }
+        }
+        for inst in stop {
+            inst.kill();
+        }
     }
 
     /// The function's log file.
@@ -180,10 +353,305 @@ impl Host {
 
     /// (busy, idle) instances of the function `arn`.
     pub fn instances(&self, arn: &str) -> (usize, usize) {
-        let _ = arn;
-        (0, 0)
+        let pool = lock(&self.shared.pool);
+        pool.groups
+            .iter()
+            .filter(|((group_arn, _), _)| group_arn == arn)
+            .fold((0, 0), |(busy, idle), (_, g)| (busy + g.busy, idle + g.idle.len()))
     }
 
     /// Stops every instance.
-    pub async fn shutdown(&self) {}
+    pub async fn shutdown(&self) {
+        self.shared.kill_all();
+        // Wait (bounded) for the waiters to reap them, so no process outlives this call.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let notified = self.shared.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.shared.pool).live.is_empty() {
+                break;
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("function instances still running after shutdown");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.shared.kill_all();
+    }
+}
+
+/// A claim on one concurrency slot of (ARN, version), with the instance using it. Dropping it
+/// without [`Lease::finish`] frees the slot and kills the instance.
+struct Lease {
+    shared: Arc<Shared>,
+    key: (String, String),
+    instance: Option<Arc<Instance>>,
+    done: bool,
+}
+
+impl Lease {
+    fn finish(mut self, reusable: bool) {
+        self.done = true;
+        self.shared.release(&self.key, self.instance.take(), reusable);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.release(&self.key, self.instance.take(), false);
+        }
+    }
+}
+
+impl Shared {
+    fn log_path(&self, function_name: &str) -> PathBuf {
+        self.config.root.join("logs").join(format!("{function_name}.log"))
+    }
+
+    fn pids_dir(&self) -> PathBuf {
+        self.config.root.join("pids")
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        lock(&self.pool).shutting_down
+    }
+
+    async fn invoke(self: Arc<Self>, spec: Arc<FunctionSpec>, inv: Invocation) -> Result<InvokeOutcome, HostError> {
+        let wait = inv.wait_for_instance.unwrap_or(self.config.wait_for_instance);
+        let mut retries = 0;
+        loop {
+            let lease = self.acquire(&spec, wait).await?;
+            match self.run(&spec, &inv, lease, retries < MAX_RETRIES).await? {
+                Some(outcome) => return Ok(outcome),
+                None => retries += 1,
+            }
+        }
+    }
+
+    /// Takes an idle instance or a slot for a new one, waiting up to `wait` for either.
+    async fn acquire(self: &Arc<Self>, spec: &FunctionSpec, wait: Duration) -> Result<Lease, HostError> {
+        let deadline = Instant::now() + wait;
+        let key = (spec.arn.clone(), spec.version.clone());
+        let limit = spec
+            .concurrency_limit
+            .unwrap_or(u32::MAX)
+            .min(self.config.max_concurrency) as usize;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut stale = Vec::new();
+            let got = {
+                let mut pool = lock(&self.pool);
+                if pool.shutting_down {
+                    return Err(HostError::ShuttingDown);
+                }
+                let group = pool.groups.entry(key.clone()).or_default();
+                if group.generation != spec.generation {
+                    group.generation = spec.generation.clone();
+                }
+                let (keep, old): (Vec<_>, Vec<_>) = group
+                    .idle
+                    .drain(..)
+                    .partition(|(inst, _)| inst.generation == spec.generation);
+                group.idle = keep;
+                stale.extend(old.into_iter().map(|(inst, _)| inst));
+                let mut got = None;
+                while let Some((inst, _)) = group.idle.pop() {
+                    if !inst.exited() {
+                        group.busy += 1;
+                        got = Some(Some(inst));
+                        break;
+                    }
+                }
+                if got.is_none() && group.busy < limit {
+                    group.busy += 1;
+                    got = Some(None);
+                }
+                got
+            };
+            for inst in stale {
+                inst.kill();
+            }
+            if let Some(instance) = got {
+                return Ok(Lease {
+                    shared: Arc::clone(self),
+                    key,
+                    instance,
+                    done: false,
+                });
+            }
+            if limit == 0 || Instant::now() >= deadline {
+                return Err(HostError::TooManyRequests);
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// Gives a slot back; a reusable instance becomes idle, any other one is killed.
+    fn release(&self, key: &(String, String), inst: Option<Arc<Instance>>, reusable: bool) {
+        let mut stop = None;
+        {
+            let mut pool = lock(&self.pool);
+            let shutting_down = pool.shutting_down;
+            match pool.groups.get_mut(key) {
+                Some(group) => {
+                    group.busy = group.busy.saturating_sub(1);
+                    if let Some(inst) = inst {
+                        if reusable
+                            && !shutting_down
+                            && !inst.retired()
+                            && !inst.exited()
+                            && inst.generation == group.generation
+                        {
+                            group.idle.push((inst, Instant::now()));
+                        } else {
+                            stop = Some(inst);
+                        }
+                    }
+                }
+                None => stop = inst,
+            }
+        }
+        if let Some(inst) = stop {
+            inst.kill();
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// One attempt: `Ok(None)` when a warm instance turned out dead before taking the event.
+    async fn run(
+        self: &Arc<Self>,
+        spec: &Arc<FunctionSpec>,
+        inv: &Invocation,
+        mut lease: Lease,
+        may_retry: bool,
+    ) -> Result<Option<InvokeOutcome>, HostError> {
+        let (inst, cold) = match lease.instance.clone() {
+            Some(inst) => (inst, false),
+            None => {
+                let log = LogSink::open(self.log_path(&spec.name));
+                log.begin_capture();
+                match instance::start(self, spec, &log, &inv.request_id).await {
+                    Ok(inst) => {
+                        lease.instance = Some(Arc::clone(&inst));
+                        (inst, true)
+                    }
+                    Err(instance::StartError::Failed { error_type, message }) => {
+                        lease.finish(false);
+                        return Ok(Some(instance::failed_start(&log, spec, inv, error_type, &message)));
+                    }
+                    Err(instance::StartError::ShuttingDown) => return Err(HostError::ShuttingDown),
+                    Err(instance::StartError::Io(e)) => return Err(HostError::Io(e)),
+                }
+            }
+        };
+        match inst.run(spec, inv, cold, may_retry).await {
+            RunEnd::NotTaken => {
+                lease.finish(false);
+                Ok(None)
+            }
+            RunEnd::Done {
+                outcome,
+                reusable,
+                crashed,
+            } => {
+                lease.finish(reusable);
+                if crashed && self.is_shutting_down() {
+                    return Err(HostError::ShuttingDown);
+                }
+                Ok(Some(outcome))
+            }
+        }
+    }
+
+    /// Removes a reaped instance from the pool.
+    fn forget(&self, id: &str) {
+        {
+            let mut pool = lock(&self.pool);
+            pool.live.remove(id);
+            for group in pool.groups.values_mut() {
+                group.idle.retain(|(inst, _)| inst.id != id);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn kill_all(&self) {
+        let all: Vec<Arc<Instance>> = {
+            let mut pool = lock(&self.pool);
+            pool.shutting_down = true;
+            for group in pool.groups.values_mut() {
+                group.idle.clear();
+            }
+            pool.live.values().cloned().collect()
+        };
+        for inst in all {
+            inst.kill();
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn start_reaper(self: Arc<Self>) {
+        if self.reaper_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let every = (self.config.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(15));
+        let weak: Weak<Shared> = Arc::downgrade(&self);
+        drop(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(shared) = weak.upgrade() else { break };
+                if !shared.reap() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Stops instances idle for longer than the idle timeout; false once shutting down.
+    fn reap(&self) -> bool {
+        let now = Instant::now();
+        let mut stop = Vec::new();
+        {
+            let mut pool = lock(&self.pool);
+            if pool.shutting_down {
+                return false;
+            }
+            let idle_timeout = self.config.idle_timeout;
+            for group in pool.groups.values_mut() {
+                let (old, keep): (Vec<_>, Vec<_>) = group
+                    .idle
+                    .drain(..)
+                    .partition(|(_, since)| now.saturating_duration_since(*since) >= idle_timeout);
+                group.idle = keep;
+                stop.extend(old.into_iter().map(|(inst, _)| inst));
+            }
+            pool.groups.retain(|_, g| g.busy > 0 || !g.idle.is_empty());
+        }
+        for inst in stop {
+            inst.kill();
+        }
+        true
+    }
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }

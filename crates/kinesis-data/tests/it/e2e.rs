@@ -14,13 +14,13 @@ use crate::common::{blob, payload, read_all};
 
 type R = anyhow::Result<()>;
 
-struct Running {
-    child: Child,
-    endpoint: String,
-    addr: std::net::SocketAddr,
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) endpoint: String,
+    pub(crate) addr: std::net::SocketAddr,
 }
 
-fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Running> {
+pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Running> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kinesis-data"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -45,7 +45,7 @@ fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Running> {
     Ok(Running { child, endpoint, addr })
 }
 
-fn terminate(r: &mut Running) -> anyhow::Result<std::process::ExitStatus> {
+pub(crate) fn terminate(r: &mut Running) -> anyhow::Result<std::process::ExitStatus> {
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(r.child.id().to_string())

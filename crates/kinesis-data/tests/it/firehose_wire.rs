@@ -462,19 +462,20 @@ async fn destination_rules_are_invalid_arguments() -> R {
                     .parameters(
                         ProcessorParameter::builder()
                             .parameter_name(ProcessorParameterName::LambdaArn)
-                            .parameter_value("arn:aws:lambda:us-east-1:000000000000:function:f")
+                            .parameter_value("arn:aws:lambda:us-east-1:000000000000:notafunction")
                             .build()?,
                     )
                     .build()?,
             )
             .build(),
     );
+    // A Lambda processor needs a function ARN.
     let m = assert_aws_error!(
         create("x").extended_s3_destination_configuration(d).send().await,
         "InvalidArgumentException",
         400
     );
-    assert!(m.contains("Lambda"), "{m}");
+    assert!(m.contains("LambdaArn") || m.contains("Lambda"), "{m}");
     // Roles must exist and trust Firehose.
     let missing = "arn:aws:iam::000000000000:role/nobody";
     let m = assert_aws_error!(

@@ -8,4 +8,6 @@ mod firehose_wire;
 mod iam_wire;
 mod kinesis_errors;
 mod kinesis_wire;
+mod lambda_e2e;
+mod lambda_wire;
 mod s3_wire;
