@@ -4,6 +4,10 @@
 //! shapes (HTTP status, `X-Amzn-ErrorType`, JSON `message`). It sits between the edge
 //! (authentication, dispatch) and the engine; it holds no state of its own.
 
+// Handlers return `Result<Response, Response>`: the error is the rendered AWS error, built
+// once on the failure path; boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -71,7 +75,8 @@ fn error(e: &Error, request_id: &str) -> Resp {
     }
     let mut r = render_error(kd_wire::Protocol::RestJson, &service_error(e), request_id);
     if let Error::TooManyRequests { message, reason } = e {
-        let body = json!({"message": message, "Message": message, "Type": "User", "Reason": reason, "retryAfterSeconds": "1"});
+        let body =
+            json!({"message": message, "Message": message, "Type": "User", "Reason": reason, "retryAfterSeconds": "1"});
         *r.body_mut() = Bytes::from(body.to_string());
         kd_wire::insert(r.headers_mut(), "retry-after", "1");
     }
@@ -95,7 +100,11 @@ fn denied(message: String, request_id: &str) -> Resp {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     serde_json::from_slice(body)
         .map_err(|e| Error::InvalidRequestContent(format!("Could not parse request body into json: {e}")))
 }
@@ -456,15 +465,13 @@ impl LambdaApi {
             body,
             endpoint,
         };
-        let segs: Vec<String> = path
-            .trim_start_matches('/')
-            .split('/')
-            .map(decode_segment)
-            .collect();
+        let segs: Vec<String> = path.trim_start_matches('/').split('/').map(decode_segment).collect();
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let m = method.as_str();
         let out = match (m, segs.as_slice()) {
-            ("POST", ["2015-03-31", "functions"] | ["2015-03-31", "functions", ""]) => self.create_function(&call).await,
+            ("POST", ["2015-03-31", "functions"] | ["2015-03-31", "functions", ""]) => {
+                self.create_function(&call).await
+            }
             ("GET", ["2015-03-31", "functions"] | ["2015-03-31", "functions", ""]) => self.list_functions(&call),
             ("GET", ["2015-03-31", "functions", f]) => self.get_function(&call, f, true),
             ("DELETE", ["2015-03-31", "functions", f]) => self.delete_function(&call, f).await,
@@ -547,9 +554,10 @@ impl LambdaApi {
                 ),
             ));
         }
-        let c = input.code.as_ref().ok_or_else(|| {
-            self.fail(call, Error::InvalidParameterValue("Code is required".into()))
-        })?;
+        let c = input
+            .code
+            .as_ref()
+            .ok_or_else(|| self.fail(call, Error::InvalidParameterValue("Code is required".into())))?;
         let code = code_input(
             c.zip_file.as_deref(),
             c.s3_bucket.as_deref(),
@@ -589,7 +597,11 @@ impl LambdaApi {
     }
 
     fn get_function(&self, call: &Call<'_>, f: &str, whole: bool) -> Result<Resp, Resp> {
-        let action = if whole { "lambda:GetFunction" } else { "lambda:GetFunctionConfiguration" };
+        let action = if whole {
+            "lambda:GetFunction"
+        } else {
+            "lambda:GetFunctionConfiguration"
+        };
         call.allow(action, &call.arn(f))?;
         let (doc, view) = self
             .engine
@@ -661,7 +673,10 @@ impl LambdaApi {
             ));
         }
         if input.dry_run == Some(true) {
-            let (_, view) = self.engine.get_function(&call.scope, f, None).map_err(|e| self.fail(call, e))?;
+            let (_, view) = self
+                .engine
+                .get_function(&call.scope, f, None)
+                .map_err(|e| self.fail(call, e))?;
             return Ok(json_response(StatusCode::OK, &to_value(&view), call.rid()));
         }
         let view = self
@@ -697,7 +712,11 @@ impl LambdaApi {
             client_context: header("x-amz-client-context"),
             payload: call.body.clone(),
         };
-        let out = self.engine.invoke(&call.scope, req).await.map_err(|e| self.fail(call, e))?;
+        let out = self
+            .engine
+            .invoke(&call.scope, req)
+            .await
+            .map_err(|e| self.fail(call, e))?;
         let mut r = Response::new(out.payload);
         *r.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
         let h = r.headers_mut();
@@ -709,7 +728,11 @@ impl LambdaApi {
             kd_wire::insert(h, "x-amz-executed-version", &out.executed_version);
         }
         kd_wire::insert(h, "x-amzn-requestid", &out.request_id);
-        kd_wire::insert(h, "x-amzn-trace-id", &format!("root=1-{}", &out.request_id.replace('-', "")[..24]));
+        kd_wire::insert(
+            h,
+            "x-amzn-trace-id",
+            &format!("root=1-{}", &out.request_id.replace('-', "")[..24]),
+        );
         if let Some(e) = &out.function_error {
             kd_wire::insert(h, "x-amz-function-error", e);
         }
@@ -807,14 +830,19 @@ impl LambdaApi {
     }
 
     async fn put_alias(&self, call: &Call<'_>, f: &str, alias: Option<&str>) -> Result<Resp, Resp> {
-        let action = if alias.is_some() { "lambda:UpdateAlias" } else { "lambda:CreateAlias" };
+        let action = if alias.is_some() {
+            "lambda:UpdateAlias"
+        } else {
+            "lambda:CreateAlias"
+        };
         call.allow(action, &call.arn(f))?;
         let a: AliasIn = parse(call.body).map_err(|e| self.fail(call, e))?;
         let name = match alias {
             Some(n) => n.to_owned(),
-            None => a.name.clone().ok_or_else(|| {
-                self.fail(call, Error::InvalidParameterValue("Name is required".into()))
-            })?,
+            None => a
+                .name
+                .clone()
+                .ok_or_else(|| self.fail(call, Error::InvalidParameterValue("Name is required".into())))?,
         };
         let (doc, al) = self
             .engine
@@ -829,13 +857,20 @@ impl LambdaApi {
             )
             .await
             .map_err(|e| self.fail(call, e))?;
-        let status = if alias.is_none() { StatusCode::CREATED } else { StatusCode::OK };
+        let status = if alias.is_none() {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
         Ok(json_response(status, &Self::alias_view(&doc, &al), call.rid()))
     }
 
     fn list_aliases(&self, call: &Call<'_>, f: &str) -> Result<Resp, Resp> {
         call.allow("lambda:ListAliases", &call.arn(f))?;
-        let (doc, _) = self.engine.get_function(&call.scope, f, None).map_err(|e| self.fail(call, e))?;
+        let (doc, _) = self
+            .engine
+            .get_function(&call.scope, f, None)
+            .map_err(|e| self.fail(call, e))?;
         let version = q1(&call.query, "FunctionVersion");
         let items: Vec<Value> = doc
             .aliases
@@ -848,7 +883,10 @@ impl LambdaApi {
 
     fn get_alias(&self, call: &Call<'_>, f: &str, a: &str) -> Result<Resp, Resp> {
         call.allow("lambda:GetAlias", &call.arn(f))?;
-        let (doc, al) = self.engine.get_alias(&call.scope, f, a).map_err(|e| self.fail(call, e))?;
+        let (doc, al) = self
+            .engine
+            .get_alias(&call.scope, f, a)
+            .map_err(|e| self.fail(call, e))?;
         Ok(json_response(StatusCode::OK, &Self::alias_view(&doc, &al), call.rid()))
     }
 
@@ -899,7 +937,10 @@ impl LambdaApi {
 
     fn get_concurrency(&self, call: &Call<'_>, f: &str) -> Result<Resp, Resp> {
         call.allow("lambda:GetFunctionConcurrency", &call.arn(f))?;
-        let (doc, _) = self.engine.get_function(&call.scope, f, None).map_err(|e| self.fail(call, e))?;
+        let (doc, _) = self
+            .engine
+            .get_function(&call.scope, f, None)
+            .map_err(|e| self.fail(call, e))?;
         let v = match doc.reserved_concurrency {
             Some(n) => json!({ "ReservedConcurrentExecutions": n }),
             None => json!({}),
@@ -948,19 +989,30 @@ impl LambdaApi {
             .put_event_invoke_config(&call.scope, f, cfg, merge)
             .await
             .map_err(|e| self.fail(call, e))?;
-        Ok(json_response(StatusCode::OK, &Self::event_invoke_view(&doc, &c), call.rid()))
+        Ok(json_response(
+            StatusCode::OK,
+            &Self::event_invoke_view(&doc, &c),
+            call.rid(),
+        ))
     }
 
     fn get_event_invoke(&self, call: &Call<'_>, f: &str) -> Result<Resp, Resp> {
         call.allow("lambda:GetFunctionEventInvokeConfig", &call.arn(f))?;
-        let (doc, _) = self.engine.get_function(&call.scope, f, None).map_err(|e| self.fail(call, e))?;
+        let (doc, _) = self
+            .engine
+            .get_function(&call.scope, f, None)
+            .map_err(|e| self.fail(call, e))?;
         let c = doc.event_invoke.clone().ok_or_else(|| {
             self.fail(
                 call,
                 Error::ResourceNotFound(format!("The function {} doesn't have an EventInvokeConfig", doc.arn)),
             )
         })?;
-        Ok(json_response(StatusCode::OK, &Self::event_invoke_view(&doc, &c), call.rid()))
+        Ok(json_response(
+            StatusCode::OK,
+            &Self::event_invoke_view(&doc, &c),
+            call.rid(),
+        ))
     }
 
     async fn delete_event_invoke(&self, call: &Call<'_>, f: &str) -> Result<Resp, Resp> {
@@ -1012,7 +1064,10 @@ impl LambdaApi {
 
     fn get_mapping(&self, call: &Call<'_>, id: &str) -> Result<Resp, Resp> {
         call.allow("lambda:GetEventSourceMapping", &Self::mapping_arn(call, id))?;
-        let v = self.engine.get_mapping(&call.scope, id).map_err(|e| self.fail(call, e))?;
+        let v = self
+            .engine
+            .get_mapping(&call.scope, id)
+            .map_err(|e| self.fail(call, e))?;
         Ok(json_response(StatusCode::OK, &v, call.rid()))
     }
 
@@ -1059,7 +1114,10 @@ impl LambdaApi {
 
     fn list_tags(&self, call: &Call<'_>, arn: &str) -> Result<Resp, Resp> {
         call.allow("lambda:ListTags", arn)?;
-        let (doc, _) = self.engine.get_function(&call.scope, arn, None).map_err(|e| self.fail(call, e))?;
+        let (doc, _) = self
+            .engine
+            .get_function(&call.scope, arn, None)
+            .map_err(|e| self.fail(call, e))?;
         Ok(json_response(StatusCode::OK, &json!({ "Tags": doc.tags }), call.rid()))
     }
 

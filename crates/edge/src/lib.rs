@@ -361,11 +361,13 @@ pub fn health() -> serde_json::Value {
     for s in dispatch::ALL_SERVICES {
         services.insert(
             (*s).to_owned(),
-            serde_json::Value::from(if matches!(*s, "kinesis" | "firehose" | "iam" | "sts" | "s3" | "lambda") {
-                "running"
-            } else {
-                "not_implemented"
-            }),
+            serde_json::Value::from(
+                if matches!(*s, "kinesis" | "firehose" | "iam" | "sts" | "s3" | "lambda") {
+                    "running"
+                } else {
+                    "not_implemented"
+                },
+            ),
         );
     }
     serde_json::json!({ "status": "ready", "version": env!("CARGO_PKG_VERSION"), "services": services })

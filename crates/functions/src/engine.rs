@@ -1303,11 +1303,13 @@ impl Functions {
         Ok(())
     }
 
-    /// Stops the queue worker, the mappings and every instance.
+    /// Stops the queue worker, the mappings and every instance, then waits (up to 5 s) for
+    /// the asynchronous attempts that were running to record their outcome.
     pub async fn shutdown(&self) {
         self.queue.stop();
         self.stop_mappings();
         self.host.shutdown().await;
+        self.queue.wait_stopped(Duration::from_secs(5)).await;
     }
 }
 

@@ -68,6 +68,9 @@ pub(crate) struct QueueState {
     inner: Mutex<Inner>,
     notify: tokio::sync::Notify,
     stopped: AtomicBool,
+    /// Attempt tasks alive (decremented after each has dropped its engine handle).
+    inflight: Arc<std::sync::atomic::AtomicUsize>,
+    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
@@ -95,6 +98,8 @@ impl QueueState {
             }),
             notify: tokio::sync::Notify::new(),
             stopped: AtomicBool::new(false),
+            inflight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            worker: Mutex::new(None),
         })
     }
 
@@ -111,6 +116,24 @@ impl QueueState {
         self.notify.notify_one();
     }
 
+    /// Stops the worker and waits (up to `limit`) for it and every running attempt to end
+    /// and release the engine.
+    pub(crate) async fn wait_stopped(&self, limit: Duration) {
+        self.stop();
+        let deadline = tokio::time::Instant::now() + limit;
+        let worker = self
+            .worker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(w) = worker {
+            let _ = tokio::time::timeout_at(deadline, w).await;
+        }
+        while self.inflight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Queued (not yet finished) invocations.
     pub(crate) fn len(&self) -> usize {
         let g = self.lock();
@@ -125,7 +148,7 @@ pub(crate) fn start(f: &Arc<Functions>) {
         tracing::warn!("no tokio runtime: the asynchronous invoke queue is not running");
         return;
     };
-    rt.spawn(async move {
+    let handle = rt.spawn(async move {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             weak.upgrade().map_or(1, |f| f.config.async_concurrency.max(1)),
         ));
@@ -154,6 +177,8 @@ pub(crate) fn start(f: &Arc<Functions>) {
                     g.running.insert(seq);
                 }
                 let f2 = f.clone();
+                let inflight = f.queue.inflight.clone();
+                inflight.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     if let Err(e) = f2.attempt(seq).await {
                         tracing::warn!(seq, error = %e, "asynchronous invocation bookkeeping failed; retrying");
@@ -163,6 +188,8 @@ pub(crate) fn start(f: &Arc<Functions>) {
                     f2.queue.lock().running.remove(&seq);
                     f2.queue.notify.notify_one();
                     drop(permit);
+                    drop(f2);
+                    inflight.fetch_sub(1, Ordering::SeqCst);
                 });
             }
             let queue = f.clone();
@@ -173,6 +200,7 @@ pub(crate) fn start(f: &Arc<Functions>) {
             }
         }
     });
+    *f.queue.worker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle);
 }
 
 impl Functions {

@@ -65,7 +65,10 @@ impl Roles for LambdaRoles {
             return Ok(());
         }
         let (account, name) = kd_iam::store::parse_role_arn(role_arn).ok_or_else(|| CANNOT_ASSUME.to_owned())?;
-        let role = self.store.get_role(&account, &name).map_err(|_| CANNOT_ASSUME.to_owned())?;
+        let role = self
+            .store
+            .get_role(&account, &name)
+            .map_err(|_| CANNOT_ASSUME.to_owned())?;
         let doc =
             kd_iam::policy::PolicyDocument::parse(&role.assume_role_policy_document, kd_iam::policy::DocKind::Trust)
                 .map_err(|_| CANNOT_ASSUME.to_owned())?;
@@ -114,17 +117,25 @@ impl CodeFetcher for S3CodeFetcher {
         limit: u64,
     ) -> Result<Bytes, String> {
         use futures_util::StreamExt as _;
-        let missing = || format!("Error occurred while GetObject. S3 Error Code: NoSuchKey. S3 Error Message: The specified key does not exist.");
+        let missing = || {
+            "Error occurred while GetObject. S3 Error Code: NoSuchKey. S3 Error Message: The specified key does not exist.".to_owned()
+        };
         let info = self.objects.bucket(bucket).map_err(|_| {
-            format!("Error occurred while GetObject. S3 Error Code: NoSuchBucket. S3 Error Message: The specified bucket does not exist")
+            "Error occurred while GetObject. S3 Error Code: NoSuchBucket. S3 Error Message: The specified bucket does not exist".to_owned()
         })?;
         if info.owner_account != account {
-            return Err("Error occurred while GetObject. S3 Error Code: AccessDenied. S3 Error Message: Access Denied".into());
+            return Err(
+                "Error occurred while GetObject. S3 Error Code: AccessDenied. S3 Error Message: Access Denied".into(),
+            );
         }
         if version.is_some_and(|v| v != "null") {
             return Err(missing());
         }
-        let (obj, _, mut body) = self.objects.get_object(bucket, key, None).await.map_err(|_| missing())?;
+        let (obj, _, mut body) = self
+            .objects
+            .get_object(bucket, key, None)
+            .await
+            .map_err(|_| missing())?;
         if obj.size > limit {
             return Err(format!("Unzipped size must be smaller than {limit} bytes"));
         }
@@ -336,6 +347,12 @@ impl kd_api_s3::notify::DestinationCheck for FunctionDestinations {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is a valid function name (the `logs` command checks it before building a
+/// path from it).
+pub fn valid_function_name(name: &str) -> bool {
+    kd_functions::valid_name(name)
 }
 
 /// Watermark of the S3 events already queued (see the module docs).

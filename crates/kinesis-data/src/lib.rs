@@ -17,9 +17,9 @@ use kd_api_firehose::FirehoseApi;
 use kd_api_iam::IamApi;
 use kd_api_kinesis::KinesisApi;
 use kd_api_lambda::LambdaApi;
-use kd_functions::Functions;
 use kd_delivery::Delivery;
 use kd_edge::{Edge, EdgeConfig, ResetHook, Services};
+use kd_functions::Functions;
 use kd_iam::store::IamStore;
 use kd_iam::{AccessKey, Iam};
 use kd_storage::{Clock, MetaStore, SystemClock};
@@ -101,7 +101,10 @@ impl Server {
         let addr = listener.local_addr()?;
         let functions = open_functions(&config, addr, &meta, &clock, &iam_store, enforce, &objects)?;
         functions.set_stream_reader(Arc::new(lambda::KinesisReader::new(engine.clone(), actor.clone())));
-        delivery.set_transformer(Arc::new(lambda::LambdaTransformer::new(functions.clone(), actor.clone())));
+        delivery.set_transformer(Arc::new(lambda::LambdaTransformer::new(
+            functions.clone(),
+            actor.clone(),
+        )));
         let dispatcher = lambda::dispatch_s3_events(objects.clone(), functions.clone());
         let (reset_engine, reset_objects, reset_iam, reset_delivery, reset_functions) = (
             engine.clone(),
@@ -223,6 +226,7 @@ impl Server {
             // Undelivered data stays in the delivery streams' own logs for the next start.
             tracing::warn!(error = %e, "Firehose could not deliver everything it buffered before stopping");
         }
+        let _ = (&mut self.dispatcher).await;
         self.functions.shutdown().await;
         self.engine.sync_all().context("final sync failed")?;
         Ok(())

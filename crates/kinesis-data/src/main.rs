@@ -38,6 +38,21 @@ enum Command {
         #[arg(long, value_parser = ["on", "off"])]
         iam: Option<String>,
     },
+    /// Print a function's log (its instances' stdout and stderr, with START/END/REPORT
+    /// lines) and follow it, as `tail -f`.
+    Logs {
+        /// Function name.
+        function: String,
+        /// Data directory of the server (default as `serve`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// TOML configuration file (its data_dir is used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print what is there and exit instead of following.
+        #[arg(long)]
+        no_follow: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +94,58 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start tokio")?;
             rt.block_on(serve(cfg))
         }
+        Command::Logs {
+            function,
+            data_dir,
+            config,
+            no_follow,
+        } => {
+            let cfg = match config {
+                Some(p) => Config::from_file(&p)?,
+                None => Config::default(),
+            };
+            let dir = data_dir.unwrap_or(cfg.data_dir);
+            logs(&dir, &function, !no_follow)
+        }
+    }
+}
+
+/// Prints `<data_dir>/lambda/run/logs/<function>.log` and, with `follow`, what is appended
+/// to it (starting over if it is truncated).
+fn logs(data_dir: &std::path::Path, function: &str, follow: bool) -> anyhow::Result<()> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    anyhow::ensure!(
+        kinesis_data::lambda::valid_function_name(function),
+        "{function:?} is not a function name"
+    );
+    let path = data_dir.join("lambda/run/logs").join(format!("{function}.log"));
+    if !follow && !path.exists() {
+        anyhow::bail!("no log for function {function} at {}", path.display());
+    }
+    let mut out = std::io::stdout().lock();
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            let len = f.metadata()?.len();
+            if len < pos {
+                pos = 0;
+            }
+            f.seek(std::io::SeekFrom::Start(pos))?;
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n])?;
+                pos += n as u64;
+            }
+            out.flush()?;
+        }
+        if !follow {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 

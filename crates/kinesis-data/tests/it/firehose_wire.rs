@@ -51,7 +51,7 @@ fn record(data: &[u8]) -> anyhow::Result<Record> {
     Ok(Record::builder().data(Blob::new(data.to_vec())).build()?)
 }
 
-async fn wait_active(f: &aws_sdk_firehose::Client, name: &str) -> R {
+pub(crate) async fn wait_active(f: &aws_sdk_firehose::Client, name: &str) -> R {
     wait_until(Duration::from_secs(10), "delivery stream ACTIVE", || async {
         let d = f
             .describe_delivery_stream()
@@ -65,7 +65,7 @@ async fn wait_active(f: &aws_sdk_firehose::Client, name: &str) -> R {
 }
 
 /// Every object of a bucket: (key, body).
-async fn objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) async fn objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let Ok(list) = s3.list_objects_v2().bucket(bucket).send().await else {
         return out;

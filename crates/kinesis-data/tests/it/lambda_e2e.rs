@@ -129,7 +129,10 @@ async fn part_3_rust_s3_copy_function_copies_every_new_object() -> R {
     .await?;
     for (i, k) in keys.iter().enumerate() {
         let got = s3.get_object().bucket("bucket-b").key(k).send().await?;
-        assert_eq!(got.body.collect().await?.into_bytes().as_ref(), format!("{{\"n\":{i}}}").as_bytes());
+        assert_eq!(
+            got.body.collect().await?.into_bytes().as_ref(),
+            format!("{{\"n\":{i}}}").as_bytes()
+        );
     }
     // A direct invoke of the same function with a hand-made event works too.
     let out = lambda
@@ -143,9 +146,21 @@ async fn part_3_rust_s3_copy_function_copies_every_new_object() -> R {
         serde_json::from_slice::<serde_json::Value>(out.payload().map(|p| p.as_ref()).unwrap_or_default())?["copied"],
         0
     );
-    // Logs land in the function's log file.
-    let log = std::fs::read_to_string(dir.path().join("lambda/run/logs/s3-copy.log"))?;
-    assert!(log.contains("REPORT RequestId:"), "{log}");
+    // `kinesis-data logs` prints the function's log.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kinesis-data"))
+        .args(["logs", "s3-copy", "--no-follow", "--data-dir"])
+        .arg(dir.path())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "logs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("START RequestId:") && log.contains("REPORT RequestId:"),
+        "{log}"
+    );
     terminate(&mut server)?;
     Ok(())
 }
@@ -224,5 +239,120 @@ def handler(event, context):
     })
     .await?;
     terminate(&mut server)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn kinesis_event_source_mapping_feeds_the_rust_kinesis_to_s3_function() -> R {
+    use aws_sdk_lambda::types::EventSourcePosition;
+    let server = kd_test_support::TestServer::start().await?;
+    let ep = server.endpoint();
+    let kinesis = server.kinesis();
+    let s3 = server.s3();
+    let lambda = server.lambda();
+    kinesis
+        .create_stream()
+        .stream_name("clicks")
+        .shard_count(2)
+        .send()
+        .await?;
+    wait_until(Duration::from_secs(10), "stream ACTIVE", || {
+        let k = kinesis.clone();
+        async move {
+            let d = k.describe_stream_summary().stream_name("clicks").send().await.ok()?;
+            (d.stream_description_summary()?.stream_status().as_str() == "ACTIVE").then_some(())
+        }
+    })
+    .await?;
+    s3.create_bucket().bucket("batches").send().await?;
+    let role = role(&ep, "esm-role").await?;
+    iam_client(&ep, ACCESS_KEY, SECRET_KEY, None)
+        .attach_role_policy()
+        .role_name("esm-role")
+        .policy_arn("arn:aws:iam::aws:policy/service-role/AWSLambdaKinesisExecutionRole")
+        .send()
+        .await?;
+    let zip = bootstrap_zip(&example_binary("kinesis-to-s3")?)?;
+    lambda
+        .create_function()
+        .function_name("k2s3")
+        .runtime(Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(&role)
+        .timeout(30)
+        .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("TARGET_BUCKET", "batches")
+                .build(),
+        )
+        .send()
+        .await?;
+    let stream_arn = "arn:aws:kinesis:us-east-1:000000000000:stream/clicks";
+    // Records written before the mapping: TRIM_HORIZON reads them too.
+    for i in 0..10 {
+        kinesis
+            .put_record()
+            .stream_name("clicks")
+            .partition_key(format!("user-{i}"))
+            .data(aws_sdk_kinesis::primitives::Blob::new(format!("click {i}")))
+            .send()
+            .await?;
+    }
+    let created = lambda
+        .create_event_source_mapping()
+        .function_name("k2s3")
+        .event_source_arn(stream_arn)
+        .starting_position(EventSourcePosition::TrimHorizon)
+        .batch_size(7)
+        .send()
+        .await?;
+    assert_eq!(created.state(), Some("Creating"));
+    let uuid = created.uuid().unwrap_or_default().to_owned();
+    for i in 10..30 {
+        kinesis
+            .put_record()
+            .stream_name("clicks")
+            .partition_key(format!("user-{i}"))
+            .data(aws_sdk_kinesis::primitives::Blob::new(format!("click {i}")))
+            .send()
+            .await?;
+    }
+    let lines = wait_until(Duration::from_secs(60), "30 records in batch objects", || {
+        let s3 = s3.clone();
+        async move {
+            let objs = crate::firehose_wire::objects(&s3, "batches").await;
+            let lines: Vec<serde_json::Value> = objs
+                .iter()
+                .flat_map(|(_, b)| {
+                    String::from_utf8_lossy(b)
+                        .lines()
+                        .filter_map(|l| serde_json::from_str(l).ok())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            (lines.len() >= 30).then_some(lines)
+        }
+    })
+    .await?;
+    let mut data: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l["data"].as_str().map(str::to_owned))
+        .collect();
+    data.sort_by_key(|d| d.trim_start_matches("click ").parse::<u32>().unwrap_or(0));
+    let want: Vec<String> = (0..30).map(|i| format!("click {i}")).collect();
+    assert_eq!(data, want, "every record exactly once");
+    let got = lambda.get_event_source_mapping().uuid(&uuid).send().await?;
+    assert_eq!(got.state(), Some("Enabled"));
+    assert_eq!(got.batch_size(), Some(7));
+    let listed = lambda.list_event_source_mappings().function_name("k2s3").send().await?;
+    assert_eq!(listed.event_source_mappings().len(), 1);
+    let deleted = lambda.delete_event_source_mapping().uuid(&uuid).send().await?;
+    assert_eq!(deleted.state(), Some("Deleting"));
+    crate::assert_aws_error!(
+        lambda.get_event_source_mapping().uuid(&uuid).send().await,
+        "ResourceNotFoundException",
+        404
+    );
     Ok(())
 }

@@ -82,7 +82,11 @@ pub async fn create_python(
         .runtime(Runtime::Python312)
         .role(role)
         .handler(handler)
-        .code(FunctionCode::builder().zip_file(Blob::new(zip(&[("app.py", code)]))).build())
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(zip(&[("app.py", code)])))
+                .build(),
+        )
         .environment(
             aws_sdk_lambda::types::Environment::builder()
                 .variables("GREETING", "hello")
@@ -104,7 +108,10 @@ async fn control_plane_and_python_invoke() -> anyhow::Result<()> {
     let role = lambda_role(&server, "fn-role").await?;
     let created = create_python(&server, "py-fn", "app.handler", &role, PY_HANDLER).await?;
     assert_eq!(created.state().map(|s| s.as_str()), Some("Pending"));
-    assert_eq!(created.function_arn(), Some("arn:aws:lambda:us-east-1:000000000000:function:py-fn"));
+    assert_eq!(
+        created.function_arn(),
+        Some("arn:aws:lambda:us-east-1:000000000000:function:py-fn")
+    );
     assert_eq!(created.timeout(), Some(3));
     assert_eq!(created.memory_size(), Some(128));
     assert_eq!(created.version(), Some("$LATEST"));
@@ -140,7 +147,10 @@ async fn control_plane_and_python_invoke() -> anyhow::Result<()> {
     use base64::Engine as _;
     let tail = base64::engine::general_purpose::STANDARD.decode(out.log_result().expect("log tail"))?;
     let tail = String::from_utf8_lossy(&tail);
-    assert!(tail.contains("START RequestId:") && tail.contains("REPORT RequestId:"), "{tail}");
+    assert!(
+        tail.contains("START RequestId:") && tail.contains("REPORT RequestId:"),
+        "{tail}"
+    );
 
     // Warm: the same process answers again.
     let again = lambda.invoke().function_name("py-fn").send().await?;
@@ -225,7 +235,9 @@ async fn control_plane_and_python_invoke() -> anyhow::Result<()> {
 }
 
 async fn reqwest_get(url: &str) -> anyhow::Result<Vec<u8>> {
-    let url = url.strip_prefix("http://").ok_or_else(|| anyhow::anyhow!("not http: {url}"))?;
+    let url = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("not http: {url}"))?;
     let (host, path) = url.split_once('/').ok_or_else(|| anyhow::anyhow!("no path"))?;
     let addr: std::net::SocketAddr = host.parse()?;
     let (status, _, body) = kd_test_support::raw_http(addr, "GET", &format!("/{path}"), &[], b"").await?;
@@ -323,7 +335,14 @@ async fn lambda_errors_have_aws_codes() -> anyhow::Result<()> {
         .send()
         .await?;
     let m = assert_aws_error!(
-        create_python(&server, "g", "app.handler", &other.role.map(|r| r.arn).unwrap_or_default(), PY_HANDLER).await,
+        create_python(
+            &server,
+            "g",
+            "app.handler",
+            &other.role.map(|r| r.arn).unwrap_or_default(),
+            PY_HANDLER
+        )
+        .await,
         "InvalidParameterValueException",
         400
     );
@@ -354,7 +373,9 @@ async fn lambda_errors_have_aws_codes() -> anyhow::Result<()> {
     assert_eq!(t.function_error(), Some("Unhandled"));
     let body = json(t.payload());
     assert!(
-        body["errorMessage"].as_str().is_some_and(|m| m.contains("Task timed out after 1.00 seconds")),
+        body["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("Task timed out after 1.00 seconds")),
         "{body}"
     );
     Ok(())
@@ -525,5 +546,118 @@ async fn async_invokes_retry_then_reach_the_failure_destination() -> anyhow::Res
     let ids: Vec<&str> = attempts.lines().collect();
     assert_eq!(ids.len(), 3, "one try and two retries");
     assert!(ids.iter().all(|i| *i == ids[0]), "the same request id on every attempt");
+    Ok(())
+}
+
+#[tokio::test]
+async fn firehose_lambda_processor_runs_a_real_function() -> anyhow::Result<()> {
+    use aws_sdk_firehose::types::{
+        BufferingHints, ExtendedS3DestinationConfiguration, ProcessingConfiguration, Processor, ProcessorParameter,
+        ProcessorParameterName, ProcessorType, Record,
+    };
+    let server = TestServer::start().await?;
+    let s3 = server.s3();
+    s3.create_bucket().bucket("lake").send().await?;
+    let fn_role = lambda_role(&server, "transform-role").await?;
+    let code = r#"
+import base64
+def handler(event, context):
+    out = []
+    for r in event["records"]:
+        data = base64.b64decode(r["data"]).decode()
+        if "drop" in data:
+            out.append({"recordId": r["recordId"], "result": "Dropped"})
+        elif "fail" in data:
+            out.append({"recordId": r["recordId"], "result": "ProcessingFailed", "data": r["data"]})
+        else:
+            out.append({"recordId": r["recordId"], "result": "Ok",
+                        "data": base64.b64encode(data.upper().encode()).decode()})
+    return {"records": out}
+"#;
+    create_python(&server, "upper", "app.handler", &fn_role, code).await?;
+    let role = crate::firehose_wire::firehose_role(
+        &server,
+        "fh-role",
+        &["AmazonS3FullAccess", "service-role/AWSLambdaRole"],
+    )
+    .await?;
+    let firehose = server.firehose();
+    firehose
+        .create_delivery_stream()
+        .delivery_stream_name("transformed")
+        .extended_s3_destination_configuration(
+            ExtendedS3DestinationConfiguration::builder()
+                .role_arn(&role)
+                .bucket_arn("arn:aws:s3:::lake")
+                .prefix("ok/")
+                .error_output_prefix("err/!{firehose:error-output-type}/")
+                .buffering_hints(BufferingHints::builder().size_in_mbs(1).interval_in_seconds(1).build())
+                .processing_configuration(
+                    ProcessingConfiguration::builder()
+                        .enabled(true)
+                        .processors(
+                            Processor::builder()
+                                .r#type(ProcessorType::Lambda)
+                                .parameters(
+                                    ProcessorParameter::builder()
+                                        .parameter_name(ProcessorParameterName::LambdaArn)
+                                        .parameter_value("arn:aws:lambda:us-east-1:000000000000:function:upper")
+                                        .build()?,
+                                )
+                                .build()?,
+                        )
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await?;
+    crate::firehose_wire::wait_active(&firehose, "transformed").await?;
+    let records: Vec<Record> = ["a\n", "drop me\n", "b\n", "fail me\n"]
+        .iter()
+        .map(|d| {
+            Record::builder()
+                .data(aws_sdk_firehose::primitives::Blob::new(d.as_bytes().to_vec()))
+                .build()
+        })
+        .collect::<Result<_, _>>()?;
+    firehose
+        .put_record_batch()
+        .delivery_stream_name("transformed")
+        .set_records(Some(records))
+        .send()
+        .await?;
+    let objs = wait_until(Duration::from_secs(30), "delivered and failed objects", || {
+        let s3 = s3.clone();
+        async move {
+            let o = crate::firehose_wire::objects(&s3, "lake").await;
+            let ok = o.iter().any(|(k, _)| k.starts_with("ok/"));
+            let err = o.iter().any(|(k, _)| k.starts_with("err/processing-failed/"));
+            (ok && err).then_some(o)
+        }
+    })
+    .await?;
+    let delivered: String = objs
+        .iter()
+        .filter(|(k, _)| k.starts_with("ok/"))
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(delivered, "A\nB\n");
+    let failed: Vec<serde_json::Value> = objs
+        .iter()
+        .filter(|(k, _)| k.starts_with("err/"))
+        .flat_map(|(_, b)| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    use base64::Engine as _;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.decode(failed[0]["rawData"].as_str().unwrap_or_default())?,
+        b"fail me\n"
+    );
     Ok(())
 }

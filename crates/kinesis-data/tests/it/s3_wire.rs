@@ -699,9 +699,21 @@ async fn tagging_and_notifications() -> R {
     let cfg = NotificationConfiguration::builder()
         .lambda_function_configurations(lambda("one", "images/")?)
         .build();
+    // The function does not exist: S3 cannot validate the destination...
+    s3_err!(
+        c.put_bucket_notification_configuration()
+            .bucket("tags")
+            .notification_configuration(cfg.clone())
+            .send()
+            .await,
+        "InvalidArgument",
+        400
+    );
+    // ...unless told not to.
     c.put_bucket_notification_configuration()
         .bucket("tags")
         .notification_configuration(cfg)
+        .skip_destination_validation(true)
         .send()
         .await?;
     let got = c.get_bucket_notification_configuration().bucket("tags").send().await?;
