@@ -23,6 +23,7 @@ use kd_api_firehose::FirehoseApi;
 use kd_api_iam::{Endpoint, IamApi};
 use kd_api_kinesis::KinesisApi;
 use kd_api_lambda::LambdaApi;
+use kd_api_s3control::S3ControlApi;
 use kd_iam::authz::Authorizer;
 use kd_iam::{Iam, Principal, TokenError};
 use kd_wire::json::Encoding;
@@ -61,6 +62,8 @@ pub struct Services {
     pub s3: s3s::service::S3Service,
     /// AWS Lambda.
     pub lambda: LambdaApi,
+    /// S3 Control (Batch Operations jobs).
+    pub s3control: S3ControlApi,
 }
 
 /// The services the edge dispatches to.
@@ -74,6 +77,7 @@ pub struct Edge {
     iam_api: IamApi,
     s3: s3s::service::S3Service,
     lambda: LambdaApi,
+    s3control: S3ControlApi,
     reset: ResetHook,
 }
 
@@ -95,6 +99,7 @@ impl Edge {
             iam_api: services.iam,
             s3: services.s3,
             lambda: services.lambda,
+            s3control: services.s3control,
             reset,
         }
     }
@@ -159,6 +164,18 @@ impl Edge {
                 self.kinesis.handle(&ctx, &op, encoding, &body).await
             }
             Service::Firehose(op) => self.firehose.handle(&ctx, &op, &body).await,
+            Service::S3Control => {
+                self.s3control
+                    .handle(
+                        &ctx,
+                        &parts.method,
+                        parts.uri.path(),
+                        parts.uri.query(),
+                        &parts.headers,
+                        &body,
+                    )
+                    .await
+            }
             Service::Lambda => {
                 let host = parts
                     .headers
@@ -362,7 +379,10 @@ pub fn health() -> serde_json::Value {
         services.insert(
             (*s).to_owned(),
             serde_json::Value::from(
-                if matches!(*s, "kinesis" | "firehose" | "iam" | "sts" | "s3" | "lambda") {
+                if matches!(
+                    *s,
+                    "kinesis" | "firehose" | "iam" | "sts" | "s3" | "lambda" | "s3control"
+                ) {
                     "running"
                 } else {
                     "not_implemented"

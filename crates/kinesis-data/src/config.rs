@@ -74,6 +74,30 @@ pub struct Config {
     pub firehose: FirehoseConfig,
     /// Lambda settings.
     pub lambda: LambdaConfig,
+    /// S3 Batch Operations settings.
+    pub batch: BatchConfig,
+}
+
+/// S3 Batch Operations settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Tasks running at once, across all jobs (higher-priority jobs' tasks first).
+    pub parallelism: usize,
+    /// Attempts of a task that fails with a temporary error.
+    pub max_attempts: u32,
+    /// Largest manifest read.
+    pub max_manifest_mib: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            parallelism: 8,
+            max_attempts: 3,
+            max_manifest_mib: 256,
+        }
+    }
 }
 
 /// Lambda engine settings.
@@ -255,6 +279,7 @@ impl Default for Config {
             s3: S3Config::default(),
             firehose: FirehoseConfig::default(),
             lambda: LambdaConfig::default(),
+            batch: BatchConfig::default(),
         }
     }
 }

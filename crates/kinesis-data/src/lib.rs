@@ -4,6 +4,7 @@
 //! (stop accepting, finish in-flight requests, sync every log). `main.rs` is the CLI over it;
 //! tests start the same [`Server`] in-process.
 
+pub mod batch;
 pub mod config;
 pub mod lambda;
 pub mod ports;
@@ -38,6 +39,7 @@ pub struct Server {
     engine: Arc<Engine>,
     delivery: Arc<Delivery>,
     functions: Arc<Functions>,
+    batch: Arc<kd_batch::Batch>,
     dispatcher: JoinHandle<()>,
 }
 
@@ -106,23 +108,40 @@ impl Server {
             actor.clone(),
         )));
         let dispatcher = lambda::dispatch_s3_events(objects.clone(), functions.clone());
-        let (reset_engine, reset_objects, reset_iam, reset_delivery, reset_functions) = (
+        let bc = kd_batch::Config {
+            parallelism: config.batch.parallelism.max(1),
+            max_attempts: config.batch.max_attempts.max(1),
+            max_manifest_bytes: config.batch.max_manifest_mib.max(1) * 1024 * 1024,
+            ..kd_batch::Config::default()
+        };
+        let batch = kd_batch::Batch::open(
+            bc,
+            meta.clone(),
+            clock.clone(),
+            Arc::new(batch::BatchS3::new(objects.clone(), actor.clone())),
+            Arc::new(batch::BatchLambda::new(functions.clone(), actor.clone())),
+        )
+        .context("cannot open the S3 Batch Operations engine")?;
+        let (reset_engine, reset_objects, reset_iam, reset_delivery, reset_functions, reset_batch) = (
             engine.clone(),
             objects.clone(),
             iam_store.clone(),
             delivery.clone(),
             functions.clone(),
+            batch.clone(),
         );
         let reset: ResetHook = Arc::new(move || {
-            let (e, o, i, d, f) = (
+            let (e, o, i, d, f, b) = (
                 reset_engine.clone(),
                 reset_objects.clone(),
                 reset_iam.clone(),
                 reset_delivery.clone(),
                 reset_functions.clone(),
+                reset_batch.clone(),
             );
             Box::pin(async move {
-                // Delivery first: its workers read streams and write buckets.
+                // Jobs and delivery first: they read and write the other engines.
+                b.reset().await.map_err(|e| e.to_string())?;
                 d.reset().await.map_err(|e| e.to_string())?;
                 f.reset().await.map_err(|e| e.to_string())?;
                 e.reset().await.map_err(|e| e.to_string())?;
@@ -150,9 +169,10 @@ impl Server {
             Services {
                 kinesis: KinesisApi::new(engine.clone()),
                 firehose: FirehoseApi::new(delivery.clone(), iam_store.clone(), enforce),
-                iam: IamApi::new(iam_store, enforce),
+                iam: IamApi::new(iam_store.clone(), enforce),
                 s3,
                 lambda: LambdaApi::new(functions.clone()),
+                s3control: kd_api_s3control::S3ControlApi::new(batch.clone(), iam_store.clone(), enforce),
             },
             reset,
         );
@@ -181,6 +201,7 @@ impl Server {
             engine,
             delivery,
             functions,
+            batch,
             dispatcher,
         })
     }
@@ -210,6 +231,11 @@ impl Server {
         &self.functions
     }
 
+    /// The S3 Batch Operations engine.
+    pub fn batch(&self) -> &Arc<kd_batch::Batch> {
+        &self.batch
+    }
+
     /// Stops accepting, finishes in-flight requests, delivers what Firehose buffers, syncs
     /// every log.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
@@ -227,6 +253,7 @@ impl Server {
             tracing::warn!(error = %e, "Firehose could not deliver everything it buffered before stopping");
         }
         let _ = (&mut self.dispatcher).await;
+        self.batch.shutdown().await;
         self.functions.shutdown().await;
         self.engine.sync_all().context("final sync failed")?;
         Ok(())

@@ -6,6 +6,10 @@
 //! loadgen put  --endpoint http://127.0.0.1:4566 --stream bench --shards 2 --clients 16 --batch 500 --record-bytes 1024 --seconds 20
 //! loadgen get  --endpoint http://127.0.0.1:4566 --stream bench
 //! loadgen put-one --endpoint http://127.0.0.1:4566 --stream bench1 --clients 1 --seconds 10
+//! loadgen lambda-warm --runtime rust --bootstrap target/release/echo --samples 2000
+//! loadgen lambda-cold --samples 30
+//! loadgen lambda-throughput --clients 16 --seconds 10
+//! loadgen s3-to-lambda --samples 200
 //! ```
 
 use std::sync::Arc;
@@ -156,6 +160,66 @@ enum Cmd {
         /// List calls to time.
         #[arg(long, default_value_t = 200)]
         lists: usize,
+    },
+    /// Lambda: sequential synchronous Invoke round trips on a warm instance of the echo
+    /// function (Rust `bootstrap` or a Python handler).
+    LambdaWarm {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        function: FunctionArgs,
+        /// Timed invokes.
+        #[arg(long, default_value_t = 2000)]
+        samples: usize,
+        /// Untimed invokes first.
+        #[arg(long, default_value_t = 50)]
+        warmup: usize,
+    },
+    /// Lambda: cold starts. Each sample changes an environment variable
+    /// (UpdateFunctionConfiguration retires the warm instance), then times the next invoke.
+    LambdaCold {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        function: FunctionArgs,
+        /// Cold starts to time.
+        #[arg(long, default_value_t = 30)]
+        samples: usize,
+    },
+    /// Lambda: synchronous invokes/s with `clients` concurrent callers on warm instances.
+    LambdaThroughput {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        function: FunctionArgs,
+        /// Concurrent callers.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// How long to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Bytes per event.
+        #[arg(long, default_value_t = 64)]
+        payload_bytes: usize,
+    },
+    /// S3 → Lambda: time from a PUT's acknowledgement to the notified (Python) handler being
+    /// entered, one PUT at a time. The handler appends its entry time to `out`, so the server
+    /// must run on this machine.
+    S3ToLambda {
+        #[command(flatten)]
+        common: Common,
+        /// Bucket (created if missing; its notification configuration is replaced).
+        #[arg(long, default_value = "loadgen-s3-lambda")]
+        bucket: String,
+        /// PUTs to time.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Pause after each handler entry before the next PUT (lets the instance go idle).
+        #[arg(long, default_value_t = 20)]
+        gap_ms: u64,
+        /// File the handler appends `<entry ns> <key>` lines to.
+        #[arg(long, default_value = "/tmp/loadgen-s3-lambda.txt")]
+        out: std::path::PathBuf,
     },
 }
 
@@ -653,26 +717,30 @@ fn firehose(c: &Common) -> aws_sdk_firehose::Client {
     aws_sdk_firehose::Client::from_conf(conf)
 }
 
-const FIREHOSE_ROLE: &str = "arn:aws:iam::000000000000:role/loadgen-firehose";
-
-/// Creates the delivery role (trusting Firehose, allowed everything); reruns reuse it.
-async fn ensure_firehose_role(common: &Common) -> anyhow::Result<()> {
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"firehose.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+fn iam(c: &Common) -> aws_sdk_iam::Client {
     let conf = aws_sdk_iam::Config::builder()
         .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-        .region(aws_sdk_iam::config::Region::new(common.region.clone()))
-        .endpoint_url(&common.endpoint)
+        .region(aws_sdk_iam::config::Region::new(c.region.clone()))
+        .endpoint_url(&c.endpoint)
         .credentials_provider(aws_sdk_iam::config::Credentials::new(
-            &common.access_key,
-            &common.secret_key,
+            &c.access_key,
+            &c.secret_key,
             None,
             None,
             "loadgen",
         ))
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
-    let iam = aws_sdk_iam::Client::from_conf(conf);
+    aws_sdk_iam::Client::from_conf(conf)
+}
+
+const FIREHOSE_ROLE: &str = "arn:aws:iam::000000000000:role/loadgen-firehose";
+
+/// Creates the delivery role (trusting Firehose, allowed everything); reruns reuse it.
+async fn ensure_firehose_role(common: &Common) -> anyhow::Result<()> {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"firehose.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let iam = iam(common);
     if iam.get_role().role_name("loadgen-firehose").send().await.is_err() {
         iam.create_role()
             .role_name("loadgen-firehose")
@@ -899,6 +967,505 @@ async fn firehose_latency(common: Common, samples: usize, bucket: String) -> any
     Ok(())
 }
 
+// ------------------------------------------------------------------ Lambda
+
+/// Which example function a Lambda benchmark deploys.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum FnRuntime {
+    /// examples/functions/echo as `bootstrap` (provided.al2023).
+    Rust,
+    /// A one-line Python handler returning the event (python3.12).
+    Python,
+}
+
+impl FnRuntime {
+    fn name(self) -> &'static str {
+        match self {
+            FnRuntime::Rust => "rust",
+            FnRuntime::Python => "python",
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct FunctionArgs {
+    /// Function runtime.
+    #[arg(long, value_enum, default_value = "rust")]
+    runtime: FnRuntime,
+    /// The echo binary (`cargo build --release -p echo`), packaged as `bootstrap`.
+    #[arg(long, default_value = "target/release/echo")]
+    bootstrap: std::path::PathBuf,
+    /// Environment variable of the function, `KEY=VALUE` (repeatable), e.g.
+    /// `TOKIO_WORKER_THREADS=1` for the Rust function.
+    #[arg(long = "env", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+impl FunctionArgs {
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+}
+
+fn lambda(c: &Common) -> aws_sdk_lambda::Client {
+    let conf = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .region(aws_sdk_lambda::config::Region::new(c.region.clone()))
+        .endpoint_url(&c.endpoint)
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            &c.access_key,
+            &c.secret_key,
+            None,
+            None,
+            "loadgen",
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_lambda::Client::from_conf(conf)
+}
+
+const LAMBDA_ROLE: &str = "loadgen-lambda";
+
+/// Creates the execution role (trusting Lambda); reruns reuse it. Returns its ARN.
+async fn ensure_lambda_role(common: &Common) -> anyhow::Result<String> {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let iam = iam(common);
+    let role = match iam.get_role().role_name(LAMBDA_ROLE).send().await {
+        Ok(out) => out.role,
+        Err(_) => {
+            iam.create_role()
+                .role_name(LAMBDA_ROLE)
+                .assume_role_policy_document(trust)
+                .send()
+                .await
+                .context("create the Lambda execution role")?
+                .role
+        }
+    };
+    role.map(|r| r.arn)
+        .ok_or_else(|| anyhow::anyhow!("role {LAMBDA_ROLE} has no ARN"))
+}
+
+/// A deployment package: `(name, bytes, unix mode)` entries, deflated.
+fn zip_package(files: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes, mode) in files {
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(*mode);
+        w.start_file(*name, opts)?;
+        w.write_all(bytes)?;
+    }
+    Ok(w.finish()?.into_inner())
+}
+
+/// The Python handler of the warm benchmarks: returns the event.
+const PY_ECHO: &str = "def handler(event, context):\n    return event\n";
+
+/// (runtime, handler, zip) of the echo function in `runtime`.
+fn echo_package(f: &FunctionArgs) -> anyhow::Result<(&'static str, &'static str, Vec<u8>)> {
+    match f.runtime {
+        FnRuntime::Rust => {
+            let bin = std::fs::read(&f.bootstrap).with_context(|| {
+                format!(
+                    "read {} (build it with `cargo build --release -p echo`)",
+                    f.bootstrap.display()
+                )
+            })?;
+            Ok((
+                "provided.al2023",
+                "bootstrap",
+                zip_package(&[("bootstrap", &bin, 0o755)])?,
+            ))
+        }
+        FnRuntime::Python => Ok((
+            "python3.12",
+            "app.handler",
+            zip_package(&[("app.py", PY_ECHO.as_bytes(), 0o644)])?,
+        )),
+    }
+}
+
+/// (Re)creates the function `name` and waits for it to be Active. Returns its ARN.
+async fn create_function(
+    common: &Common,
+    name: &str,
+    (runtime, handler, zip): (&str, &str, Vec<u8>),
+    env: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime, State};
+    let role = ensure_lambda_role(common).await?;
+    let l = lambda(common);
+    if l.get_function().function_name(name).send().await.is_ok() {
+        l.delete_function().function_name(name).send().await?;
+    }
+    let mut vars = Environment::builder();
+    for (k, v) in env {
+        vars = vars.variables(*k, *v);
+    }
+    let out = l
+        .create_function()
+        .function_name(name)
+        .runtime(Runtime::from(runtime))
+        .handler(handler)
+        .role(role)
+        .code(
+            FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip))
+                .build(),
+        )
+        .environment(vars.build())
+        .send()
+        .await
+        .context("create function")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = l.get_function_configuration().function_name(name).send().await?;
+        if c.state() == Some(&State::Active) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "function {name} never became Active");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    out.function_arn
+        .ok_or_else(|| anyhow::anyhow!("CreateFunction returned no ARN"))
+}
+
+/// One synchronous invoke that must succeed; returns the response payload.
+async fn invoke_ok(l: &aws_sdk_lambda::Client, name: &str, payload: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let out = l
+        .invoke()
+        .function_name(name)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+        .send()
+        .await?;
+    if let Some(err) = out.function_error() {
+        let body = out.payload().map(|p| String::from_utf8_lossy(p.as_ref()).into_owned());
+        anyhow::bail!("function error {err}: {}", body.unwrap_or_default());
+    }
+    Ok(out.payload.map(|p| p.into_inner()).unwrap_or_default())
+}
+
+fn function_name(kind: &str, runtime: FnRuntime) -> String {
+    format!("loadgen-{kind}-{}", runtime.name())
+}
+
+/// Prints p50 / p99 / max of µs latencies.
+fn print_latencies(name: &str, mut lat: Vec<u64>) {
+    lat.sort_unstable();
+    println!(
+        "{name}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+        lat.len()
+    );
+}
+
+async fn lambda_warm(common: Common, f: FunctionArgs, samples: usize, warmup: usize) -> anyhow::Result<()> {
+    let name = function_name("warm", f.runtime);
+    create_function(&common, &name, echo_package(&f)?, &f.env()).await?;
+    let l = lambda(&common);
+    for i in 0..warmup {
+        invoke_ok(&l, &name, format!("{{\"warmup\":{i}}}").as_bytes()).await?;
+    }
+    let mut lat = Vec::with_capacity(samples);
+    let start = Instant::now();
+    for i in 0..samples {
+        let payload = format!("{{\"n\":{i}}}");
+        let t = Instant::now();
+        let out = invoke_ok(&l, &name, payload.as_bytes()).await?;
+        lat.push(t.elapsed().as_micros() as u64);
+        anyhow::ensure!(!out.is_empty(), "empty response");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    print_latencies(
+        &format!(
+            "Lambda warm Invoke ({}), 1 caller, {:.0} invokes/s",
+            f.runtime.name(),
+            samples as f64 / secs
+        ),
+        lat,
+    );
+    Ok(())
+}
+
+async fn lambda_throughput(
+    common: Common,
+    f: FunctionArgs,
+    clients: usize,
+    seconds: u64,
+    payload_bytes: usize,
+) -> anyhow::Result<()> {
+    let name = function_name("throughput", f.runtime);
+    create_function(&common, &name, echo_package(&f)?, &f.env()).await?;
+    let l = lambda(&common);
+    let payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(payload_bytes.saturating_sub(10)));
+    let event_bytes = payload.len();
+    // Warm up: `clients` concurrent invokes, a few rounds, so that many instances exist.
+    for _ in 0..3 {
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (l, name, payload) = (l.clone(), name.clone(), payload.clone());
+            tasks.push(tokio::spawn(
+                async move { invoke_ok(&l, &name, payload.as_bytes()).await },
+            ));
+        }
+        for t in tasks {
+            t.await??;
+        }
+    }
+    let (st, el) = timed(clients, seconds, move |_, _| {
+        let (l, name, payload) = (l.clone(), name.clone(), payload.clone());
+        async move {
+            let out = invoke_ok(&l, &name, payload.as_bytes()).await?;
+            Ok(out.len() as u64)
+        }
+    })
+    .await?;
+    let mut lat = st.latencies_us;
+    lat.sort_unstable();
+    let secs = el.as_secs_f64();
+    println!(
+        "Lambda Invoke ({}, {event_bytes} B events), {clients} clients: {} invokes in {secs:.1} s = {:.0} invokes/s (failed {}); latency ms p50 {:.2} p99 {:.2} max {:.2}",
+        f.runtime.name(),
+        st.records,
+        st.records as f64 / secs,
+        st.failed,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+    );
+    Ok(())
+}
+
+/// `Init Duration: 12.34 ms` of a base64 log tail, in µs.
+fn init_duration_us(log_result: Option<&str>) -> Option<u64> {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.decode(log_result?).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let ms: f64 = text
+        .split("Init Duration: ")
+        .nth(1)?
+        .split(" ms")
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((ms * 1000.0) as u64)
+}
+
+async fn lambda_cold(common: Common, f: FunctionArgs, samples: usize) -> anyhow::Result<()> {
+    use aws_sdk_lambda::types::{Environment, LastUpdateStatus, LogType};
+    let name = function_name("cold", f.runtime);
+    let mut env = f.env();
+    env.push(("LOADGEN_COLD", "0"));
+    create_function(&common, &name, echo_package(&f)?, &env).await?;
+    let l = lambda(&common);
+    let t = Instant::now();
+    invoke_ok(&l, &name, b"{}").await?;
+    let first = t.elapsed();
+    let (mut cold, mut init, mut warm, mut update) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 1..=samples {
+        // A new configuration revision: the warm instance is of an older generation and is
+        // stopped; the next invoke must start a new one.
+        let t = Instant::now();
+        l.update_function_configuration()
+            .function_name(&name)
+            .environment(
+                f.env
+                    .iter()
+                    .fold(Environment::builder(), |b, (k, v)| b.variables(k, v))
+                    .variables("LOADGEN_COLD", i.to_string())
+                    .build(),
+            )
+            .send()
+            .await?;
+        update.push(t.elapsed().as_micros() as u64);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = l.get_function_configuration().function_name(&name).send().await?;
+            if c.last_update_status() == Some(&LastUpdateStatus::Successful) {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "update {i} never finished");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t = Instant::now();
+        let out = l
+            .invoke()
+            .function_name(&name)
+            .log_type(LogType::Tail)
+            .payload(aws_sdk_lambda::primitives::Blob::new(format!("{{\"cold\":{i}}}")))
+            .send()
+            .await?;
+        cold.push(t.elapsed().as_micros() as u64);
+        anyhow::ensure!(out.function_error().is_none(), "cold invoke {i} failed");
+        match init_duration_us(out.log_result()) {
+            Some(us) => init.push(us),
+            None => eprintln!("cold invoke {i}: no Init Duration in the log tail (not a cold start?)"),
+        }
+        let t = Instant::now();
+        invoke_ok(&l, &name, b"{}").await?;
+        warm.push(t.elapsed().as_micros() as u64);
+    }
+    println!(
+        "Lambda first invoke after CreateFunction ({}): {:.2} ms",
+        f.runtime.name(),
+        first.as_secs_f64() * 1000.0
+    );
+    print_latencies(
+        &format!(
+            "Lambda cold invoke after UpdateFunctionConfiguration ({})",
+            f.runtime.name()
+        ),
+        cold,
+    );
+    print_latencies("  of which Init Duration (spawn to first /next)", init);
+    print_latencies("  the warm invoke right after", warm);
+    print_latencies("  UpdateFunctionConfiguration itself", update);
+    Ok(())
+}
+
+/// The S3-notified handler: appends `<time.time_ns() at entry> <key>` to $LOADGEN_OUT.
+const PY_S3_PROBE: &str = r#"import os
+import time
+
+OUT = os.environ["LOADGEN_OUT"]
+
+
+def handler(event, context):
+    entered = time.time_ns()
+    with open(OUT, "a") as f:
+        for r in event.get("Records", []):
+            f.write("%d %s\n" % (entered, r["s3"]["object"]["key"]))
+    return None
+"#;
+
+fn epoch_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Waits for `key`'s line in `out`; returns its handler-entry time (ns since the epoch).
+async fn handler_entry(out: &std::path::Path, key: &str, within: Duration) -> anyhow::Result<i64> {
+    let deadline = Instant::now() + within;
+    let suffix = format!(" {key}");
+    loop {
+        let text = tokio::fs::read_to_string(out).await.unwrap_or_default();
+        if let Some(ns) = text
+            .lines()
+            .filter_map(|l| l.strip_suffix(suffix.as_str()))
+            .find_map(|ns| ns.parse().ok())
+        {
+            return Ok(ns);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the handler never saw {key}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn s3_to_lambda(
+    common: Common,
+    bucket: String,
+    samples: usize,
+    gap_ms: u64,
+    out: std::path::PathBuf,
+) -> anyhow::Result<()> {
+    use aws_sdk_s3::types::{Event, LambdaFunctionConfiguration, NotificationConfiguration};
+    let _ = std::fs::remove_file(&out);
+    std::fs::write(&out, "")?;
+    let out = std::fs::canonicalize(&out)?;
+    let name = "loadgen-s3-probe";
+    let zip = zip_package(&[("app.py", PY_S3_PROBE.as_bytes(), 0o644)])?;
+    let out_text = out.to_string_lossy().into_owned();
+    let arn = create_function(
+        &common,
+        name,
+        ("python3.12", "app.handler", zip),
+        &[("LOADGEN_OUT", &out_text)],
+    )
+    .await?;
+    let l = lambda(&common);
+    l.add_permission()
+        .function_name(name)
+        .statement_id("s3-invoke")
+        .action("lambda:InvokeFunction")
+        .principal("s3.amazonaws.com")
+        .source_arn(format!("arn:aws:s3:::{bucket}"))
+        .send()
+        .await
+        .context("add permission")?;
+    let c = s3(&common);
+    ensure_bucket(&c, &bucket).await?;
+    c.put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .lambda_function_configurations(
+                    LambdaFunctionConfiguration::builder()
+                        .id("loadgen")
+                        .lambda_function_arn(&arn)
+                        .events(Event::from("s3:ObjectCreated:*"))
+                        .build()?,
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .context("put bucket notification")?;
+    let run = std::process::id();
+    // Warm-up: the first event starts the instance.
+    for i in 0..3 {
+        let key = format!("warmup/{run}/{i}");
+        c.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(b"w".to_vec().into())
+            .send()
+            .await?;
+        handler_entry(&out, &key, Duration::from_secs(30)).await?;
+        tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+    }
+    let (mut from_ack, mut from_start, mut put) = (Vec::new(), Vec::new(), Vec::new());
+    let mut early = 0;
+    for i in 0..samples {
+        let key = format!("s/{run}/{i:06}");
+        let t = Instant::now();
+        let started = epoch_ns();
+        c.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(format!("sample {i}").into_bytes().into())
+            .send()
+            .await?;
+        let acked = epoch_ns();
+        put.push(t.elapsed().as_micros() as u64);
+        let entered = handler_entry(&out, &key, Duration::from_secs(30)).await?;
+        if entered < acked {
+            early += 1;
+        }
+        from_ack.push(u64::try_from((entered - acked) / 1000).unwrap_or(0));
+        from_start.push(u64::try_from((entered - started) / 1000).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+    }
+    print_latencies("S3 PUT acknowledged → Lambda handler entered (python)", from_ack);
+    print_latencies("  PUT sent → handler entered", from_start);
+    print_latencies("  PUT round trip", put);
+    if early > 0 {
+        println!("  ({early} handlers entered before the client saw the PUT acknowledgement: counted as 0)");
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -943,5 +1510,30 @@ async fn main() -> anyhow::Result<()> {
             clients,
             lists,
         } => s3_list(common, bucket, keys, clients, lists).await,
+        Cmd::LambdaWarm {
+            common,
+            function,
+            samples,
+            warmup,
+        } => lambda_warm(common, function, samples, warmup).await,
+        Cmd::LambdaCold {
+            common,
+            function,
+            samples,
+        } => lambda_cold(common, function, samples).await,
+        Cmd::LambdaThroughput {
+            common,
+            function,
+            clients,
+            seconds,
+            payload_bytes,
+        } => lambda_throughput(common, function, clients, seconds, payload_bytes).await,
+        Cmd::S3ToLambda {
+            common,
+            bucket,
+            samples,
+            gap_ms,
+            out,
+        } => s3_to_lambda(common, bucket, samples, gap_ms, out).await,
     }
 }

@@ -100,6 +100,11 @@ impl TestServer {
         lambda_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
+    /// An S3 Control client for us-east-1 with the default keys.
+    pub fn s3control(&self) -> aws_sdk_s3control::Client {
+        s3control_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
+    }
+
     /// An S3 client for us-east-1 with the default keys (path-style).
     pub fn s3(&self) -> aws_sdk_s3::Client {
         s3_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
@@ -150,6 +155,66 @@ pub fn firehose_client(endpoint: &str, region: &str, access_key: &str, secret: &
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_firehose::Client::from_conf(conf)
+}
+
+/// S3 Control calls go to `<account>.<endpoint host>` (the SDK prefixes the account id to the
+/// host), which does not resolve for 127.0.0.1. This interceptor runs after signing: it keeps
+/// the signed `Host` (`000000000000.127.0.0.1:PORT`) as a header and connects to the endpoint
+/// itself, which is what a DNS entry for the prefixed name would do.
+#[derive(Debug)]
+struct KeepHostConnectToEndpoint {
+    authority: String,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for KeepHostConnectToEndpoint {
+    fn name(&self) -> &'static str {
+        "KeepHostConnectToEndpoint"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let req = context.request_mut();
+        let uri = req.uri().to_owned();
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            return Ok(());
+        };
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if host != self.authority && host.ends_with(&format!(".{}", self.authority)) {
+            req.headers_mut().insert("host", host.to_owned());
+            req.set_uri(format!("{scheme}://{}/{path}", self.authority))?;
+        }
+        Ok(())
+    }
+}
+
+/// An S3 Control client for `endpoint` with static keys, plain HTTP and no retries.
+pub fn s3control_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_s3control::Client {
+    let authority = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, a)| a)
+        .trim_end_matches('/');
+    let conf = aws_sdk_s3control::Config::builder()
+        .behavior_version(aws_sdk_s3control::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3control::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3control::config::Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_s3control::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .interceptor(KeepHostConnectToEndpoint {
+            authority: authority.to_owned(),
+        })
+        .build();
+    aws_sdk_s3control::Client::from_conf(conf)
 }
 
 /// A Lambda client for `endpoint` with static keys, plain HTTP and no retries.
