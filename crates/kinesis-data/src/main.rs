@@ -1,5 +1,7 @@
 //! The `kinesis-data` command.
 
+mod batch_cli;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -53,6 +55,10 @@ enum Command {
         #[arg(long)]
         no_follow: bool,
     },
+    /// Create an S3 Batch Operations job on a running server (manifest from a local CSV or a
+    /// bucket prefix) and follow it with a progress bar. Exit code 0: Complete without
+    /// failed tasks; 1: Complete with failed tasks; 2: Failed or Cancelled; 3: an error.
+    Batch(Box<batch_cli::BatchArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,6 +113,7 @@ fn main() -> anyhow::Result<()> {
             let dir = data_dir.unwrap_or(cfg.data_dir);
             logs(&dir, &function, !no_follow)
         }
+        Command::Batch(args) => std::process::exit(batch_cli::run(*args)),
     }
 }
 

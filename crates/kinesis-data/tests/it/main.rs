@@ -2,6 +2,7 @@
 //! in-process server on 127.0.0.1:0, and end-to-end tests that start the built binary.
 
 mod authz_wire;
+mod batch_cli;
 mod batch_wire;
 mod common;
 mod e2e;

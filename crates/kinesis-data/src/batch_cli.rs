@@ -1,0 +1,2013 @@
+//! `kinesis-data batch`: creates an S3 Batch Operations job on a running server and follows
+//! it with a progress bar.
+//!
+//! The manifest comes from a local CSV (uploaded as is) or from listing a bucket prefix
+//! (ListObjectsV2, every page; keys URL-encoded per path segment as AWS manifests expect),
+//! and is uploaded with PutObject (path-style). Then `POST /v20180820/jobs` (CreateJob) and,
+//! unless `--confirm` or `--no-follow`, `GET /v20180820/jobs/{id}` (DescribeJob) every
+//! 200 ms until the job is Complete, Failed or Cancelled.
+//!
+//! No AWS SDK: requests are plain HTTP/1.1 (`Content-Length` bodies, `Connection: close`)
+//! over a tokio `TcpStream`, signed here with SigV4 (service `s3`), and the XML answers are
+//! read with quick-xml into a small bounded tree.
+//!
+//! Exit codes: 0 Complete without failed tasks, 1 Complete with failed tasks, 2 Failed or
+//! Cancelled, 3 when a request or a local step fails (`error: <Code>: <Message>`).
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{ArgGroup, Args, ValueEnum};
+use hmac::{Hmac, KeyInit, Mac};
+use quick_xml::Reader;
+use quick_xml::events::Event;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// S3 Control's XML namespace.
+const NAMESPACE: &str = "http://awss3control.amazonaws.com/doc/2018-08-20/";
+/// How often DescribeJob is polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Consecutive failed polls (transport errors, 5xx, throttling) tolerated while following.
+const MAX_POLL_FAILURES: u32 = 25;
+/// Deadline of one HTTP exchange.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest response accepted (head and body).
+const MAX_RESPONSE: usize = 64 << 20;
+/// Deepest element nesting accepted in an answer.
+const MAX_XML_DEPTH: usize = 64;
+/// Most elements accepted in one answer.
+const MAX_XML_ELEMENTS: usize = 500_000;
+/// Width of the progress bar, in cells.
+const BAR_WIDTH: usize = 24;
+
+/// Complete, no failed task.
+const EXIT_OK: i32 = 0;
+/// Complete, some tasks failed.
+const EXIT_TASKS_FAILED: i32 = 1;
+/// The job Failed or was Cancelled.
+const EXIT_JOB_FAILED: i32 = 2;
+/// A request or a local step failed.
+const EXIT_ERROR: i32 = 3;
+
+// ------------------------------------------------------------------------------------- flags
+
+/// The job's operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OperationKind {
+    /// S3PutObjectCopy into --target-bucket (under --target-prefix).
+    Copy,
+    /// LambdaInvoke of --function-arn.
+    Lambda,
+    /// S3PutObjectTagging: replace each object's tags with --tag.
+    Tag,
+    /// S3DeleteObjectTagging: remove each object's tags.
+    Untag,
+}
+
+/// `kinesis-data batch` flags.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("manifest_source").required(true).args(["manifest_file", "source_bucket"])))]
+pub struct BatchArgs {
+    /// The running server (http only).
+    #[arg(long, default_value = "http://127.0.0.1:4566")]
+    pub endpoint: String,
+    /// The job's IAM role; it must trust batchoperations.s3.amazonaws.com.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: String,
+    /// A local manifest CSV (`bucket,url-encoded-key[,versionId]` per line), uploaded as is.
+    #[arg(long, value_name = "CSV")]
+    pub manifest_file: Option<PathBuf>,
+    /// Make the manifest from the objects of this bucket (under --prefix).
+    #[arg(long, value_name = "BUCKET")]
+    pub source_bucket: Option<String>,
+    /// Key prefix listed in --source-bucket.
+    #[arg(long, requires = "source_bucket")]
+    pub prefix: Option<String>,
+    /// Bucket the manifest is uploaded to.
+    #[arg(long, value_name = "BUCKET")]
+    pub manifest_bucket: String,
+    /// Key of the uploaded manifest [default: manifests/<uuid>.csv].
+    #[arg(long, value_name = "KEY")]
+    pub manifest_key: Option<String>,
+    /// What the job does to every object of the manifest.
+    #[arg(long, value_enum)]
+    pub operation: OperationKind,
+    /// copy: the destination bucket.
+    #[arg(long, value_name = "BUCKET", required_if_eq("operation", "copy"))]
+    pub target_bucket: Option<String>,
+    /// copy: prefix of the copies' keys.
+    #[arg(long, value_name = "PREFIX")]
+    pub target_prefix: Option<String>,
+    /// lambda: the function (ARN or name).
+    #[arg(long, value_name = "ARN", required_if_eq("operation", "lambda"))]
+    pub function_arn: Option<String>,
+    /// lambda: InvocationSchemaVersion [default: 2.0 with --user-arg, else 1.0].
+    #[arg(long, value_parser = ["1.0", "2.0"])]
+    pub schema: Option<String>,
+    /// lambda: a UserArguments entry (schema 2.0; at most 10).
+    #[arg(long = "user-arg", value_name = "KEY=VALUE", num_args = 1.., value_parser = key_value)]
+    pub user_args: Vec<(String, String)>,
+    /// tag: a tag of the new tag set.
+    #[arg(long = "tag", value_name = "KEY=VALUE", num_args = 1.., value_parser = key_value,
+          required_if_eq("operation", "tag"))]
+    pub tags: Vec<(String, String)>,
+    /// Write a completion report to this bucket.
+    #[arg(long, value_name = "BUCKET")]
+    pub report_bucket: Option<String>,
+    /// Key prefix of the report (`<prefix>/job-<id>/…`).
+    #[arg(long, value_name = "PREFIX", requires = "report_bucket")]
+    pub report_prefix: Option<String>,
+    /// Which tasks the report lists.
+    #[arg(long, value_name = "SCOPE", value_parser = ["AllTasks", "FailedTasksOnly"], requires = "report_bucket")]
+    pub report_scope: Option<String>,
+    /// Job priority (higher runs first).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=2_147_483_647))]
+    pub priority: u32,
+    /// The job's description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Create the job suspended (ConfirmationRequired), print how to confirm it and exit.
+    #[arg(long)]
+    pub confirm: bool,
+    /// Print the job id and exit instead of following the job.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Account of the job (`x-amz-account-id`); the caller's own.
+    #[arg(long, default_value = "000000000000")]
+    pub account_id: String,
+    /// Signing region.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Access key id [default: $AWS_ACCESS_KEY_ID, else test].
+    #[arg(long, requires = "secret_access_key")]
+    pub access_key_id: Option<String>,
+    /// Secret access key [default: $AWS_SECRET_ACCESS_KEY, else test].
+    #[arg(long, requires = "access_key_id")]
+    pub secret_access_key: Option<String>,
+    /// Session token [default: $AWS_SESSION_TOKEN when the keys come from the environment].
+    #[arg(long, requires = "access_key_id")]
+    pub session_token: Option<String>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+// --------------------------------------------------------------------------------- the job
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Operation {
+    Copy {
+        target_bucket: String,
+        target_prefix: Option<String>,
+    },
+    Lambda {
+        function_arn: String,
+        schema: String,
+        user_args: Vec<(String, String)>,
+    },
+    Tag(Vec<(String, String)>),
+    Untag,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReportPlan {
+    bucket: String,
+    prefix: Option<String>,
+    scope: String,
+}
+
+/// What CreateJob is asked for, manifest aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JobPlan {
+    operation: Operation,
+    report: Option<ReportPlan>,
+    priority: u32,
+    confirmation_required: bool,
+    role_arn: String,
+    description: Option<String>,
+}
+
+/// Where the uploaded manifest is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ManifestLocation {
+    bucket: String,
+    key: String,
+    etag: String,
+    fields: &'static [&'static str],
+}
+
+impl JobPlan {
+    /// The plan of the flags, or why they do not make a job.
+    fn from_args(a: &BatchArgs) -> anyhow::Result<JobPlan> {
+        let op = a.operation;
+        let only = |present: bool, flag: &str, kind: &str| -> anyhow::Result<()> {
+            if present {
+                bail!("{flag} is only used with --operation {kind}");
+            }
+            Ok(())
+        };
+        if op != OperationKind::Copy {
+            only(a.target_bucket.is_some(), "--target-bucket", "copy")?;
+            only(a.target_prefix.is_some(), "--target-prefix", "copy")?;
+        }
+        if op != OperationKind::Lambda {
+            only(a.function_arn.is_some(), "--function-arn", "lambda")?;
+            only(a.schema.is_some(), "--schema", "lambda")?;
+            only(!a.user_args.is_empty(), "--user-arg", "lambda")?;
+        }
+        if op != OperationKind::Tag {
+            only(!a.tags.is_empty(), "--tag", "tag")?;
+        }
+        let operation = match op {
+            OperationKind::Copy => Operation::Copy {
+                target_bucket: a
+                    .target_bucket
+                    .clone()
+                    .ok_or_else(|| anyhow!("--operation copy needs --target-bucket"))?,
+                target_prefix: a.target_prefix.clone().filter(|p| !p.is_empty()),
+            },
+            OperationKind::Lambda => {
+                let function_arn = a
+                    .function_arn
+                    .clone()
+                    .ok_or_else(|| anyhow!("--operation lambda needs --function-arn"))?;
+                let schema = match (a.schema.as_deref(), a.user_args.is_empty()) {
+                    (Some("1.0"), false) => bail!("--user-arg needs --schema 2.0"),
+                    (Some(s), _) => s.to_owned(),
+                    (None, true) => "1.0".to_owned(),
+                    (None, false) => "2.0".to_owned(),
+                };
+                if a.user_args.len() > 10 {
+                    bail!("at most 10 --user-arg entries are allowed, got {}", a.user_args.len());
+                }
+                Operation::Lambda {
+                    function_arn,
+                    schema,
+                    user_args: a.user_args.clone(),
+                }
+            }
+            OperationKind::Tag => {
+                if a.tags.is_empty() {
+                    bail!("--operation tag needs at least one --tag KEY=VALUE (use --operation untag to remove tags)");
+                }
+                Operation::Tag(a.tags.clone())
+            }
+            OperationKind::Untag => Operation::Untag,
+        };
+        let report = a.report_bucket.as_ref().map(|b| ReportPlan {
+            bucket: b.clone(),
+            prefix: a
+                .report_prefix
+                .as_deref()
+                .map(|p| p.trim_end_matches('/').to_owned())
+                .filter(|p| !p.is_empty()),
+            scope: a.report_scope.clone().unwrap_or_else(|| "AllTasks".to_owned()),
+        });
+        Ok(JobPlan {
+            operation,
+            report,
+            priority: a.priority,
+            confirmation_required: a.confirm,
+            role_arn: a.role_arn.clone(),
+            description: a.description.clone(),
+        })
+    }
+}
+
+/// Runs `kinesis-data batch`; returns the process exit code.
+pub fn run(args: BatchArgs) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start tokio: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    match rt.block_on(execute(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", error_text(&e));
+            EXIT_ERROR
+        }
+    }
+}
+
+/// `error: <Code>: <Message>` for AWS errors (with what was being done on the next line),
+/// `error: <chain>` otherwise.
+fn error_text(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<ApiError>() {
+        Some(api) => {
+            let steps: Vec<String> = e
+                .chain()
+                .filter(|c| c.downcast_ref::<ApiError>().is_none())
+                .map(ToString::to_string)
+                .collect();
+            let mut out = format!("error: {}: {}", api.code, api.message);
+            let _ = write!(out, "\n  (");
+            if !steps.is_empty() {
+                let _ = write!(out, "while {}; ", steps.join(": "));
+            }
+            let _ = write!(out, "{} answered HTTP {})", api.request, api.status);
+            out
+        }
+        None => format!("error: {e:#}"),
+    }
+}
+
+async fn execute(args: BatchArgs) -> anyhow::Result<i32> {
+    let plan = JobPlan::from_args(&args)?;
+    if !(args.account_id.len() == 12 && args.account_id.bytes().all(|b| b.is_ascii_digit())) {
+        bail!("--account-id must be 12 digits, got {:?}", args.account_id);
+    }
+    let creds = Credentials::resolve(
+        args.access_key_id.clone(),
+        args.secret_access_key.clone(),
+        args.session_token.clone(),
+    )?;
+    let client = Client::new(&args.endpoint, &args.region, creds)?;
+    let manifest_key = args
+        .manifest_key
+        .clone()
+        .unwrap_or_else(|| format!("manifests/{}.csv", uuid::Uuid::new_v4()));
+    let (body, fields, count) = match (&args.manifest_file, &args.source_bucket) {
+        (Some(path), _) => {
+            let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let (fields, count) = csv_fields(&body).with_context(|| format!("manifest {}", path.display()))?;
+            (body, fields, count)
+        }
+        (None, Some(bucket)) => {
+            let prefix = args.prefix.as_deref().unwrap_or_default();
+            let keys = client
+                .list_keys(bucket, prefix)
+                .await
+                .with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
+            if keys.is_empty() {
+                bail!("there are no objects under s3://{bucket}/{prefix}: nothing to do");
+            }
+            (manifest_csv(bucket, &keys).into_bytes(), BUCKET_KEY, keys.len())
+        }
+        (None, None) => bail!("give --manifest-file or --source-bucket"),
+    };
+    let etag = client
+        .put_object(&args.manifest_bucket, &manifest_key, &body, "text/csv")
+        .await
+        .with_context(|| format!("uploading the manifest to s3://{}/{manifest_key}", args.manifest_bucket))?;
+    eprintln!(
+        "manifest: s3://{}/{manifest_key} ({count} object{}, ETag {etag})",
+        args.manifest_bucket,
+        if count == 1 { "" } else { "s" }
+    );
+    let manifest = ManifestLocation {
+        bucket: args.manifest_bucket.clone(),
+        key: manifest_key,
+        etag,
+        fields,
+    };
+    let token = uuid::Uuid::new_v4().to_string();
+    let request = create_job_xml(&plan, &manifest, &token);
+    let job_id = client
+        .create_job(&args.account_id, &request)
+        .await
+        .context("creating the job")?;
+    let mut out = std::io::stdout().lock();
+    if args.confirm {
+        writeln!(out, "JobId: {job_id}")?;
+        writeln!(
+            out,
+            "The job waits for confirmation (Suspended once its manifest is read). Confirm it with:\n  \
+             aws --endpoint-url {} --region {} s3control update-job-status --account-id {} --job-id {job_id} \
+             --requested-job-status Ready",
+            client.endpoint, client.region, args.account_id
+        )?;
+        out.flush()?;
+        return Ok(EXIT_OK);
+    }
+    if args.no_follow {
+        writeln!(out, "{job_id}")?;
+        out.flush()?;
+        return Ok(EXIT_OK);
+    }
+    drop(out);
+    eprintln!("job: {job_id}");
+    let started = Instant::now();
+    let job = follow(&client, &args.account_id, &job_id, started).await?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(summary(&job, started.elapsed()).as_bytes())?;
+    out.flush()?;
+    Ok(exit_code(&job))
+}
+
+/// `Bucket,Key`.
+const BUCKET_KEY: &[&str] = &["Bucket", "Key"];
+/// `Bucket,Key,VersionId`.
+const BUCKET_KEY_VERSION: &[&str] = &["Bucket", "Key", "VersionId"];
+
+/// The manifest fields of a local CSV (from its first line) and its number of lines.
+fn csv_fields(body: &[u8]) -> anyhow::Result<(&'static [&'static str], usize)> {
+    let text = std::str::from_utf8(body).map_err(|_| anyhow!("the manifest is not UTF-8"))?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let Some(first) = lines.next() else {
+        bail!("the manifest is empty");
+    };
+    let fields = match first.split(',').count() {
+        2 => BUCKET_KEY,
+        3 => BUCKET_KEY_VERSION,
+        n => bail!("the first line has {n} fields; manifest lines are bucket,url-encoded-key[,versionId]"),
+    };
+    Ok((fields, 1 + lines.count()))
+}
+
+/// The manifest of `keys` in `bucket`: one `bucket,<url-encoded key>` line each.
+fn manifest_csv(bucket: &str, keys: &[String]) -> String {
+    let mut out = String::with_capacity(keys.len() * (bucket.len() + 32));
+    for k in keys {
+        out.push_str(bucket);
+        out.push(',');
+        out.push_str(&uri_encode(k, true));
+        out.push('\n');
+    }
+    out
+}
+
+/// The completion report's `manifest.json` (`s3://R/P/job-<id>/manifest.json`).
+fn report_location(bucket: &str, prefix: Option<&str>, job_id: &str) -> String {
+    match prefix.map(|p| p.trim_end_matches('/')).filter(|p| !p.is_empty()) {
+        Some(p) => format!("s3://{bucket}/{p}/job-{job_id}/manifest.json"),
+        None => format!("s3://{bucket}/job-{job_id}/manifest.json"),
+    }
+}
+
+// ------------------------------------------------------------------------ XML out and in
+
+fn leaf(out: &mut String, name: &str, text: &str) {
+    let _ = write!(out, "<{name}>{}</{name}>", kd_wire::xml_escape(text));
+}
+
+fn write_pairs(out: &mut String, list: &str, item: &str, key: &str, value: &str, pairs: &[(String, String)]) {
+    let _ = write!(out, "<{list}>");
+    for (k, v) in pairs {
+        let _ = write!(out, "<{item}>");
+        leaf(out, key, k);
+        leaf(out, value, v);
+        let _ = write!(out, "</{item}>");
+    }
+    let _ = write!(out, "</{list}>");
+}
+
+/// The CreateJobRequest body.
+fn create_job_xml(plan: &JobPlan, manifest: &ManifestLocation, token: &str) -> String {
+    let mut x = String::with_capacity(1024);
+    let _ = write!(
+        x,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CreateJobRequest xmlns=\"{NAMESPACE}\">"
+    );
+    leaf(&mut x, "ConfirmationRequired", bool_text(plan.confirmation_required));
+    x.push_str("<Operation>");
+    match &plan.operation {
+        Operation::Copy {
+            target_bucket,
+            target_prefix,
+        } => {
+            x.push_str("<S3PutObjectCopy>");
+            leaf(&mut x, "TargetResource", &format!("arn:aws:s3:::{target_bucket}"));
+            if let Some(p) = target_prefix {
+                leaf(&mut x, "TargetKeyPrefix", p);
+            }
+            x.push_str("</S3PutObjectCopy>");
+        }
+        Operation::Lambda {
+            function_arn,
+            schema,
+            user_args,
+        } => {
+            x.push_str("<LambdaInvoke>");
+            leaf(&mut x, "FunctionArn", function_arn);
+            leaf(&mut x, "InvocationSchemaVersion", schema);
+            if !user_args.is_empty() {
+                write_pairs(&mut x, "UserArguments", "entry", "key", "value", user_args);
+            }
+            x.push_str("</LambdaInvoke>");
+        }
+        Operation::Tag(tags) => {
+            x.push_str("<S3PutObjectTagging>");
+            write_pairs(&mut x, "TagSet", "member", "Key", "Value", tags);
+            x.push_str("</S3PutObjectTagging>");
+        }
+        Operation::Untag => x.push_str("<S3DeleteObjectTagging></S3DeleteObjectTagging>"),
+    }
+    x.push_str("</Operation><Report>");
+    match &plan.report {
+        Some(r) => {
+            leaf(&mut x, "Bucket", &format!("arn:aws:s3:::{}", r.bucket));
+            leaf(&mut x, "Format", "Report_CSV_20180820");
+            leaf(&mut x, "Enabled", "true");
+            if let Some(p) = &r.prefix {
+                leaf(&mut x, "Prefix", p);
+            }
+            leaf(&mut x, "ReportScope", &r.scope);
+        }
+        None => leaf(&mut x, "Enabled", "false"),
+    }
+    x.push_str("</Report>");
+    leaf(&mut x, "ClientRequestToken", token);
+    x.push_str("<Manifest><Spec>");
+    leaf(&mut x, "Format", "S3BatchOperations_CSV_20180820");
+    x.push_str("<Fields>");
+    for f in manifest.fields {
+        leaf(&mut x, "member", f);
+    }
+    x.push_str("</Fields></Spec><Location>");
+    leaf(
+        &mut x,
+        "ObjectArn",
+        &format!("arn:aws:s3:::{}/{}", manifest.bucket, manifest.key),
+    );
+    leaf(&mut x, "ETag", &manifest.etag);
+    x.push_str("</Location></Manifest>");
+    if let Some(d) = &plan.description {
+        leaf(&mut x, "Description", d);
+    }
+    leaf(&mut x, "Priority", &plan.priority.to_string());
+    leaf(&mut x, "RoleArn", &plan.role_arn);
+    x.push_str("</CreateJobRequest>");
+    x
+}
+
+fn bool_text(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// An element of an answer: local name, children, own text.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Node {
+    name: String,
+    children: Vec<Node>,
+    text: String,
+}
+
+impl Node {
+    fn child(&self, name: &str) -> Option<&Node> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    fn text_of(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|c| c.text.as_str())
+    }
+
+    /// This element or the first descendant named `name` (depth first).
+    fn find(&self, name: &str) -> Option<&Node> {
+        if self.name == name {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find(name))
+    }
+}
+
+fn local_name(name: &[u8]) -> Result<String, String> {
+    let local = match name.iter().rposition(|b| *b == b':') {
+        Some(i) => &name[i + 1..],
+        None => name,
+    };
+    String::from_utf8(local.to_vec()).map_err(|_| "an element name is not UTF-8".to_owned())
+}
+
+/// Parses a whole answer (bounded in depth and element count; no DTDs).
+fn parse_xml(body: &[u8]) -> Result<Node, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the answer is not UTF-8".to_owned())?;
+    let mut reader = Reader::from_str(text);
+    let mut stack: Vec<Node> = Vec::new();
+    let mut root: Option<Node> = None;
+    let mut count = 0usize;
+    let attach = |stack: &mut Vec<Node>, root: &mut Option<Node>, el: Node| match stack.last_mut() {
+        Some(parent) => parent.children.push(el),
+        None => *root = Some(el),
+    };
+    loop {
+        match reader.read_event().map_err(|e| e.to_string())? {
+            Event::Start(_) | Event::Empty(_) if root.is_some() => return Err("content after the root element".into()),
+            Event::Start(e) => {
+                count += 1;
+                if stack.len() >= MAX_XML_DEPTH || count > MAX_XML_ELEMENTS {
+                    return Err("the answer is too deep or too large".into());
+                }
+                stack.push(Node {
+                    name: local_name(e.name().as_ref())?,
+                    ..Node::default()
+                });
+            }
+            Event::Empty(e) => {
+                count += 1;
+                if count > MAX_XML_ELEMENTS {
+                    return Err("the answer is too large".into());
+                }
+                let el = Node {
+                    name: local_name(e.name().as_ref())?,
+                    ..Node::default()
+                };
+                attach(&mut stack, &mut root, el);
+            }
+            Event::End(_) => {
+                let el = stack.pop().ok_or("unbalanced end tag")?;
+                attach(&mut stack, &mut root, el);
+            }
+            Event::Text(t) => {
+                let s = t.decode().map_err(|e| e.to_string())?;
+                match stack.last_mut() {
+                    Some(el) => el.text.push_str(&s),
+                    None if s.trim().is_empty() => {}
+                    None => return Err("text outside the root element".into()),
+                }
+            }
+            Event::CData(t) => {
+                let s = t.decode().map_err(|e| e.to_string())?;
+                stack
+                    .last_mut()
+                    .ok_or("text outside the root element")?
+                    .text
+                    .push_str(&s);
+            }
+            Event::GeneralRef(r) => {
+                let c = if r.is_char_ref() {
+                    r.resolve_char_ref()
+                        .map_err(|e| e.to_string())?
+                        .ok_or("an invalid character reference")?
+                } else {
+                    match r.decode().map_err(|e| e.to_string())?.as_ref() {
+                        "lt" => '<',
+                        "gt" => '>',
+                        "amp" => '&',
+                        "apos" => '\'',
+                        "quot" => '"',
+                        other => return Err(format!("unknown entity &{other};")),
+                    }
+                };
+                stack.last_mut().ok_or("text outside the root element")?.text.push(c);
+            }
+            Event::DocType(_) => return Err("document type declarations are not accepted".into()),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err("the answer ends inside an element".into());
+    }
+    root.ok_or_else(|| "the answer has no root element".into())
+}
+
+/// One page of ListObjectsV2: keys, and the next continuation token when truncated.
+fn parse_list_page(body: &[u8]) -> anyhow::Result<(Vec<String>, Option<String>)> {
+    let root = parse_xml(body).map_err(|e| anyhow!("unreadable ListObjectsV2 answer: {e}"))?;
+    if root.name != "ListBucketResult" {
+        bail!("unexpected ListObjectsV2 answer <{}>", root.name);
+    }
+    let keys = root
+        .all("Contents")
+        .filter_map(|c| c.text_of("Key"))
+        .map(str::to_owned)
+        .collect();
+    let truncated = root.text_of("IsTruncated").map(str::trim) == Some("true");
+    let next = root
+        .text_of("NextContinuationToken")
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    match (truncated, next) {
+        (false, _) => Ok((keys, None)),
+        (true, Some(t)) => Ok((keys, Some(t))),
+        (true, None) => bail!("ListObjectsV2 answered IsTruncated without a NextContinuationToken"),
+    }
+}
+
+/// What DescribeJob tells about a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct JobView {
+    id: String,
+    status: String,
+    total: u64,
+    succeeded: u64,
+    failed: u64,
+    active_secs: u64,
+    status_update_reason: Option<String>,
+    failure_reasons: Vec<(String, String)>,
+    /// Report bucket (name) and prefix, when the report is enabled.
+    report: Option<(String, Option<String>)>,
+}
+
+impl JobView {
+    fn is_terminal(&self) -> bool {
+        matches!(self.status.as_str(), "Complete" | "Failed" | "Cancelled")
+    }
+}
+
+fn parse_describe(body: &[u8]) -> anyhow::Result<JobView> {
+    let root = parse_xml(body).map_err(|e| anyhow!("unreadable DescribeJob answer: {e}"))?;
+    let job = root
+        .child("Job")
+        .filter(|_| root.name == "DescribeJobResult")
+        .ok_or_else(|| anyhow!("unexpected DescribeJob answer <{}>", root.name))?;
+    let num = |p: Option<&Node>, name: &str| -> u64 {
+        p.and_then(|p| p.text_of(name))
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let progress = job.child("ProgressSummary");
+    let report = job
+        .child("Report")
+        .filter(|r| r.text_of("Enabled").map(str::trim) == Some("true"))
+        .and_then(|r| {
+            let arn = r.text_of("Bucket")?;
+            let bucket = arn.rsplit_once(":::").map_or(arn, |(_, b)| b).to_owned();
+            Some((bucket, r.text_of("Prefix").map(str::to_owned)))
+        });
+    Ok(JobView {
+        id: job.text_of("JobId").unwrap_or_default().to_owned(),
+        status: job
+            .text_of("Status")
+            .ok_or_else(|| anyhow!("DescribeJob answered without a Status"))?
+            .trim()
+            .to_owned(),
+        total: num(progress, "TotalNumberOfTasks"),
+        succeeded: num(progress, "NumberOfTasksSucceeded"),
+        failed: num(progress, "NumberOfTasksFailed"),
+        active_secs: num(progress.and_then(|p| p.child("Timers")), "ElapsedTimeInActiveSeconds"),
+        status_update_reason: job.text_of("StatusUpdateReason").map(str::to_owned),
+        failure_reasons: job
+            .child("FailureReasons")
+            .map(|f| {
+                f.all("member")
+                    .map(|m| {
+                        (
+                            m.text_of("FailureCode").unwrap_or_default().to_owned(),
+                            m.text_of("FailureReason").unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        report,
+    })
+}
+
+// --------------------------------------------------------------------------- errors
+
+/// An AWS error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ApiError {
+    status: u16,
+    code: String,
+    message: String,
+    /// `METHOD /path`.
+    request: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ApiError {
+    /// The error of a non-2xx answer: `<Error><Code/><Message/>` (bare, as S3, or inside
+    /// `<ErrorResponse>`, as S3 Control), else the status and the start of the body.
+    fn of(status: u16, body: &[u8], request: String) -> ApiError {
+        let parsed = parse_xml(body).ok();
+        let err = parsed.as_ref().and_then(|r| r.find("Error"));
+        let code = err.and_then(|e| e.text_of("Code")).filter(|c| !c.is_empty());
+        let message = err.and_then(|e| e.text_of("Message"));
+        let fallback = || {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() {
+                "(no error body)".to_owned()
+            } else {
+                text.chars().take(300).collect()
+            }
+        };
+        ApiError {
+            status,
+            code: code.map_or_else(|| format!("HTTP{status}"), str::to_owned),
+            message: match (code, message) {
+                (_, Some(m)) => m.to_owned(),
+                (Some(_), None) => String::new(),
+                (None, None) => fallback(),
+            },
+            request,
+        }
+    }
+
+    /// Worth another poll: throttling and server-side failures.
+    fn retryable(&self) -> bool {
+        self.status == 429 || self.status >= 500 || self.code.contains("TooManyRequests")
+    }
+}
+
+// ------------------------------------------------------------------------------ HTTP
+
+/// An HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses a whole HTTP/1.1 answer (the connection was closed after it): `Content-Length`,
+/// chunked or read-to-close bodies.
+fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("the server closed the connection before a complete HTTP answer"))?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|_| anyhow!("the HTTP answer's head is not text"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| anyhow!("not an HTTP/1.x answer: {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[split + 4..];
+    let mut resp = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    resp.body = if resp
+        .header("transfer-encoding")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
+    {
+        dechunk(rest)?
+    } else if let Some(len) = resp.header("content-length") {
+        let len: usize = len.parse().map_err(|_| anyhow!("bad Content-Length {len:?}"))?;
+        rest.get(..len)
+            .ok_or_else(|| anyhow!("the answer ended after {} of {len} bytes", rest.len()))?
+            .to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(resp)
+}
+
+fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let p = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| anyhow!("truncated chunked body"))?;
+        let line = std::str::from_utf8(&b[..p]).map_err(|_| anyhow!("bad chunk size line"))?;
+        let size_text = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| anyhow!("bad chunk size {size_text:?}"))?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let data = b
+            .get(p + 2..p + 2 + size)
+            .ok_or_else(|| anyhow!("truncated chunked body"))?;
+        out.extend_from_slice(data);
+        b = b.get(p + 4 + size..).ok_or_else(|| anyhow!("truncated chunked body"))?;
+    }
+}
+
+/// `uri_encode` of every name and value, sorted: both the query sent and the canonical one.
+fn encode_query(pairs: &[(&str, &str)]) -> String {
+    let mut enc: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
+        .collect();
+    enc.sort();
+    enc.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// RFC 3986 percent-encoding: everything but `A-Z a-z 0-9 - _ . ~` (and `/` when
+/// `keep_slash`) as `%XX`.
+fn uri_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A signing HTTP client of one endpoint.
+struct Client {
+    /// `http://authority`, as given (without a trailing slash).
+    endpoint: String,
+    /// The `Host` header.
+    authority: String,
+    /// `host:port` to connect to.
+    connect_to: String,
+    region: String,
+    creds: Credentials,
+}
+
+/// The authority of an `http://host[:port][/]` endpoint and the address to connect to.
+fn parse_endpoint(endpoint: &str) -> anyhow::Result<(String, String)> {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        if endpoint.starts_with("https://") {
+            bail!("--endpoint {endpoint}: only http:// endpoints are supported");
+        }
+        bail!("--endpoint {endpoint:?} is not http://host[:port]");
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) || authority.chars().any(char::is_control)
+    {
+        bail!("--endpoint {endpoint:?} is not http://host[:port] (no path)");
+    }
+    let has_port = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.contains(':'),
+    };
+    let connect_to = if has_port {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    Ok((authority.to_owned(), connect_to))
+}
+
+impl Client {
+    fn new(endpoint: &str, region: &str, creds: Credentials) -> anyhow::Result<Client> {
+        let (authority, connect_to) = parse_endpoint(endpoint)?;
+        Ok(Client {
+            endpoint: format!("http://{authority}"),
+            authority,
+            connect_to,
+            region: region.to_owned(),
+            creds,
+        })
+    }
+
+    /// One signed exchange; non-2xx answers are [`ApiError`]s.
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Response> {
+        let query = encode_query(query);
+        let mut hs: Vec<(String, String)> = vec![("host".to_owned(), self.authority.clone())];
+        for (k, v) in headers {
+            if v.chars().any(char::is_control) {
+                bail!("the {k} header value {v:?} has control characters");
+            }
+            hs.push((k.to_ascii_lowercase(), (*v).to_owned()));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .context("the clock is before 1970")?
+            .as_secs();
+        let signed = sign(
+            &self.creds,
+            &self.region,
+            "s3",
+            &SignInput {
+                method,
+                path,
+                query: &query,
+                headers: &hs,
+                body,
+            },
+            i64::try_from(now).unwrap_or(i64::MAX),
+        );
+        hs.extend(signed);
+        let target = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        };
+        let mut head = format!("{method} {target} HTTP/1.1\r\n");
+        for (k, v) in &hs {
+            let _ = write!(head, "{k}: {v}\r\n");
+        }
+        let _ = write!(
+            head,
+            "content-length: {}\r\nconnection: close\r\nuser-agent: kinesis-data-batch/{}\r\n\r\n",
+            body.len(),
+            env!("CARGO_PKG_VERSION")
+        );
+        let raw = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(head.as_bytes(), body))
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "{method} {path}: no answer from {} within {REQUEST_TIMEOUT:?}",
+                    self.endpoint
+                )
+            })??;
+        let resp = parse_response(&raw).with_context(|| format!("{method} {path}"))?;
+        if (200..300).contains(&resp.status) {
+            Ok(resp)
+        } else {
+            Err(ApiError::of(resp.status, &resp.body, format!("{method} {path}")).into())
+        }
+    }
+
+    async fn exchange(&self, head: &[u8], body: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut s = tokio::net::TcpStream::connect(&self.connect_to)
+            .await
+            .with_context(|| format!("cannot connect to {} (is `kinesis-data serve` running?)", self.endpoint))?;
+        s.write_all(head).await?;
+        s.write_all(body).await?;
+        s.flush().await?;
+        let mut raw = Vec::new();
+        let limit = u64::try_from(MAX_RESPONSE).unwrap_or(u64::MAX) + 1;
+        (&mut s).take(limit).read_to_end(&mut raw).await?;
+        if raw.len() > MAX_RESPONSE {
+            bail!("the answer exceeds {MAX_RESPONSE} bytes");
+        }
+        Ok(raw)
+    }
+
+    /// PutObject; returns the ETag (unquoted).
+    async fn put_object(&self, bucket: &str, key: &str, body: &[u8], content_type: &str) -> anyhow::Result<String> {
+        let path = format!("/{}/{}", uri_encode(bucket, false), uri_encode(key, true));
+        let resp = self
+            .request("PUT", &path, &[], &[("content-type", content_type)], body)
+            .await?;
+        let etag = resp
+            .header("etag")
+            .map(|e| e.trim().trim_matches('"').to_owned())
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| anyhow!("PutObject answered without an ETag"))?;
+        Ok(etag)
+    }
+
+    /// Every key under `prefix` (ListObjectsV2, all pages).
+    async fn list_keys(&self, bucket: &str, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let path = format!("/{}", uri_encode(bucket, false));
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut q: Vec<(&str, &str)> = vec![("list-type", "2")];
+            if !prefix.is_empty() {
+                q.push(("prefix", prefix));
+            }
+            if let Some(t) = &token {
+                q.push(("continuation-token", t));
+            }
+            let resp = self.request("GET", &path, &q, &[], &[]).await?;
+            let (page, next) = parse_list_page(&resp.body)?;
+            keys.extend(page);
+            match next {
+                None => return Ok(keys),
+                Some(t) if token.as_deref() == Some(t.as_str()) => {
+                    bail!("ListObjectsV2 answered the same continuation token twice")
+                }
+                Some(t) => token = Some(t),
+            }
+        }
+    }
+
+    /// CreateJob; returns the job id.
+    async fn create_job(&self, account: &str, xml: &str) -> anyhow::Result<String> {
+        let resp = self
+            .request(
+                "POST",
+                "/v20180820/jobs",
+                &[],
+                &[("content-type", "application/xml"), ("x-amz-account-id", account)],
+                xml.as_bytes(),
+            )
+            .await?;
+        let root = parse_xml(&resp.body).map_err(|e| anyhow!("unreadable CreateJob answer: {e}"))?;
+        root.text_of("JobId")
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("CreateJob answered without a JobId"))
+    }
+
+    async fn describe_job(&self, account: &str, id: &str) -> anyhow::Result<JobView> {
+        let path = format!("/v20180820/jobs/{}", uri_encode(id, false));
+        let resp = self
+            .request("GET", &path, &[], &[("x-amz-account-id", account)], &[])
+            .await?;
+        parse_describe(&resp.body)
+    }
+}
+
+// ------------------------------------------------------------------------------ SigV4
+
+/// Signing keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Credentials {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+}
+
+impl Credentials {
+    /// The flags' keys, else the environment's (with its session token), else test/test.
+    fn resolve(key: Option<String>, secret: Option<String>, token: Option<String>) -> anyhow::Result<Credentials> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self::pick(key, secret, token, env)
+    }
+
+    fn pick(
+        key: Option<String>,
+        secret: Option<String>,
+        token: Option<String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Credentials> {
+        if let Some(access_key_id) = key {
+            let secret_access_key = secret.ok_or_else(|| anyhow!("--access-key-id needs --secret-access-key"))?;
+            return Ok(Credentials {
+                access_key_id,
+                secret_access_key,
+                session_token: token,
+            });
+        }
+        if let Some(access_key_id) = env("AWS_ACCESS_KEY_ID") {
+            let secret_access_key = env("AWS_SECRET_ACCESS_KEY")
+                .ok_or_else(|| anyhow!("AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY"))?;
+            return Ok(Credentials {
+                access_key_id,
+                secret_access_key,
+                session_token: env("AWS_SESSION_TOKEN"),
+            });
+        }
+        Ok(Credentials {
+            access_key_id: "test".to_owned(),
+            secret_access_key: "test".to_owned(),
+            session_token: None,
+        })
+    }
+}
+
+/// A request to sign. `path` is sent as is (S3: the canonical URI is the path as sent);
+/// `query` is already canonical ([`encode_query`]); `headers` (including `host`) are all
+/// signed.
+struct SignInput<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: &'a [(String, String)],
+    body: &'a [u8],
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC-SHA256 accepts keys of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// `yyyymmddTHHMMSSZ`.
+fn amz_date(unix: i64) -> String {
+    let (y, m, d, hh, mm, ss) = kd_storage::civil::from_epoch_secs(unix);
+    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+}
+
+/// Trimmed, inner whitespace runs collapsed to one space.
+fn header_value(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// SigV4 (header form) at `unix`: the headers to add — `x-amz-date`, `x-amz-content-sha256`
+/// (hex SHA-256 of the body), `x-amz-security-token` with a session token, `authorization`.
+fn sign(creds: &Credentials, region: &str, service: &str, req: &SignInput<'_>, unix: i64) -> Vec<(String, String)> {
+    let date_time = amz_date(unix);
+    let date = &date_time[..8];
+    let mut added = vec![
+        ("x-amz-date".to_owned(), date_time.clone()),
+        ("x-amz-content-sha256".to_owned(), hex(&Sha256::digest(req.body))),
+    ];
+    if let Some(t) = &creds.session_token {
+        added.push(("x-amz-security-token".to_owned(), t.clone()));
+    }
+    let mut all: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .chain(&added)
+        .map(|(k, v)| (k.to_ascii_lowercase(), header_value(v)))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut canonical_headers = String::new();
+    let mut names: Vec<&str> = Vec::new();
+    for (name, value) in &all {
+        if names.last() == Some(&name.as_str()) {
+            canonical_headers.pop();
+            let _ = writeln!(canonical_headers, ",{value}");
+        } else {
+            names.push(name);
+            let _ = writeln!(canonical_headers, "{name}:{value}");
+        }
+    }
+    let signed_headers = names.join(";");
+    let payload_hash = &added[1].1;
+    let path = if req.path.is_empty() { "/" } else { req.path };
+    let canonical_request = format!(
+        "{}\n{path}\n{}\n{canonical_headers}\n{signed_headers}\n{payload_hash}",
+        req.method, req.query
+    );
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}",
+        hex(&Sha256::digest(canonical_request.as_bytes()))
+    );
+    let mut key = hmac_sha256(format!("AWS4{}", creds.secret_access_key).as_bytes(), date.as_bytes());
+    for part in [region, service, "aws4_request"] {
+        key = hmac_sha256(&key, part.as_bytes());
+    }
+    let signature = hex(&hmac_sha256(&key, string_to_sign.as_bytes()));
+    added.push((
+        "authorization".to_owned(),
+        format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
+            creds.access_key_id
+        ),
+    ));
+    added
+}
+
+// --------------------------------------------------------------------------- following
+
+/// `status [####------]  done/total  ok N  failed N  R tasks/s  Es`.
+fn progress_line(job: &JobView, elapsed: Duration) -> String {
+    let done = job.succeeded + job.failed;
+    let filled = (done.min(job.total) * BAR_WIDTH as u64)
+        .checked_div(job.total)
+        .map_or(0, |n| usize::try_from(n).unwrap_or(BAR_WIDTH));
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    format!(
+        "{:<10} [{}{}] {done}/{}  ok {}  failed {}  {rate:.1} tasks/s  {secs:.1}s",
+        job.status,
+        "#".repeat(filled),
+        "-".repeat(BAR_WIDTH - filled),
+        job.total,
+        job.succeeded,
+        job.failed,
+    )
+}
+
+/// The progress display on stderr: one line rewritten with `\r` on a terminal, a line per
+/// status change otherwise.
+struct Progress {
+    tty: bool,
+    last_status: String,
+    drawn: bool,
+}
+
+impl Progress {
+    fn update(&mut self, job: &JobView, elapsed: Duration) {
+        let mut err = std::io::stderr().lock();
+        let line = progress_line(job, elapsed);
+        if self.tty {
+            let _ = write!(err, "\r{line}\x1b[K");
+            self.drawn = true;
+        } else if job.status != self.last_status {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+        self.last_status.clone_from(&job.status);
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            let _ = writeln!(std::io::stderr());
+            self.drawn = false;
+        }
+    }
+}
+
+async fn follow(client: &Client, account: &str, id: &str, started: Instant) -> anyhow::Result<JobView> {
+    let mut progress = Progress {
+        tty: std::io::stderr().is_terminal(),
+        last_status: String::new(),
+        drawn: false,
+    };
+    let mut failures = 0u32;
+    loop {
+        match client.describe_job(account, id).await {
+            Ok(job) => {
+                failures = 0;
+                progress.update(&job, started.elapsed());
+                if job.is_terminal() {
+                    progress.finish();
+                    return Ok(job);
+                }
+            }
+            Err(e) => {
+                let retry = e.downcast_ref::<ApiError>().is_none_or(ApiError::retryable);
+                failures += 1;
+                if !retry || failures > MAX_POLL_FAILURES {
+                    progress.finish();
+                    return Err(e.context(format!("following job {id}")));
+                }
+            }
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The end-of-job summary (stdout).
+fn summary(job: &JobView, elapsed: Duration) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "JobId:          {}", job.id);
+    let _ = writeln!(s, "Status:         {}", job.status);
+    let _ = writeln!(
+        s,
+        "Tasks:          {} total, {} succeeded, {} failed",
+        job.total, job.succeeded, job.failed
+    );
+    let _ = writeln!(
+        s,
+        "Elapsed:        {:.1}s ({}s active)",
+        elapsed.as_secs_f64(),
+        job.active_secs
+    );
+    if let Some(r) = &job.status_update_reason {
+        let _ = writeln!(s, "StatusUpdateReason: {r}");
+    }
+    if job.failure_reasons.is_empty() {
+        let _ = writeln!(s, "FailureReasons: none");
+    } else {
+        let _ = writeln!(s, "FailureReasons:");
+        for (code, reason) in &job.failure_reasons {
+            let _ = writeln!(s, "  {code}: {reason}");
+        }
+    }
+    match &job.report {
+        Some((bucket, prefix)) => {
+            let _ = writeln!(
+                s,
+                "Report:         {}",
+                report_location(bucket, prefix.as_deref(), &job.id)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "Report:         none (no --report-bucket)");
+        }
+    }
+    s
+}
+
+fn exit_code(job: &JobView) -> i32 {
+    match job.status.as_str() {
+        "Complete" if job.failed == 0 => EXIT_OK,
+        "Complete" => EXIT_TASKS_FAILED,
+        _ => EXIT_JOB_FAILED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        args: BatchArgs,
+    }
+
+    fn args(extra: &[&str]) -> Result<BatchArgs, clap::Error> {
+        let base = ["t", "--role-arn", "arn:aws:iam::000000000000:role/r"];
+        T::try_parse_from(base.iter().chain(extra)).map(|t| t.args)
+    }
+
+    fn creds(token: Option<&str>) -> Credentials {
+        Credentials {
+            access_key_id: "AKIDEXAMPLE".to_owned(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_owned(),
+            session_token: token.map(str::to_owned),
+        }
+    }
+
+    /// Signs with aws-sigv4 (S3 settings: no path normalisation, single encoding,
+    /// `x-amz-content-sha256`); returns the headers it adds, sorted.
+    fn aws_sigv4_headers(
+        c: &Credentials,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        unix: u64,
+    ) -> Vec<(String, String)> {
+        use aws_sigv4::http_request::{
+            PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+            UriPathNormalizationMode, sign,
+        };
+        use aws_sigv4::sign::v4;
+        let identity = aws_credential_types::Credentials::new(
+            &c.access_key_id,
+            &c.secret_access_key,
+            c.session_token.clone(),
+            None,
+            "test",
+        )
+        .into();
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("s3")
+            .time(UNIX_EPOCH + Duration::from_secs(unix))
+            .settings(settings)
+            .build()
+            .expect("params")
+            .into();
+        let signable = SignableRequest::new(
+            method,
+            url,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(body),
+        )
+        .expect("signable");
+        let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+        let mut out: Vec<(String, String)> = instructions
+            .headers()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn ours(
+        c: &Credentials,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        unix: u64,
+    ) -> Vec<(String, String)> {
+        let input = SignInput {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        };
+        let mut out = sign(c, "us-east-1", "s3", &input, i64::try_from(unix).expect("time"));
+        out.sort();
+        out
+    }
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn batch_cli_sigv4_matches_aws_sigv4() {
+        let t = 1_700_000_000; // 2023-11-14T22:13:20Z
+        let host = "127.0.0.1:4566";
+        // CreateJob: POST with a body and a session token.
+        let c = creds(Some("FQoGZXIvYXdzEJr//token+/="));
+        let body = b"<CreateJobRequest/>";
+        let headers = h(&[
+            ("host", host),
+            ("content-type", "application/xml"),
+            ("x-amz-account-id", "000000000000"),
+        ]);
+        let url = format!("http://{host}/v20180820/jobs");
+        let mine = ours(&c, "POST", "/v20180820/jobs", "", &headers, body, t);
+        assert_eq!(mine, aws_sigv4_headers(&c, "POST", &url, &headers, body, t));
+        assert!(mine.iter().any(|(k, _)| k == "x-amz-security-token"));
+        // ListObjectsV2: a query with characters to encode, no session token.
+        let c = creds(None);
+        let query = encode_query(&[
+            ("list-type", "2"),
+            ("prefix", "in/a b+c"),
+            ("continuation-token", "YWJj+/=="),
+        ]);
+        assert_eq!(
+            query,
+            "continuation-token=YWJj%2B%2F%3D%3D&list-type=2&prefix=in%2Fa%20b%2Bc"
+        );
+        let headers = h(&[("host", host)]);
+        let url = format!("http://{host}/bucket?{query}");
+        assert_eq!(
+            ours(&c, "GET", "/bucket", &query, &headers, b"", t),
+            aws_sigv4_headers(&c, "GET", &url, &headers, b"", t)
+        );
+        // PutObject: an encoded path (sent and signed as is for S3).
+        let path = format!("/bucket/{}", uri_encode("manifests/ä b+c.csv", true));
+        assert_eq!(path, "/bucket/manifests/%C3%A4%20b%2Bc.csv");
+        let headers = h(&[("host", host), ("content-type", "text/csv")]);
+        let url = format!("http://{host}{path}");
+        let body = b"bucket,key\n";
+        let mine = ours(&c, "PUT", &path, "", &headers, body, t);
+        assert_eq!(mine, aws_sigv4_headers(&c, "PUT", &url, &headers, body, t));
+        let auth = &mine.iter().find(|(k, _)| k == "authorization").expect("auth").1;
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date, Signature="),
+            "{auth}"
+        );
+    }
+
+    #[test]
+    fn batch_cli_sigv4_is_accepted_by_the_servers_verifier() {
+        let c = creds(None);
+        let t: i64 = 1_700_000_000;
+        let query = encode_query(&[("list-type", "2"), ("prefix", "x y")]);
+        let headers = h(&[("host", "localhost:4566"), ("x-amz-account-id", "000000000000")]);
+        let input = SignInput {
+            method: "GET",
+            path: "/v20180820/jobs/abc-123",
+            query: &query,
+            headers: &headers,
+            body: b"",
+        };
+        let signed = sign(&c, "us-east-1", "s3", &input, t);
+        let mut b = http::Request::builder()
+            .method("GET")
+            .uri(format!("http://localhost:4566/v20180820/jobs/abc-123?{query}"));
+        for (k, v) in headers.iter().chain(&signed) {
+            b = b.header(k, v);
+        }
+        let (parts, ()) = b.body(()).expect("request").into_parts();
+        let secret = |k: &str| (k == "AKIDEXAMPLE").then(|| c.secret_access_key.clone());
+        let v = kd_edge::sigv4::verify(&parts, b"", &secret, t + 5).expect("verified");
+        assert_eq!((v.service.as_str(), v.region.as_str()), ("s3", "us-east-1"));
+        // A different body is refused (the payload hash is signed).
+        assert!(kd_edge::sigv4::verify(&parts, b"x", &secret, t + 5).is_err());
+    }
+
+    #[test]
+    fn batch_cli_amz_date() {
+        assert_eq!(amz_date(0), "19700101T000000Z");
+        assert_eq!(amz_date(1_700_000_000), "20231114T221320Z");
+    }
+
+    #[test]
+    fn batch_cli_manifest_encoding() {
+        assert_eq!(uri_encode("a b/c+d&e,f~g_h-i.j", true), "a%20b/c%2Bd%26e%2Cf~g_h-i.j");
+        assert_eq!(uri_encode("a/b", false), "a%2Fb");
+        let keys = vec![
+            "in/plain.txt".to_owned(),
+            "in/with space+plus.txt".to_owned(),
+            "in/ünï/cödé,1.txt".to_owned(),
+            "in//double/".to_owned(),
+        ];
+        let csv = manifest_csv("src", &keys);
+        assert_eq!(
+            csv,
+            "src,in/plain.txt\nsrc,in/with%20space%2Bplus.txt\nsrc,in/%C3%BCn%C3%AF/c%C3%B6d%C3%A9%2C1.txt\nsrc,in//double/\n"
+        );
+        // The engine's manifest reader decodes them back.
+        for (line, key) in csv.lines().zip(&keys) {
+            let (_, enc) = line.split_once(',').expect("two fields");
+            assert_eq!(kd_batch::manifest::decode_key(enc).as_deref(), Some(key.as_str()));
+        }
+        assert_eq!(csv_fields(csv.as_bytes()).expect("fields"), (BUCKET_KEY, 4));
+        assert_eq!(
+            csv_fields(b"\nb,k,v1\nb,k2,v2\n").expect("fields"),
+            (BUCKET_KEY_VERSION, 2)
+        );
+        assert!(csv_fields(b"\n\n").is_err());
+        assert!(csv_fields(b"just-a-bucket\n").is_err());
+        assert_eq!(
+            report_location("r", Some("batch/"), "id1"),
+            "s3://r/batch/job-id1/manifest.json"
+        );
+        assert_eq!(report_location("r", None, "id1"), "s3://r/job-id1/manifest.json");
+    }
+
+    fn manifest() -> ManifestLocation {
+        ManifestLocation {
+            bucket: "m".to_owned(),
+            key: "manifests/a b.csv".to_owned(),
+            etag: "0123abcd".to_owned(),
+            fields: BUCKET_KEY,
+        }
+    }
+
+    /// The body, as the server's own parser reads it.
+    fn server_reads(plan: &JobPlan) -> kd_batch::JobSpec {
+        let xml = create_job_xml(plan, &manifest(), "token-1");
+        let doc = kd_api_s3control::xml::parse(xml.as_bytes()).expect("well-formed");
+        kd_api_s3control::shapes::create_job_request(&doc)
+            .unwrap_or_else(|e| panic!("{}: {} in {xml}", e.code, e.message))
+    }
+
+    #[test]
+    fn batch_cli_create_job_xml_is_what_the_server_expects() {
+        let a = args(&[
+            "--source-bucket",
+            "src",
+            "--manifest-bucket",
+            "m",
+            "--operation",
+            "copy",
+            "--target-bucket",
+            "dst",
+            "--target-prefix",
+            "copied",
+            "--report-bucket",
+            "rep",
+            "--report-prefix",
+            "batch/",
+            "--priority",
+            "42",
+            "--description",
+            "a <copy> & more",
+        ])
+        .expect("flags");
+        let plan = JobPlan::from_args(&a).expect("plan");
+        let spec = server_reads(&plan);
+        assert_eq!(spec.client_request_token, "token-1");
+        assert_eq!(spec.priority, 42);
+        assert!(!spec.confirmation_required);
+        assert_eq!(spec.role_arn, "arn:aws:iam::000000000000:role/r");
+        assert_eq!(spec.description.as_deref(), Some("a <copy> & more"));
+        assert_eq!(spec.manifest.format, "S3BatchOperations_CSV_20180820");
+        assert_eq!(spec.manifest.object_arn, "arn:aws:s3:::m/manifests/a b.csv");
+        assert_eq!(spec.manifest.etag, "0123abcd");
+        assert_eq!(spec.manifest.fields, Some(vec!["Bucket".to_owned(), "Key".to_owned()]));
+        match &spec.operation {
+            kd_batch::Operation::S3PutObjectCopy(c) => {
+                assert_eq!(c.target_resource.as_deref(), Some("arn:aws:s3:::dst"));
+                assert_eq!(c.target_key_prefix.as_deref(), Some("copied"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(spec.report.enabled);
+        assert_eq!(spec.report.bucket.as_deref(), Some("arn:aws:s3:::rep"));
+        assert_eq!(spec.report.prefix.as_deref(), Some("batch"));
+        assert_eq!(spec.report.report_scope.as_deref(), Some("AllTasks"));
+        assert_eq!(spec.report.format.as_deref(), Some("Report_CSV_20180820"));
+
+        let lambda = |extra: &[&str]| {
+            let mut v = vec![
+                "--manifest-file",
+                "m.csv",
+                "--manifest-bucket",
+                "m",
+                "--operation",
+                "lambda",
+                "--function-arn",
+                "arn:aws:lambda:us-east-1:000000000000:function:f",
+                "--confirm",
+            ];
+            v.extend_from_slice(extra);
+            JobPlan::from_args(&args(&v).expect("flags"))
+        };
+        let spec = server_reads(&lambda(&["--user-arg", "a=1", "b=x=y"]).expect("plan"));
+        assert!(spec.confirmation_required);
+        assert!(!spec.report.enabled);
+        match &spec.operation {
+            kd_batch::Operation::LambdaInvoke(l) => {
+                assert_eq!(l.function_arn, "arn:aws:lambda:us-east-1:000000000000:function:f");
+                assert_eq!(l.invocation_schema_version.as_deref(), Some("2.0"));
+                let ua = l.user_arguments.clone().unwrap_or_default();
+                assert_eq!(ua.get("a").map(String::as_str), Some("1"));
+                assert_eq!(ua.get("b").map(String::as_str), Some("x=y"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let spec = server_reads(&lambda(&[]).expect("plan"));
+        match &spec.operation {
+            kd_batch::Operation::LambdaInvoke(l) => {
+                assert_eq!(l.invocation_schema_version.as_deref(), Some("1.0"));
+                assert!(l.user_arguments.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(lambda(&["--schema", "1.0", "--user-arg", "a=1"]).is_err());
+
+        let tag = args(&[
+            "--source-bucket",
+            "s",
+            "--manifest-bucket",
+            "m",
+            "--operation",
+            "tag",
+            "--tag",
+            "team=data",
+            "--tag",
+            "env=",
+            "--report-bucket",
+            "rep",
+            "--report-scope",
+            "FailedTasksOnly",
+        ])
+        .expect("flags");
+        let spec = server_reads(&JobPlan::from_args(&tag).expect("plan"));
+        match &spec.operation {
+            kd_batch::Operation::S3PutObjectTagging(t) => {
+                let tags: Vec<(String, String)> = t
+                    .tag_set
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| (t.key, t.value))
+                    .collect();
+                assert_eq!(tags, h(&[("team", "data"), ("env", "")]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(spec.report.report_scope.as_deref(), Some("FailedTasksOnly"));
+        assert_eq!(spec.report.prefix, None);
+
+        let untag = args(&["--source-bucket", "s", "--manifest-bucket", "m", "--operation", "untag"]).expect("flags");
+        let spec = server_reads(&JobPlan::from_args(&untag).expect("plan"));
+        assert!(matches!(spec.operation, kd_batch::Operation::S3DeleteObjectTagging));
+    }
+
+    #[test]
+    fn batch_cli_flag_rules() {
+        let m = ["--source-bucket", "s", "--manifest-bucket", "m"];
+        let with = |extra: &[&str]| {
+            let mut v = m.to_vec();
+            v.extend_from_slice(extra);
+            args(&v)
+        };
+        // Clap: one manifest source, operation-specific requirements.
+        assert!(args(&["--manifest-bucket", "m", "--operation", "untag"]).is_err());
+        assert!(
+            args(&[
+                "--manifest-file",
+                "f",
+                "--source-bucket",
+                "s",
+                "--manifest-bucket",
+                "m",
+                "--operation",
+                "untag"
+            ])
+            .is_err()
+        );
+        assert!(with(&["--operation", "copy"]).is_err());
+        assert!(with(&["--operation", "lambda"]).is_err());
+        assert!(with(&["--operation", "tag"]).is_err());
+        assert!(with(&["--operation", "tag", "--tag", "novalue"]).is_err());
+        assert!(with(&["--operation", "untag", "--report-prefix", "p"]).is_err());
+        assert!(with(&["--operation", "untag", "--report-bucket", "r", "--report-scope", "Some"]).is_err());
+        assert!(with(&["--operation", "untag", "--priority", "-1"]).is_err());
+        assert!(with(&["--operation", "lambda", "--function-arn", "f", "--schema", "3.0"]).is_err());
+        // Flags of another operation.
+        let plan = |extra: &[&str]| JobPlan::from_args(&with(extra).expect("flags"));
+        assert!(plan(&["--operation", "untag", "--target-bucket", "t"]).is_err());
+        assert!(plan(&["--operation", "copy", "--target-bucket", "t", "--tag", "a=b"]).is_err());
+        assert!(plan(&["--operation", "tag", "--tag", "a=b", "--function-arn", "f"]).is_err());
+        let many: Vec<String> = (0..11).map(|i| format!("k{i}=v")).collect();
+        let mut v = vec!["--operation", "lambda", "--function-arn", "f", "--user-arg"];
+        v.extend(many.iter().map(String::as_str));
+        assert!(plan(&v).is_err());
+        // Defaults.
+        let a = with(&["--operation", "untag"]).expect("flags");
+        assert_eq!(a.endpoint, "http://127.0.0.1:4566");
+        assert_eq!(a.account_id, "000000000000");
+        assert_eq!(a.region, "us-east-1");
+        assert_eq!(a.priority, 10);
+        assert!(!a.confirm && !a.no_follow);
+        // Keys: flags, else the environment (with its token), else test/test.
+        assert!(
+            args(&[
+                "--manifest-bucket",
+                "m",
+                "--source-bucket",
+                "s",
+                "--operation",
+                "untag",
+                "--access-key-id",
+                "k"
+            ])
+            .is_err()
+        );
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        let full = env(&[
+            ("AWS_ACCESS_KEY_ID", "ek"),
+            ("AWS_SECRET_ACCESS_KEY", "es"),
+            ("AWS_SESSION_TOKEN", "et"),
+        ]);
+        let c = Credentials::pick(Some("k".into()), Some("s".into()), None, full).expect("creds");
+        assert_eq!((c.access_key_id.as_str(), c.session_token), ("k", None));
+        let c = Credentials::pick(None, None, None, full).expect("creds");
+        assert_eq!(
+            (
+                c.access_key_id.as_str(),
+                c.secret_access_key.as_str(),
+                c.session_token.as_deref()
+            ),
+            ("ek", "es", Some("et"))
+        );
+        let c = Credentials::pick(None, None, None, env(&[])).expect("creds");
+        assert_eq!(
+            (c.access_key_id.as_str(), c.secret_access_key.as_str()),
+            ("test", "test")
+        );
+        assert!(Credentials::pick(None, None, None, env(&[("AWS_ACCESS_KEY_ID", "ek")])).is_err());
+    }
+
+    #[test]
+    fn batch_cli_endpoints() {
+        let p = |e: &str| parse_endpoint(e).map_err(|e| e.to_string());
+        assert_eq!(
+            p("http://127.0.0.1:4566").expect("ok"),
+            ("127.0.0.1:4566".to_owned(), "127.0.0.1:4566".to_owned())
+        );
+        assert_eq!(
+            p("http://localhost/").expect("ok"),
+            ("localhost".to_owned(), "localhost:80".to_owned())
+        );
+        assert_eq!(
+            p("http://[::1]:4566").expect("ok"),
+            ("[::1]:4566".to_owned(), "[::1]:4566".to_owned())
+        );
+        assert_eq!(p("http://[::1]").expect("ok").1, "[::1]:80");
+        assert!(p("https://127.0.0.1:4566").expect_err("https").contains("only http://"));
+        assert!(p("127.0.0.1:4566").is_err());
+        assert!(p("http://h:1/path").is_err());
+        assert!(p("http://").is_err());
+    }
+
+    #[test]
+    fn batch_cli_parses_answers() {
+        let list = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>src</Name><Prefix>in/</Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>
+<Contents><Key>in/a &amp; b.txt</Key><ETag>"x"</ETag><Size>1</Size></Contents><Contents><Key>in/&#x41;</Key></Contents>
+<NextContinuationToken>tok+/=</NextContinuationToken></ListBucketResult>"#;
+        let (keys, next) = parse_list_page(list).expect("page");
+        assert_eq!(keys, vec!["in/a & b.txt".to_owned(), "in/A".to_owned()]);
+        assert_eq!(next.as_deref(), Some("tok+/="));
+        let last =
+            b"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>k</Key></Contents></ListBucketResult>";
+        assert_eq!(parse_list_page(last).expect("page"), (vec!["k".to_owned()], None));
+        assert!(parse_list_page(b"<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>").is_err());
+
+        let describe = br#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeJobResult xmlns="http://awss3control.amazonaws.com/doc/2018-08-20/"><Job><JobId>j-1</JobId><ConfirmationRequired>false</ConfirmationRequired><JobArn>arn:aws:s3:us-east-1:000000000000:job/j-1</JobArn><Status>Complete</Status>
+<Manifest><Spec><Format>S3BatchOperations_CSV_20180820</Format></Spec><Location><ObjectArn>arn:aws:s3:::m/k</ObjectArn><ETag>e</ETag></Location></Manifest>
+<Operation><S3PutObjectCopy><TargetResource>arn:aws:s3:::dst</TargetResource></S3PutObjectCopy></Operation><Priority>10</Priority>
+<ProgressSummary><TotalNumberOfTasks>20</TotalNumberOfTasks><NumberOfTasksSucceeded>18</NumberOfTasksSucceeded><NumberOfTasksFailed>2</NumberOfTasksFailed><Timers><ElapsedTimeInActiveSeconds>3</ElapsedTimeInActiveSeconds></Timers></ProgressSummary>
+<FailureReasons><member><FailureCode>ManifestETagMismatch</FailureCode><FailureReason>bad &lt;etag&gt;</FailureReason></member></FailureReasons>
+<Report><Bucket>arn:aws:s3:::rep</Bucket><Format>Report_CSV_20180820</Format><Enabled>true</Enabled><Prefix>batch</Prefix><ReportScope>AllTasks</ReportScope></Report>
+<CreationTime>2024-01-01T00:00:00.000Z</CreationTime><RoleArn>arn:aws:iam::000000000000:role/r</RoleArn></Job></DescribeJobResult>"#;
+        let job = parse_describe(describe).expect("job");
+        assert_eq!(
+            job,
+            JobView {
+                id: "j-1".into(),
+                status: "Complete".into(),
+                total: 20,
+                succeeded: 18,
+                failed: 2,
+                active_secs: 3,
+                status_update_reason: None,
+                failure_reasons: vec![("ManifestETagMismatch".into(), "bad <etag>".into())],
+                report: Some(("rep".into(), Some("batch".into()))),
+            }
+        );
+        assert!(job.is_terminal());
+        assert_eq!(exit_code(&job), EXIT_TASKS_FAILED);
+        let text = summary(&job, Duration::from_millis(1500));
+        assert!(text.contains("JobId:          j-1\n"), "{text}");
+        assert!(
+            text.contains("Tasks:          20 total, 18 succeeded, 2 failed\n"),
+            "{text}"
+        );
+        assert!(text.contains("  ManifestETagMismatch: bad <etag>\n"), "{text}");
+        assert!(
+            text.contains("Report:         s3://rep/batch/job-j-1/manifest.json\n"),
+            "{text}"
+        );
+        let ok = JobView {
+            failed: 0,
+            ..job.clone()
+        };
+        assert_eq!(exit_code(&ok), EXIT_OK);
+        for s in ["Failed", "Cancelled"] {
+            let j = JobView {
+                status: s.into(),
+                ..job.clone()
+            };
+            assert!(j.is_terminal());
+            assert_eq!(exit_code(&j), EXIT_JOB_FAILED);
+        }
+        assert!(
+            !JobView {
+                status: "Active".into(),
+                ..job
+            }
+            .is_terminal()
+        );
+        assert!(parse_describe(b"<Other/>").is_err());
+
+        // Errors: S3 Control's envelope, S3's bare <Error>, and no XML at all.
+        let e = ApiError::of(
+            400,
+            b"<ErrorResponse><Error><Code>BadRequestException</Code><Message>no &amp; no</Message></Error><RequestId>r</RequestId></ErrorResponse>",
+            "POST /v20180820/jobs".into(),
+        );
+        assert_eq!(e.to_string(), "BadRequestException: no & no");
+        assert!(!e.retryable());
+        let e = ApiError::of(
+            404,
+            b"<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>b</BucketName></Error>",
+            "PUT /b/k".into(),
+        );
+        assert_eq!(e.to_string(), "NoSuchBucket: The specified bucket does not exist");
+        let e = ApiError::of(503, b"busy", "GET /".into());
+        assert_eq!(e.to_string(), "HTTP503: busy");
+        assert!(e.retryable());
+        let text = error_text(
+            &anyhow::Error::new(ApiError::of(
+                404,
+                b"<Error><Code>NoSuchBucket</Code><Message>gone</Message></Error>",
+                "PUT /b/k".into(),
+            ))
+            .context("uploading the manifest"),
+        );
+        assert_eq!(
+            text,
+            "error: NoSuchBucket: gone\n  (while uploading the manifest; PUT /b/k answered HTTP 404)"
+        );
+        // Bounds.
+        let deep = "<a>".repeat(MAX_XML_DEPTH + 1) + &"</a>".repeat(MAX_XML_DEPTH + 1);
+        assert!(parse_xml(deep.as_bytes()).is_err());
+        assert!(parse_xml(b"<!DOCTYPE a [<!ENTITY x 'y'>]><a>&x;</a>").is_err());
+        assert!(parse_xml(b"<a><b></a>").is_err());
+    }
+
+    #[test]
+    fn batch_cli_http_answers() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nETag: \"abc\"\r\nContent-Length: 5\r\n\r\nhello").expect("ok");
+        assert_eq!(
+            (r.status, r.header("etag"), r.body.as_slice()),
+            (200, Some("\"abc\""), &b"hello"[..])
+        );
+        let r = parse_response(
+            b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+        )
+        .expect("ok");
+        assert_eq!((r.status, r.body.as_slice()), (404, &b"abcde"[..]));
+        let r = parse_response(b"HTTP/1.0 204 No Content\r\n\r\n").expect("ok");
+        assert_eq!((r.status, r.body.len()), (204, 0));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());
+        assert!(parse_response(b"SSH-2.0\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn batch_cli_progress_line() {
+        let job = JobView {
+            status: "Active".into(),
+            total: 20,
+            succeeded: 9,
+            failed: 1,
+            ..JobView::default()
+        };
+        assert_eq!(
+            progress_line(&job, Duration::from_secs(2)),
+            "Active     [############------------] 10/20  ok 9  failed 1  5.0 tasks/s  2.0s"
+        );
+        let new = JobView {
+            status: "Preparing".into(),
+            ..JobView::default()
+        };
+        assert_eq!(
+            progress_line(&new, Duration::ZERO),
+            "Preparing  [------------------------] 0/0  ok 0  failed 0  0.0 tasks/s  0.0s"
+        );
+    }
+}
