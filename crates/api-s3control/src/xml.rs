@@ -37,7 +37,33 @@ impl Element {
     pub fn text_of(&self, name: &str) -> Option<&str> {
         self.child(name).map(|c| c.text.as_str())
     }
+
+    /// This element or the first descendant named `name` (depth first).
+    pub fn find(&self, name: &str) -> Option<&Element> {
+        if self.name == name {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find(name))
+    }
 }
+
+/// Bounds of a parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest document.
+    pub max_body: usize,
+    /// Deepest nesting.
+    pub max_depth: usize,
+    /// Most elements.
+    pub max_elements: usize,
+}
+
+/// The bounds of request bodies.
+pub const REQUEST_LIMITS: Limits = Limits {
+    max_body: MAX_BODY,
+    max_depth: MAX_DEPTH,
+    max_elements: MAX_ELEMENTS,
+};
 
 fn local(name: &[u8]) -> Result<String, String> {
     let local = match name.iter().rposition(|b| *b == b':') {
@@ -47,10 +73,20 @@ fn local(name: &[u8]) -> Result<String, String> {
     String::from_utf8(local.to_vec()).map_err(|_| "an element name is not UTF-8".to_owned())
 }
 
-/// Parses a whole document; returns its root element.
+/// Parses a whole request body; returns its root element.
 pub fn parse(body: &[u8]) -> Result<Element, String> {
-    if body.len() > MAX_BODY {
-        return Err(format!("the body exceeds {MAX_BODY} bytes"));
+    parse_with(body, REQUEST_LIMITS)
+}
+
+/// Parses a whole document within `limits` (no DTDs, no unknown entities).
+pub fn parse_with(body: &[u8], limits: Limits) -> Result<Element, String> {
+    let Limits {
+        max_body,
+        max_depth,
+        max_elements,
+    } = limits;
+    if body.len() > max_body {
+        return Err(format!("the body exceeds {max_body} bytes"));
     }
     let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
     let mut reader = Reader::from_str(text);
@@ -65,7 +101,7 @@ pub fn parse(body: &[u8]) -> Result<Element, String> {
             }
             Event::Start(e) => {
                 count += 1;
-                if stack.len() >= MAX_DEPTH || count > MAX_ELEMENTS {
+                if stack.len() >= max_depth || count > max_elements {
                     return Err("the document is too deep or too large".into());
                 }
                 stack.push(Element {
@@ -75,7 +111,7 @@ pub fn parse(body: &[u8]) -> Result<Element, String> {
             }
             Event::Empty(e) => {
                 count += 1;
-                if count > MAX_ELEMENTS {
+                if count > max_elements {
                     return Err("the document is too large".into());
                 }
                 let el = Element {

@@ -236,6 +236,24 @@ pub struct Session {
 }
 
 impl Session {
+    /// New temporary credentials of `role` for `session_name`, valid `duration_ms` from `now`.
+    fn mint(role: &Role, account: &str, session_name: &str, now: i64, duration_ms: i64) -> Session {
+        Session {
+            version: FORMAT_VERSION,
+            account_id: account.to_owned(),
+            access_key_id: format!("ASIA{}", random_text(16, ID_ALPHABET)),
+            secret_access_key: random_text(40, SECRET_ALPHABET),
+            session_token: format!("IQoJb3JpZ2luX2Vj{}", random_text(300, SECRET_ALPHABET)),
+            role_name: role.name.clone(),
+            role_id: role.id.clone(),
+            role_arn: role.arn.clone(),
+            session_name: session_name.to_owned(),
+            arn: format!("arn:aws:sts::{account}:assumed-role/{}/{session_name}", role.name),
+            create_date_ms: now,
+            expiration_ms: now + duration_ms,
+        }
+    }
+
     /// `AssumedRoleId`: `<role id>:<session name>`.
     pub fn assumed_role_id(&self) -> String {
         format!("{}:{}", self.role_id, self.session_name)
@@ -1524,22 +1542,11 @@ impl IamStore {
                     "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.".to_owned(),
                 ));
             }
-            let access_key_id = format!("ASIA{}", random_text(16, ID_ALPHABET));
-            let session = Session {
-                version: FORMAT_VERSION,
-                account_id: account.clone(),
-                secret_access_key: random_text(40, SECRET_ALPHABET),
-                session_token: format!("IQoJb3JpZ2luX2Vj{}", random_text(300, SECRET_ALPHABET)),
-                role_name: role.name.clone(),
-                role_id: role.id.clone(),
-                role_arn: role.arn.clone(),
-                session_name: session_name.to_owned(),
-                arn: format!("arn:aws:sts::{account}:assumed-role/{}/{session_name}", role.name),
-                create_date_ms: now,
-                expiration_ms: now + i64::from(duration) * 1000,
-                access_key_id: access_key_id.clone(),
-            };
-            Ok((session.clone(), vec![Change::Session(access_key_id, Some(session))]))
+            let session = Session::mint(role, &account, session_name, now, i64::from(duration) * 1000);
+            Ok((
+                session.clone(),
+                vec![Change::Session(session.access_key_id.clone(), Some(session))],
+            ))
         })
     }
 
@@ -1556,22 +1563,11 @@ impl IamStore {
                 .get(&entity_key(&account, &name))
                 .filter(|r| r.arn == role_arn)
                 .ok_or_else(|| StoreError::NoSuchEntity(format!("The role with name {name} cannot be found.")))?;
-            let access_key_id = format!("ASIA{}", random_text(16, ID_ALPHABET));
-            let session = Session {
-                version: FORMAT_VERSION,
-                account_id: account.clone(),
-                secret_access_key: random_text(40, SECRET_ALPHABET),
-                session_token: format!("IQoJb3JpZ2luX2Vj{}", random_text(300, SECRET_ALPHABET)),
-                role_name: role.name.clone(),
-                role_id: role.id.clone(),
-                role_arn: role.arn.clone(),
-                session_name: session_name.to_owned(),
-                arn: format!("arn:aws:sts::{account}:assumed-role/{}/{session_name}", role.name),
-                create_date_ms: now,
-                expiration_ms: now + duration_ms,
-                access_key_id: access_key_id.clone(),
-            };
-            Ok((session.clone(), vec![Change::Session(access_key_id, Some(session))]))
+            let session = Session::mint(role, &account, session_name, now, duration_ms);
+            Ok((
+                session.clone(),
+                vec![Change::Session(session.access_key_id.clone(), Some(session))],
+            ))
         })
     }
 

@@ -9,7 +9,7 @@
 //!
 //! No AWS SDK: requests are plain HTTP/1.1 (`Content-Length` bodies, `Connection: close`)
 //! over a tokio `TcpStream`, signed here with SigV4 (service `s3`), and the XML answers are
-//! read with quick-xml into a small bounded tree.
+//! read with the S3 Control adapter's bounded XML reader.
 //!
 //! Exit codes: 0 Complete without failed tasks, 1 Complete with failed tasks, 2 Failed or
 //! Cancelled, 3 when a request or a local step fails (`error: <Code>: <Message>`).
@@ -22,8 +22,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{ArgGroup, Args, ValueEnum};
 use hmac::{Hmac, KeyInit, Mac};
-use quick_xml::Reader;
-use quick_xml::events::Event;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -545,125 +543,19 @@ fn bool_text(b: bool) -> &'static str {
     if b { "true" } else { "false" }
 }
 
-/// An element of an answer: local name, children, own text.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Node {
-    name: String,
-    children: Vec<Node>,
-    text: String,
-}
+/// An element of an answer (the S3 Control adapter's bounded XML reader).
+type Node = kd_api_s3control::xml::Element;
 
-impl Node {
-    fn child(&self, name: &str) -> Option<&Node> {
-        self.children.iter().find(|c| c.name == name)
-    }
-
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
-        self.children.iter().filter(move |c| c.name == name)
-    }
-
-    fn text_of(&self, name: &str) -> Option<&str> {
-        self.child(name).map(|c| c.text.as_str())
-    }
-
-    /// This element or the first descendant named `name` (depth first).
-    fn find(&self, name: &str) -> Option<&Node> {
-        if self.name == name {
-            return Some(self);
-        }
-        self.children.iter().find_map(|c| c.find(name))
-    }
-}
-
-fn local_name(name: &[u8]) -> Result<String, String> {
-    let local = match name.iter().rposition(|b| *b == b':') {
-        Some(i) => &name[i + 1..],
-        None => name,
-    };
-    String::from_utf8(local.to_vec()).map_err(|_| "an element name is not UTF-8".to_owned())
-}
-
-/// Parses a whole answer (bounded in depth and element count; no DTDs).
+/// Parses a whole answer (bounded in size, depth and element count; no DTDs).
 fn parse_xml(body: &[u8]) -> Result<Node, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "the answer is not UTF-8".to_owned())?;
-    let mut reader = Reader::from_str(text);
-    let mut stack: Vec<Node> = Vec::new();
-    let mut root: Option<Node> = None;
-    let mut count = 0usize;
-    let attach = |stack: &mut Vec<Node>, root: &mut Option<Node>, el: Node| match stack.last_mut() {
-        Some(parent) => parent.children.push(el),
-        None => *root = Some(el),
-    };
-    loop {
-        match reader.read_event().map_err(|e| e.to_string())? {
-            Event::Start(_) | Event::Empty(_) if root.is_some() => return Err("content after the root element".into()),
-            Event::Start(e) => {
-                count += 1;
-                if stack.len() >= MAX_XML_DEPTH || count > MAX_XML_ELEMENTS {
-                    return Err("the answer is too deep or too large".into());
-                }
-                stack.push(Node {
-                    name: local_name(e.name().as_ref())?,
-                    ..Node::default()
-                });
-            }
-            Event::Empty(e) => {
-                count += 1;
-                if count > MAX_XML_ELEMENTS {
-                    return Err("the answer is too large".into());
-                }
-                let el = Node {
-                    name: local_name(e.name().as_ref())?,
-                    ..Node::default()
-                };
-                attach(&mut stack, &mut root, el);
-            }
-            Event::End(_) => {
-                let el = stack.pop().ok_or("unbalanced end tag")?;
-                attach(&mut stack, &mut root, el);
-            }
-            Event::Text(t) => {
-                let s = t.decode().map_err(|e| e.to_string())?;
-                match stack.last_mut() {
-                    Some(el) => el.text.push_str(&s),
-                    None if s.trim().is_empty() => {}
-                    None => return Err("text outside the root element".into()),
-                }
-            }
-            Event::CData(t) => {
-                let s = t.decode().map_err(|e| e.to_string())?;
-                stack
-                    .last_mut()
-                    .ok_or("text outside the root element")?
-                    .text
-                    .push_str(&s);
-            }
-            Event::GeneralRef(r) => {
-                let c = if r.is_char_ref() {
-                    r.resolve_char_ref()
-                        .map_err(|e| e.to_string())?
-                        .ok_or("an invalid character reference")?
-                } else {
-                    match r.decode().map_err(|e| e.to_string())?.as_ref() {
-                        "lt" => '<',
-                        "gt" => '>',
-                        "amp" => '&',
-                        "apos" => '\'',
-                        "quot" => '"',
-                        other => return Err(format!("unknown entity &{other};")),
-                    }
-                };
-                stack.last_mut().ok_or("text outside the root element")?.text.push(c);
-            }
-            Event::DocType(_) => return Err("document type declarations are not accepted".into()),
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
-            Event::Eof => break,
-        }
-    }
-    if !stack.is_empty() {
-        return Err("the answer ends inside an element".into());
-    }
-    root.ok_or_else(|| "the answer has no root element".into())
+    kd_api_s3control::xml::parse_with(
+        body,
+        kd_api_s3control::xml::Limits {
+            max_body: MAX_RESPONSE,
+            max_depth: MAX_XML_DEPTH,
+            max_elements: MAX_XML_ELEMENTS,
+        },
+    )
 }
 
 /// One page of ListObjectsV2: keys, and the next continuation token when truncated.

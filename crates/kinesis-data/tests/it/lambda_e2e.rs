@@ -44,7 +44,8 @@ pub fn bootstrap_zip(binary: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(kd_functions::code::zip_files(&[("bootstrap", &bytes, 0o755)])?)
 }
 
-async fn role(endpoint: &str, name: &str) -> anyhow::Result<String> {
+/// A role trusting Lambda with S3 rights (inline policy); returns its ARN.
+pub async fn role(endpoint: &str, name: &str) -> anyhow::Result<String> {
     let iam = iam_client(endpoint, ACCESS_KEY, SECRET_KEY, None);
     let r = iam
         .create_role()

@@ -10,9 +10,6 @@ use kd_test_support::{TestServer, wait_until};
 
 use crate::assert_aws_error;
 
-const TRUST_LAMBDA: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-const S3_ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
-
 pub const PY_HANDLER: &str = r#"
 import json, os, time
 
@@ -41,20 +38,7 @@ def slow(event, context):
 
 /// A role trusting Lambda with S3 rights; returns its ARN.
 pub async fn lambda_role(server: &TestServer, name: &str) -> anyhow::Result<String> {
-    let iam = server.iam();
-    let role = iam
-        .create_role()
-        .role_name(name)
-        .assume_role_policy_document(TRUST_LAMBDA)
-        .send()
-        .await?;
-    iam.put_role_policy()
-        .role_name(name)
-        .policy_name("s3")
-        .policy_document(S3_ALL)
-        .send()
-        .await?;
-    Ok(role.role.map(|r| r.arn).unwrap_or_default())
+    crate::lambda_e2e::role(&server.endpoint(), name).await
 }
 
 pub fn zip(files: &[(&str, &str)]) -> Vec<u8> {
