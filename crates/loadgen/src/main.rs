@@ -995,8 +995,7 @@ struct FunctionArgs {
     /// The echo binary (`cargo build --release -p echo`), packaged as `bootstrap`.
     #[arg(long, default_value = "target/release/echo")]
     bootstrap: std::path::PathBuf,
-    /// Environment variable of the function, `KEY=VALUE` (repeatable), e.g.
-    /// `TOKIO_WORKER_THREADS=1` for the Rust function.
+    /// Environment variable of the function, `KEY=VALUE` (repeatable).
     #[arg(long = "env", value_parser = parse_env)]
     env: Vec<(String, String)>,
 }

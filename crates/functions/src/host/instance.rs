@@ -71,9 +71,27 @@ pub(super) struct Instance {
     server: AbortHandle,
     exited: AtomicBool,
     retired: AtomicBool,
+    /// Peak memory (MB) last read from `/proc`, and when: REPORT's Max Memory Used. Peak
+    /// memory only grows, so a value up to [`MEMORY_PROBE_EVERY`] old is a true lower bound,
+    /// and warm invokes skip a `/proc` read each.
+    memory: std::sync::Mutex<(Option<u64>, Option<Instant>)>,
 }
 
+/// How often an instance's peak memory is read again.
+const MEMORY_PROBE_EVERY: Duration = Duration::from_secs(1);
+
 impl Instance {
+    /// Peak memory in MB, read from `/proc` at most once per [`MEMORY_PROBE_EVERY`] (always
+    /// after a failure, when the instance is about to be discarded).
+    fn peak_memory_mb(&self, fresh: bool) -> Option<u64> {
+        let mut m = self.memory.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stale = m.1.is_none_or(|at| at.elapsed() >= MEMORY_PROBE_EVERY);
+        if fresh || stale {
+            *m = (max_memory_mb(self.pid).or(m.0), Some(Instant::now()));
+        }
+        m.0
+    }
+
     pub(super) fn exited(&self) -> bool {
         self.exited.load(Ordering::SeqCst)
     }
@@ -165,7 +183,7 @@ impl Instance {
             }
         };
         let answered = Instant::now();
-        let memory = max_memory_mb(self.pid);
+        let memory = self.peak_memory_mb(!matches!(end, End::Response(_) | End::Error(..)));
         match end {
             End::Timeout | End::InitError(..) => {
                 self.kill();
@@ -620,6 +638,7 @@ pub(super) async fn start(
         server: server.abort_handle(),
         exited: AtomicBool::new(false),
         retired: AtomicBool::new(false),
+        memory: std::sync::Mutex::new((None, None)),
     });
 
     let waiter_inst = Arc::clone(&inst);

@@ -49,7 +49,9 @@ struct Task {
     s3_bucket: Option<String>,
 }
 
-#[tokio::main]
+// An instance handles one invocation at a time: a single-threaded runtime spares the
+// cross-thread wake-ups of the multi-threaded one on every Runtime API call.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let s3 = s3_client().await;

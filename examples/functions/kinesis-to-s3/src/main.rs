@@ -12,7 +12,9 @@ use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use lambda_runtime::{Error, LambdaEvent, service_fn, tracing};
 use serde_json::{Value, json};
 
-#[tokio::main]
+// An instance handles one invocation at a time: a single-threaded runtime spares the
+// cross-thread wake-ups of the multi-threaded one on every Runtime API call.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let bucket = std::env::var("TARGET_BUCKET").map_err(|_| "TARGET_BUCKET is not set")?;
