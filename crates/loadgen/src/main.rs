@@ -10,6 +10,8 @@
 //! loadgen lambda-cold --samples 30
 //! loadgen lambda-throughput --clients 16 --seconds 10
 //! loadgen s3-to-lambda --samples 200
+//! loadgen batch-copy --tasks 10000 --object-bytes 4096
+//! loadgen batch-lambda --tasks 10000 --bootstrap target/release/batch-copy
 //! ```
 
 use std::sync::Arc;
@@ -220,6 +222,29 @@ enum Cmd {
         /// File the handler appends `<entry ns> <key>` lines to.
         #[arg(long, default_value = "/tmp/loadgen-s3-lambda.txt")]
         out: std::path::PathBuf,
+    },
+    /// S3 Batch Operations: an S3PutObjectCopy job over `tasks` objects (put first, not timed);
+    /// tasks/s from CreateJob sent until DescribeJob shows Complete.
+    BatchCopy {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        batch: BatchArgs,
+    },
+    /// S3 Batch Operations: a LambdaInvoke job (schema 2.0, UserArguments targetBucket) calling
+    /// the Rust batch-copy example (provided.al2023) for each of `tasks` objects.
+    BatchLambda {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        batch: BatchArgs,
+        /// The batch-copy binary (`cargo build --release -p batch-copy`), packaged as `bootstrap`.
+        #[arg(long, default_value = "target/release/batch-copy")]
+        bootstrap: std::path::PathBuf,
+        /// Concurrent invokes before the job, so that as many instances are warm (0: the job
+        /// pays the cold starts).
+        #[arg(long, default_value_t = 0)]
+        warmup: usize,
     },
 }
 
@@ -1465,6 +1490,455 @@ async fn s3_to_lambda(
     Ok(())
 }
 
+// ------------------------------------------------------------------ S3 Batch Operations
+
+/// Keeps the `Host` the SDK chose (`<account>.<endpoint host>`) but connects to the endpoint
+/// itself: S3 Control puts the account in the host name, which does not resolve for an IP.
+#[derive(Debug)]
+struct KeepHostConnectToEndpoint {
+    authority: String,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for KeepHostConnectToEndpoint {
+    fn name(&self) -> &'static str {
+        "KeepHostConnectToEndpoint"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let req = context.request_mut();
+        let uri = req.uri().to_owned();
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            return Ok(());
+        };
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if host != self.authority && host.ends_with(&format!(".{}", self.authority)) {
+            req.headers_mut().insert("host", host.to_owned());
+            req.set_uri(format!("{scheme}://{}/{path}", self.authority))?;
+        }
+        Ok(())
+    }
+}
+
+fn s3control(c: &Common) -> aws_sdk_s3control::Client {
+    let authority = c
+        .endpoint
+        .split_once("://")
+        .map_or(c.endpoint.as_str(), |(_, a)| a)
+        .trim_end_matches('/');
+    let conf = aws_sdk_s3control::Config::builder()
+        .behavior_version(aws_sdk_s3control::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3control::config::Region::new(c.region.clone()))
+        .endpoint_url(&c.endpoint)
+        .credentials_provider(aws_sdk_s3control::config::Credentials::new(
+            &c.access_key,
+            &c.secret_key,
+            None,
+            None,
+            "loadgen",
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .interceptor(KeepHostConnectToEndpoint {
+            authority: authority.to_owned(),
+        })
+        .build();
+    aws_sdk_s3control::Client::from_conf(conf)
+}
+
+const BATCH_ROLE: &str = "loadgen-batch";
+
+/// Creates the job role (trusting S3 Batch Operations, with AmazonS3FullAccess and
+/// AWSLambdaRole attached); reruns reuse it. Returns its ARN.
+async fn ensure_batch_role(common: &Common) -> anyhow::Result<String> {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"batchoperations.s3.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let iam = iam(common);
+    let role = match iam.get_role().role_name(BATCH_ROLE).send().await {
+        Ok(out) => out.role,
+        Err(_) => {
+            iam.create_role()
+                .role_name(BATCH_ROLE)
+                .assume_role_policy_document(trust)
+                .send()
+                .await
+                .context("create the batch job role")?
+                .role
+        }
+    };
+    for p in ["AmazonS3FullAccess", "service-role/AWSLambdaRole"] {
+        iam.attach_role_policy()
+            .role_name(BATCH_ROLE)
+            .policy_arn(format!("arn:aws:iam::aws:policy/{p}"))
+            .send()
+            .await
+            .with_context(|| format!("attach {p} to the batch job role"))?;
+    }
+    role.map(|r| r.arn)
+        .ok_or_else(|| anyhow::anyhow!("role {BATCH_ROLE} has no ARN"))
+}
+
+/// The account of a role ARN (`arn:aws:iam::<account>:role/<name>`).
+fn account_of(role_arn: &str) -> anyhow::Result<String> {
+    role_arn
+        .split(':')
+        .nth(4)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no account in {role_arn}"))
+}
+
+#[derive(Args, Clone)]
+struct BatchArgs {
+    /// Tasks in the job (objects put first and listed in the manifest).
+    #[arg(long, default_value_t = 10_000)]
+    tasks: usize,
+    /// Bytes per object.
+    #[arg(long, default_value_t = 4096)]
+    object_bytes: usize,
+    /// Concurrent PutObject callers while filling the source bucket (not timed).
+    #[arg(long, default_value_t = 32)]
+    fill_clients: usize,
+    /// Source bucket (created if missing).
+    #[arg(long, default_value = "loadgen-batch-src")]
+    bucket: String,
+    /// Target bucket (created if missing).
+    #[arg(long, default_value = "loadgen-batch-dst")]
+    target: String,
+    /// Write a completion report (AllTasks) to this bucket; the time includes writing it.
+    #[arg(long)]
+    report_bucket: Option<String>,
+    /// DescribeJob poll interval.
+    #[arg(long, default_value_t = 50)]
+    poll_ms: u64,
+}
+
+/// Puts `n` objects `obj/<i>` of `bytes` bytes with `clients` concurrent callers; returns
+/// the manifest lines.
+async fn fill_source(c: &aws_sdk_s3::Client, a: &BatchArgs) -> anyhow::Result<Vec<String>> {
+    ensure_bucket(c, &a.bucket).await?;
+    ensure_bucket(c, &a.target).await?;
+    if let Some(r) = &a.report_bucket {
+        ensure_bucket(c, r).await?;
+    }
+    let t = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..a.fill_clients.max(1) {
+        let (c, next, bucket, bytes, n) = (
+            c.clone(),
+            next.clone(),
+            a.bucket.clone(),
+            a.object_bytes,
+            a.tasks as u64,
+        );
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return anyhow::Ok(());
+                }
+                c.put_object()
+                    .bucket(&bucket)
+                    .key(format!("obj/{i:07}"))
+                    .body(vec![b'b'; bytes].into())
+                    .send()
+                    .await
+                    .with_context(|| format!("put obj/{i:07}"))?;
+            }
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    eprintln!(
+        "filled s3://{}: {} objects of {} B in {:.1} s",
+        a.bucket,
+        a.tasks,
+        a.object_bytes,
+        t.elapsed().as_secs_f64()
+    );
+    Ok((0..a.tasks).map(|i| format!("{},obj/{i:07}", a.bucket)).collect())
+}
+
+/// Puts the manifest (CSV `bucket,key`) and returns its location with its ETag.
+async fn put_manifest(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    lines: &[String],
+) -> anyhow::Result<aws_sdk_s3control::types::JobManifest> {
+    use aws_sdk_s3control::types::{
+        JobManifest, JobManifestFieldName, JobManifestFormat, JobManifestLocation, JobManifestSpec,
+    };
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let put = c
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into_bytes().into())
+        .send()
+        .await
+        .context("put the manifest")?;
+    let etag = put.e_tag().unwrap_or_default().trim_matches('"').to_owned();
+    Ok(JobManifest::builder()
+        .spec(
+            JobManifestSpec::builder()
+                .format(JobManifestFormat::S3BatchOperationsCsv20180820)
+                .fields(JobManifestFieldName::Bucket)
+                .fields(JobManifestFieldName::Key)
+                .build()?,
+        )
+        .location(
+            JobManifestLocation::builder()
+                .object_arn(format!("arn:aws:s3:::{bucket}/{key}"))
+                .e_tag(etag)
+                .build()?,
+        )
+        .build())
+}
+
+/// Runs one job (CreateJob, then DescribeJob every `poll_ms` until it is terminal) and prints
+/// tasks/s over the time from CreateJob sent until DescribeJob shows Complete.
+async fn run_job(
+    common: &Common,
+    a: &BatchArgs,
+    label: &str,
+    operation: aws_sdk_s3control::types::JobOperation,
+    manifest: aws_sdk_s3control::types::JobManifest,
+) -> anyhow::Result<()> {
+    use aws_sdk_s3control::types::{JobReport, JobReportFormat, JobReportScope, JobStatus};
+    let role = ensure_batch_role(common).await?;
+    let account = account_of(&role)?;
+    let ctl = s3control(common);
+    let report = match &a.report_bucket {
+        Some(b) => JobReport::builder()
+            .enabled(true)
+            .bucket(format!("arn:aws:s3:::{b}"))
+            .prefix("loadgen")
+            .format(JobReportFormat::ReportCsv20180820)
+            .report_scope(JobReportScope::AllTasks)
+            .build(),
+        None => JobReport::builder().enabled(false).build(),
+    };
+    let token = format!("loadgen-{}-{}", std::process::id(), epoch_ns());
+    let start = Instant::now();
+    let created = ctl
+        .create_job()
+        .account_id(&account)
+        .confirmation_required(false)
+        .priority(10)
+        .role_arn(&role)
+        .client_request_token(token)
+        .description(label)
+        .operation(operation)
+        .manifest(manifest)
+        .report(report)
+        .send()
+        .await
+        .context("CreateJob")?;
+    let create_rtt = start.elapsed();
+    let id = created
+        .job_id()
+        .ok_or_else(|| anyhow::anyhow!("CreateJob returned no JobId"))?
+        .to_owned();
+    // (elapsed, tasks finished) at each poll, and when the job left Preparing.
+    let mut prepared: Option<Duration> = None;
+    let mut first_done: Option<(Duration, i64)> = None;
+    let mut polls = 0u32;
+    let deadline = start + Duration::from_secs(600);
+    let job = loop {
+        tokio::time::sleep(Duration::from_millis(a.poll_ms)).await;
+        let d = ctl
+            .describe_job()
+            .account_id(&account)
+            .job_id(&id)
+            .send()
+            .await
+            .context("DescribeJob")?;
+        let at = start.elapsed();
+        polls += 1;
+        let job = d.job.ok_or_else(|| anyhow::anyhow!("DescribeJob returned no job"))?;
+        let status = job.status().cloned();
+        if prepared.is_none() && !matches!(status, Some(JobStatus::New | JobStatus::Preparing) | None) {
+            prepared = Some(at);
+        }
+        let p = job.progress_summary();
+        let finished = p.and_then(|p| p.number_of_tasks_succeeded()).unwrap_or(0)
+            + p.and_then(|p| p.number_of_tasks_failed()).unwrap_or(0);
+        if first_done.is_none() && finished > 0 {
+            first_done = Some((at, finished));
+        }
+        match status {
+            Some(JobStatus::Complete) => break job,
+            Some(s @ (JobStatus::Failed | JobStatus::Cancelled)) => {
+                anyhow::bail!("job {id} ended {s:?}: {:?}", job.failure_reasons());
+            }
+            _ => {}
+        }
+        anyhow::ensure!(Instant::now() < deadline, "job {id} did not finish in 600 s");
+    };
+    let total_time = start.elapsed();
+    let p = job
+        .progress_summary()
+        .ok_or_else(|| anyhow::anyhow!("no ProgressSummary"))?;
+    let total = p.total_number_of_tasks().unwrap_or(0);
+    let ok = p.number_of_tasks_succeeded().unwrap_or(0);
+    let bad = p.number_of_tasks_failed().unwrap_or(0);
+    let active = p.timers().and_then(|t| t.elapsed_time_in_active_seconds());
+    let secs = total_time.as_secs_f64();
+    println!(
+        "{label}: {total} tasks ({ok} succeeded, {bad} failed) in {secs:.2} s from CreateJob sent to Complete seen = {:.0} tasks/s",
+        total as f64 / secs
+    );
+    let prepared = prepared.unwrap_or(total_time);
+    println!(
+        "  CreateJob round trip {:.1} ms; left Preparing by {:.0} ms (first DescribeJob showing Ready/Active or later); ElapsedTimeInActiveSeconds {}; {polls} DescribeJob polls every {} ms",
+        create_rtt.as_secs_f64() * 1000.0,
+        prepared.as_secs_f64() * 1000.0,
+        active.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+        a.poll_ms,
+    );
+    if let Some((t0, n0)) = first_done {
+        let span = (total_time - t0).as_secs_f64();
+        if total > n0 && span > 0.0 {
+            println!(
+                "  running phase: {} tasks from the first poll showing progress ({:.0} ms) to Complete = {:.0} tasks/s",
+                total - n0,
+                t0.as_secs_f64() * 1000.0,
+                (total - n0) as f64 / span
+            );
+        }
+    }
+    anyhow::ensure!(bad == 0 && ok == total, "job {id}: {bad} tasks failed");
+    Ok(())
+}
+
+/// Checks a few copies landed (first, middle, last) with the source's size.
+async fn check_copies(c: &aws_sdk_s3::Client, a: &BatchArgs) -> anyhow::Result<()> {
+    for i in [0, a.tasks / 2, a.tasks.saturating_sub(1)] {
+        let key = format!("obj/{i:07}");
+        let h = c
+            .head_object()
+            .bucket(&a.target)
+            .key(&key)
+            .send()
+            .await
+            .with_context(|| format!("the copy s3://{}/{key}", a.target))?;
+        anyhow::ensure!(
+            h.content_length() == Some(a.object_bytes as i64),
+            "s3://{}/{key} has {:?} bytes",
+            a.target,
+            h.content_length()
+        );
+    }
+    Ok(())
+}
+
+async fn batch_copy(common: Common, a: BatchArgs) -> anyhow::Result<()> {
+    use aws_sdk_s3control::types::{JobOperation, S3CopyObjectOperation};
+    let c = s3(&common);
+    let lines = fill_source(&c, &a).await?;
+    let manifest = put_manifest(&c, &a.bucket, &format!("manifests/copy-{}.csv", epoch_ns()), &lines).await?;
+    let op = JobOperation::builder()
+        .s3_put_object_copy(
+            S3CopyObjectOperation::builder()
+                .target_resource(format!("arn:aws:s3:::{}", a.target))
+                .build(),
+        )
+        .build();
+    run_job(
+        &common,
+        &a,
+        &format!("S3PutObjectCopy job, {} B objects", a.object_bytes),
+        op,
+        manifest,
+    )
+    .await?;
+    check_copies(&c, &a).await
+}
+
+async fn batch_lambda(
+    common: Common,
+    a: BatchArgs,
+    bootstrap: std::path::PathBuf,
+    warmup: usize,
+) -> anyhow::Result<()> {
+    use aws_sdk_s3control::types::{JobOperation, LambdaInvokeOperation};
+    let c = s3(&common);
+    let lines = fill_source(&c, &a).await?;
+    let bin = std::fs::read(&bootstrap).with_context(|| {
+        format!(
+            "read {} (build it with `cargo build --release -p batch-copy`)",
+            bootstrap.display()
+        )
+    })?;
+    // The function's own role copies with its S3 rights.
+    let s3_all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+    ensure_lambda_role(&common).await?;
+    iam(&common)
+        .put_role_policy()
+        .role_name(LAMBDA_ROLE)
+        .policy_name("s3")
+        .policy_document(s3_all)
+        .send()
+        .await
+        .context("give the function's role S3 rights")?;
+    let name = "loadgen-batch-copy";
+    let arn = create_function(
+        &common,
+        name,
+        (
+            "provided.al2023",
+            "bootstrap",
+            zip_package(&[("bootstrap", &bin, 0o755)])?,
+        ),
+        &[],
+    )
+    .await?;
+    if warmup > 0 {
+        // `warmup` concurrent invokes (a task whose key is missing: PermanentFailure, no copy)
+        // so that as many instances are running when the job starts.
+        let l = lambda(&common);
+        let event = format!(
+            r#"{{"invocationSchemaVersion":"2.0","invocationId":"w","job":{{"id":"warmup","userArguments":{{"targetBucket":"{}"}}}},"tasks":[{{"taskId":"w","s3Key":"warmup/missing","s3VersionId":null,"s3Bucket":"{}"}}]}}"#,
+            a.target, a.bucket
+        );
+        let mut tasks = Vec::new();
+        for _ in 0..warmup {
+            let (l, event) = (l.clone(), event.clone());
+            tasks.push(tokio::spawn(async move { invoke_ok(&l, name, event.as_bytes()).await }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+    }
+    let manifest = put_manifest(&c, &a.bucket, &format!("manifests/lambda-{}.csv", epoch_ns()), &lines).await?;
+    let op = JobOperation::builder()
+        .lambda_invoke(
+            LambdaInvokeOperation::builder()
+                .function_arn(&arn)
+                .invocation_schema_version("2.0")
+                .user_arguments("targetBucket", &a.target)
+                .build(),
+        )
+        .build();
+    run_job(
+        &common,
+        &a,
+        &format!(
+            "LambdaInvoke job (Rust batch-copy, {} B objects, {warmup} instances warmed)",
+            a.object_bytes
+        ),
+        op,
+        manifest,
+    )
+    .await?;
+    check_copies(&c, &a).await
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -1534,5 +2008,12 @@ async fn main() -> anyhow::Result<()> {
             gap_ms,
             out,
         } => s3_to_lambda(common, bucket, samples, gap_ms, out).await,
+        Cmd::BatchCopy { common, batch } => batch_copy(common, batch).await,
+        Cmd::BatchLambda {
+            common,
+            batch,
+            bootstrap,
+            warmup,
+        } => batch_lambda(common, batch, bootstrap, warmup).await,
     }
 }
