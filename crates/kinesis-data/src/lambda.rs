@@ -436,7 +436,9 @@ pub async fn dispatch_once(objects: &Objects, functions: &Functions, limit: usiz
             ));
         }
     }
-    if last > mark {
+    // Without invocations there is nothing to hand over twice: skip the watermark write, so
+    // buckets without notifications cost one outbox ack per pass and nothing more.
+    if last > mark && !items.is_empty() {
         functions
             .enqueue_many(items, vec![Functions::mark_op(S3_MARK, last)])
             .await?;
