@@ -31,9 +31,9 @@ use kd_functions::host::Credentials;
 use kd_functions::{CodeFetcher, Functions, Roles};
 use kd_iam::store::IamStore;
 use kd_objects::Objects;
-use kd_stream::{Engine, IteratorStart, Scope, StreamRef};
+use kd_stream::{Engine, IteratorStart};
 
-use crate::ports::RoleActor;
+use crate::ports::{KinesisSource, RoleActor, scope_of};
 
 /// How long a function's role session lasts.
 const SESSION_MS: i64 = 12 * 3600 * 1000;
@@ -151,29 +151,24 @@ impl CodeFetcher for S3CodeFetcher {
     }
 }
 
-/// Streams for event source mappings, read as the function's role.
+/// Streams for event source mappings, read as the function's role (the same stream access
+/// as Firehose's, as the session `lambda`).
 pub struct KinesisReader {
     engine: Arc<Engine>,
+    source: KinesisSource,
     actor: RoleActor,
 }
 
 impl KinesisReader {
     /// Over the stream engine.
     pub fn new(engine: Arc<Engine>, actor: RoleActor) -> Self {
+        let actor = actor.with_session("lambda");
         Self {
+            source: KinesisSource::new(engine.clone(), actor.clone()),
             engine,
-            actor: actor.with_session("lambda"),
+            actor,
         }
     }
-}
-
-fn stream_scope(stream_arn: &str) -> Result<Scope, String> {
-    let (region, account, _) =
-        kd_stream::parse_stream_arn(stream_arn).ok_or_else(|| format!("{stream_arn} is not a stream ARN"))?;
-    Ok(Scope {
-        account: account.to_owned(),
-        region: region.to_owned(),
-    })
 }
 
 #[async_trait::async_trait]
@@ -182,33 +177,19 @@ impl StreamReader for KinesisReader {
         self.actor
             .allow(role_arn, &["kinesis:ListShards", "kinesis:DescribeStream"], stream_arn)
             .map_err(|e| e.to_string())?;
-        let scope = stream_scope(stream_arn)?;
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let r = StreamRef {
-                name: None,
-                arn: Some(stream_arn),
-            };
-            let page = match &token {
-                None => self.engine.list_shards(&scope, r, None, None, None, 10_000).await,
-                Some(t) => {
-                    self.engine
-                        .list_shards(&scope, StreamRef::default(), Some(t), None, None, 10_000)
-                        .await
-                }
-            }
-            .map_err(|e| e.to_string())?;
-            out.extend(page.shards.into_iter().map(|s| StreamShard {
+        let scope = scope_of(stream_arn).map_err(|e| e.to_string())?;
+        Ok(self
+            .source
+            .all_shards(&scope, stream_arn)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|s| StreamShard {
                 closed: s.end_sequence.is_some(),
                 parents: s.parent.into_iter().chain(s.adjacent_parent).collect(),
                 shard_id: s.shard_id,
-            }));
-            match page.next_token {
-                Some(t) => token = Some(t),
-                None => return Ok(out),
-            }
-        }
+            })
+            .collect())
     }
 
     async fn read(
@@ -226,7 +207,7 @@ impl StreamReader for KinesisReader {
                 stream_arn,
             )
             .map_err(|e| e.to_string())?;
-        let scope = stream_scope(stream_arn)?;
+        let scope = scope_of(stream_arn).map_err(|e| e.to_string())?;
         let latest = matches!(from, ReadFrom::Latest);
         let start = match from {
             ReadFrom::TrimHorizon => IteratorStart::TrimHorizon,
@@ -234,13 +215,9 @@ impl StreamReader for KinesisReader {
             ReadFrom::AtTimestamp(ms) => IteratorStart::AtTimestamp(ms),
             ReadFrom::After(seq) => IteratorStart::AfterSequence(seq),
         };
-        let r = StreamRef {
-            name: None,
-            arn: Some(stream_arn),
-        };
         let it = self
-            .engine
-            .get_shard_iterator(&scope, r, shard_id, start)
+            .source
+            .iterator(&scope, stream_arn, shard_id, start)
             .await
             .map_err(|e| e.to_string())?;
         let position = if latest {

@@ -153,7 +153,7 @@ impl KinesisSource {
     }
 }
 
-fn scope_of(stream_arn: &str) -> Result<Scope, PortError> {
+pub(crate) fn scope_of(stream_arn: &str) -> Result<Scope, PortError> {
     let (region, account, _) = kd_stream::parse_stream_arn(stream_arn)
         .ok_or_else(|| PortError::NotFound(format!("{stream_arn} is not a stream ARN")))?;
     Ok(Scope {
@@ -172,7 +172,12 @@ fn stream_error(e: kd_stream::Error) -> PortError {
 }
 
 impl KinesisSource {
-    async fn all_shards(&self, scope: &Scope, stream_arn: &str) -> Result<Vec<kd_stream::ShardInfo>, PortError> {
+    /// Every shard of the stream (all ListShards pages).
+    pub(crate) async fn all_shards(
+        &self,
+        scope: &Scope,
+        stream_arn: &str,
+    ) -> Result<Vec<kd_stream::ShardInfo>, PortError> {
         let r = StreamRef {
             name: None,
             arn: Some(stream_arn),
@@ -197,7 +202,8 @@ impl KinesisSource {
         }
     }
 
-    async fn iterator(
+    /// A shard iterator of the stream.
+    pub(crate) async fn iterator(
         &self,
         scope: &Scope,
         stream_arn: &str,
