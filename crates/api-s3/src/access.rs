@@ -25,6 +25,7 @@ pub fn action_of(op: &str) -> String {
         | "CopyObject" => "PutObject",
         "DeleteObject" | "DeleteObjects" => "DeleteObject",
         "ListObjects" | "ListObjectsV2" | "HeadBucket" => "ListBucket",
+        "ListObjectVersions" => "ListBucketVersions",
         "ListMultipartUploads" => "ListBucketMultipartUploads",
         "ListParts" => "ListMultipartUploadParts",
         "ListBuckets" => "ListAllMyBuckets",
@@ -32,6 +33,20 @@ pub fn action_of(op: &str) -> String {
         "GetBucketNotificationConfiguration" => "GetBucketNotification",
         "PutBucketNotificationConfiguration" => "PutBucketNotification",
         other => other,
+    };
+    format!("s3:{a}")
+}
+
+/// The IAM action of an S3 operation that addresses a specific object version (a
+/// `versionId` was given), as AWS authorises it; other operations as [`action_of`].
+pub fn action_of_version(op: &str) -> String {
+    let a = match op {
+        "GetObject" | "HeadObject" => "GetObjectVersion",
+        "DeleteObject" => "DeleteObjectVersion",
+        "GetObjectTagging" => "GetObjectVersionTagging",
+        "PutObjectTagging" => "PutObjectVersionTagging",
+        "DeleteObjectTagging" => "DeleteObjectVersionTagging",
+        other => return action_of(other),
     };
     format!("s3:{a}")
 }
@@ -68,10 +83,21 @@ impl IamAccess {
             .map_err(|d| s3s::S3Error::with_message(s3s::S3ErrorCode::AccessDenied, d.message))
     }
 
-    /// Copies read their source: `s3:GetObject` on it.
+    /// Copies read their source: `s3:GetObject` on it (`s3:GetObjectVersion` for a given
+    /// source version).
     fn allow_copy_source(&self, access_key: Option<&str>, source: &s3s::dto::CopySource) -> S3Result<()> {
-        if let s3s::dto::CopySource::Bucket { bucket, key, .. } = source {
-            self.allow(access_key, "s3:GetObject", &format!("arn:aws:s3:::{bucket}/{key}"))?;
+        if let s3s::dto::CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        {
+            let action = if version_id.is_some() {
+                "s3:GetObjectVersion"
+            } else {
+                "s3:GetObject"
+            };
+            self.allow(access_key, action, &format!("arn:aws:s3:::{bucket}/{key}"))?;
         }
         Ok(())
     }
@@ -111,7 +137,13 @@ impl S3Access for IamAccess {
                 .map(|_| ())
                 .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"));
         }
-        self.allow(key.as_deref(), &action_of(op), &resource_of(cx.s3_path()))
+        let versioned = query_param(cx.uri().query().unwrap_or_default(), "versionId").is_some_and(|v| !v.is_empty());
+        let action = if versioned {
+            action_of_version(op)
+        } else {
+            action_of(op)
+        };
+        self.allow(key.as_deref(), &action, &resource_of(cx.s3_path()))
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
@@ -125,11 +157,12 @@ impl S3Access for IamAccess {
     async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
         let bucket = req.input.bucket.clone();
         for o in &req.input.delete.objects {
-            self.allow(
-                Self::key_of(req),
-                "s3:DeleteObject",
-                &format!("arn:aws:s3:::{bucket}/{}", o.key),
-            )?;
+            let action = if o.version_id.is_some() {
+                "s3:DeleteObjectVersion"
+            } else {
+                "s3:DeleteObject"
+            };
+            self.allow(Self::key_of(req), action, &format!("arn:aws:s3:::{bucket}/{}", o.key))?;
         }
         Ok(())
     }
@@ -154,6 +187,19 @@ mod tests {
         assert_eq!(action_of("ListObjectsV2"), "s3:ListBucket");
         assert_eq!(action_of("UploadPart"), "s3:PutObject");
         assert_eq!(action_of("GetObjectTagging"), "s3:GetObjectTagging");
+        assert_eq!(action_of("ListObjectVersions"), "s3:ListBucketVersions");
+        assert_eq!(action_of("PutBucketVersioning"), "s3:PutBucketVersioning");
+        assert_eq!(action_of("GetBucketVersioning"), "s3:GetBucketVersioning");
+        assert_eq!(action_of_version("GetObject"), "s3:GetObjectVersion");
+        assert_eq!(action_of_version("HeadObject"), "s3:GetObjectVersion");
+        assert_eq!(action_of_version("DeleteObject"), "s3:DeleteObjectVersion");
+        assert_eq!(action_of_version("GetObjectTagging"), "s3:GetObjectVersionTagging");
+        assert_eq!(action_of_version("PutObjectTagging"), "s3:PutObjectVersionTagging");
+        assert_eq!(
+            action_of_version("DeleteObjectTagging"),
+            "s3:DeleteObjectVersionTagging"
+        );
+        assert_eq!(action_of_version("PutObject"), "s3:PutObject");
         assert_eq!(resource_of(&S3Path::Root), "*");
         assert_eq!(
             resource_of(&S3Path::Object {

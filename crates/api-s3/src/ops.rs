@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use futures_util::StreamExt as _;
-use kd_objects::{ByteRange, ChecksumAlgorithm, ChecksumRequest, Error as OErr, ObjectInfo, PutOptions};
+use kd_objects::{ByteRange, ChecksumAlgorithm, ChecksumRequest, Error as OErr, ObjectInfo, PutOptions, Versioning};
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
@@ -23,6 +23,27 @@ pub fn s3_err(e: OErr) -> S3Error {
         OErr::InvalidBucketName { .. } => S3ErrorCode::InvalidBucketName,
         OErr::NoSuchKey { .. } => S3ErrorCode::NoSuchKey,
         OErr::NoSuchUpload { .. } => S3ErrorCode::NoSuchUpload,
+        OErr::NoSuchVersion { .. } => S3ErrorCode::NoSuchVersion,
+        OErr::DeleteMarker {
+            version_id, by_version, ..
+        } => {
+            let code = if *by_version {
+                S3ErrorCode::MethodNotAllowed
+            } else {
+                S3ErrorCode::NoSuchKey
+            };
+            let mut err = S3Error::with_message(code, msg);
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+            if let Ok(v) = http::HeaderValue::from_str(version_id) {
+                headers.insert("x-amz-version-id", v);
+            }
+            if *by_version {
+                headers.insert(http::header::ALLOW, http::HeaderValue::from_static("DELETE"));
+            }
+            err.set_headers(headers);
+            return err;
+        }
         OErr::InvalidPart { .. } => S3ErrorCode::InvalidPart,
         OErr::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
         OErr::EntityTooSmall { .. } => S3ErrorCode::EntityTooSmall,
@@ -283,9 +304,17 @@ fn parse_expires(s: &Option<String>) -> Option<Timestamp> {
         .and_then(|v| Timestamp::parse(TimestampFormat::HttpDate, v).ok())
 }
 
-fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
+fn copy_source(src: &CopySource) -> S3Result<(String, String, Option<String>)> {
     match src {
-        CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => Ok((
+            bucket.to_string(),
+            key.to_string(),
+            version_id.as_deref().map(str::to_owned),
+        )),
         _ => Err(s3_error!(NotImplemented, "Access point copy sources are not supported")),
     }
 }
@@ -434,6 +463,7 @@ impl S3 for S3Api {
             checksum_crc32c: c.crc32c,
             checksum_sha256: c.sha256,
             size: i64::try_from(info.size).ok(),
+            version_id: info.version_id,
             ..Default::default()
         }))
     }
@@ -454,10 +484,17 @@ impl S3 for S3Api {
         };
         // One read serves the conditions and the body (the body stream is lazy). Conditions
         // are judged before the range, as S3 does, so an unsatisfiable range re-reads the head.
-        let (info, content_range, body) = match self.objects.get_object(&i.bucket, &i.key, range).await {
+        let version = i.version_id.as_deref();
+        let (info, content_range, body) = match self.objects.get_object_version(&i.bucket, &i.key, version, range).await
+        {
             Ok(found) => found,
             Err(e @ OErr::InvalidRange { .. }) => {
-                conditions(&self.objects.head_object(&i.bucket, &i.key).map_err(s3_err)?)?;
+                conditions(
+                    &self
+                        .objects
+                        .head_object_version(&i.bucket, &i.key, version)
+                        .map_err(s3_err)?,
+                )?;
                 return Err(s3_err(e));
             }
             Err(e) => return Err(s3_err(e)),
@@ -494,6 +531,7 @@ impl S3 for S3Api {
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
             checksum_sha256: c.sha256,
+            version_id: info.version_id,
             ..Default::default()
         }))
     }
@@ -501,7 +539,10 @@ impl S3 for S3Api {
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         self.owned_bucket(&req, &req.input.bucket)?;
         let i = req.input;
-        let info = self.objects.head_object(&i.bucket, &i.key).map_err(s3_err)?;
+        let info = self
+            .objects
+            .head_object_version(&i.bucket, &i.key, i.version_id.as_deref())
+            .map_err(s3_err)?;
         check_conditions(
             &info,
             i.if_match.as_ref(),
@@ -536,17 +577,24 @@ impl S3 for S3Api {
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
             checksum_sha256: c.sha256,
+            version_id: info.version_id,
             ..Default::default()
         }))
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.owned_bucket(&req, &req.input.bucket)?;
-        self.objects
-            .delete_object(&req.input.bucket, &req.input.key)
+        let i = req.input;
+        let out = self
+            .objects
+            .delete_object_version(&i.bucket, &i.key, i.version_id.as_deref())
             .await
             .map_err(s3_err)?;
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: out.delete_marker.then_some(true),
+            version_id: out.version_id,
+            ..Default::default()
+        }))
     }
 
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
@@ -561,12 +609,25 @@ impl S3 for S3Api {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for o in req.input.delete.objects {
-            match self.objects.delete_object(&req.input.bucket, &o.key).await {
-                Ok(()) => {
+            match self
+                .objects
+                .delete_object_version(&req.input.bucket, &o.key, o.version_id.as_deref())
+                .await
+            {
+                Ok(out) => {
                     if !quiet {
+                        // A new delete marker: DeleteMarker + DeleteMarkerVersionId. A removed
+                        // version: VersionId (+ DeleteMarker if it was a marker).
+                        let (version_id, marker_id) = match (&o.version_id, out.delete_marker) {
+                            (Some(_), true) => (out.version_id.clone(), out.version_id),
+                            (Some(_), false) => (out.version_id, None),
+                            (None, _) => (None, out.version_id),
+                        };
                         deleted.push(DeletedObject {
                             key: Some(o.key),
-                            ..Default::default()
+                            version_id,
+                            delete_marker: out.delete_marker.then_some(true),
+                            delete_marker_version_id: if out.delete_marker { marker_id } else { None },
                         });
                     }
                 }
@@ -576,7 +637,7 @@ impl S3 for S3Api {
                         code: Some(err.code().as_str().to_owned()),
                         key: Some(o.key),
                         message: err.message().map(str::to_owned),
-                        version_id: None,
+                        version_id: o.version_id,
                     });
                 }
             }
@@ -591,12 +652,15 @@ impl S3 for S3Api {
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
         self.owned_bucket(&req, &req.input.bucket)?;
         let i = req.input;
-        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&i.copy_source)?;
         let src_b = self.objects.bucket(&src_bucket).map_err(s3_err)?;
         if Some(src_b.owner_account) != self.account_of(req.credentials.as_ref()) {
             return Err(s3_error!(AccessDenied, "Access Denied"));
         }
-        let src = self.objects.head_object(&src_bucket, &src_key).map_err(s3_err)?;
+        let src = self
+            .objects
+            .head_object_version(&src_bucket, &src_key, src_version.as_deref())
+            .map_err(s3_err)?;
         check_conditions(
             &src,
             i.copy_source_if_match.as_ref(),
@@ -609,7 +673,7 @@ impl S3 for S3Api {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if !replace && src_bucket == i.bucket && src_key == i.key {
+        if !replace && src_bucket == i.bucket && src_key == i.key && src_version.is_none() {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -628,9 +692,18 @@ impl S3 for S3Api {
         });
         let info = self
             .objects
-            .copy_object(&src_bucket, &src_key, &i.bucket, &i.key, opts)
+            .copy_object_version_if(
+                &src_bucket,
+                &src_key,
+                src_version.as_deref(),
+                &i.bucket,
+                &i.key,
+                opts,
+                None,
+            )
             .await
-            .map_err(s3_err)?;
+            .map_err(s3_err)?
+            .map_err(|failed| s3_error!(InternalError, "unconditional copy refused: {failed}"))?;
         // Tags follow the TaggingDirective: COPY (default) keeps the source's.
         let tags = if i
             .tagging_directive
@@ -643,11 +716,13 @@ impl S3 for S3Api {
                 .transpose()?
                 .unwrap_or_default()
         } else {
-            self.objects.get_object_tags(&src_bucket, &src_key).map_err(s3_err)?
+            self.objects
+                .get_object_version_tags(&src_bucket, &src_key, src.version_id.as_deref())
+                .map_err(s3_err)?
         };
         if !tags.is_empty() {
             self.objects
-                .put_object_tags(&i.bucket, &i.key, tags)
+                .put_object_version_tags(&i.bucket, &i.key, info.version_id.as_deref(), tags)
                 .await
                 .map_err(s3_err)?;
         }
@@ -661,6 +736,8 @@ impl S3 for S3Api {
                 checksum_sha256: c.sha256,
                 ..Default::default()
             }),
+            version_id: info.version_id,
+            copy_source_version_id: src.version_id,
             ..Default::default()
         }))
     }
@@ -844,7 +921,13 @@ impl S3 for S3Api {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         self.owned_bucket(&req, &req.input.bucket)?;
         let i = req.input;
-        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&i.copy_source)?;
+        if src_version.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "UploadPartCopy from a specific source version is not supported"
+            ));
+        }
         let src = self.objects.head_object(&src_bucket, &src_key).map_err(s3_err)?;
         check_conditions(
             &src,
@@ -911,6 +994,7 @@ impl S3 for S3Api {
             key: Some(i.key.clone()),
             e_tag: Some(etag(&info.etag)),
             location: Some(format!("/{}/{}", i.bucket, i.key)),
+            version_id: info.version_id,
             ..Default::default()
         }))
     }
@@ -1017,13 +1101,19 @@ impl S3 for S3Api {
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         self.owned_bucket(&req, &req.input.bucket)?;
+        let i = req.input;
+        let version = i.version_id.as_deref();
+        let info = self
+            .objects
+            .head_object_version(&i.bucket, &i.key, version)
+            .map_err(s3_err)?;
         let tags = self
             .objects
-            .get_object_tags(&req.input.bucket, &req.input.key)
+            .get_object_version_tags(&i.bucket, &i.key, info.version_id.as_deref().or(version))
             .map_err(s3_err)?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set: tag_set(tags),
-            version_id: None,
+            version_id: info.version_id,
         }))
     }
 
@@ -1034,11 +1124,12 @@ impl S3 for S3Api {
         self.owned_bucket(&req, &req.input.bucket)?;
         let i = req.input;
         let tags = tag_map(i.tagging.tag_set)?;
-        self.objects
-            .put_object_tags(&i.bucket, &i.key, tags)
+        let version_id = self
+            .objects
+            .put_object_version_tags(&i.bucket, &i.key, i.version_id.as_deref(), tags)
             .await
             .map_err(s3_err)?;
-        Ok(S3Response::new(PutObjectTaggingOutput { version_id: None }))
+        Ok(S3Response::new(PutObjectTaggingOutput { version_id }))
     }
 
     async fn delete_object_tagging(
@@ -1046,11 +1137,13 @@ impl S3 for S3Api {
         req: S3Request<DeleteObjectTaggingInput>,
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         self.owned_bucket(&req, &req.input.bucket)?;
-        self.objects
-            .put_object_tags(&req.input.bucket, &req.input.key, BTreeMap::new())
+        let i = req.input;
+        let version_id = self
+            .objects
+            .put_object_version_tags(&i.bucket, &i.key, i.version_id.as_deref(), BTreeMap::new())
             .await
             .map_err(s3_err)?;
-        Ok(S3Response::new(DeleteObjectTaggingOutput { version_id: None }))
+        Ok(S3Response::new(DeleteObjectTaggingOutput { version_id }))
     }
 
     async fn get_bucket_tagging(
@@ -1144,9 +1237,155 @@ impl S3 for S3Api {
             topic_configurations: cfg.topic_configurations,
         }))
     }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.put_bucket_versioning_impl(req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.owned_bucket(&req, &req.input.bucket)?;
+        let state = self.objects.get_bucket_versioning(&req.input.bucket).map_err(s3_err)?;
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status: state.map(|s| BucketVersioningStatus::from_static(s.as_str())),
+            mfa_delete: None,
+        }))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        self.list_object_versions_impl(req).await
+    }
 }
 
 impl S3Api {
+    async fn put_bucket_versioning_impl(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.owned_bucket(&req, &req.input.bucket)?;
+        let i = req.input;
+        let cfg = i.versioning_configuration;
+        if i.mfa.is_some()
+            || cfg
+                .mfa_delete
+                .as_ref()
+                .is_some_and(|m| m.as_str() == MFADelete::ENABLED)
+        {
+            return Err(s3_error!(
+                NotImplemented,
+                "MFA Delete is not supported: configure versioning without MfaDelete (or with MfaDelete Disabled)"
+            ));
+        }
+        let state = match cfg.status.as_ref().map(|s| s.as_str()) {
+            Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
+            Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
+            _ => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "The XML you provided was not well-formed or did not validate against our published schema"
+                ));
+            }
+        };
+        self.objects
+            .put_bucket_versioning(&i.bucket, state)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(PutBucketVersioningOutput {}))
+    }
+
+    async fn list_object_versions_impl(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let b = self.owned_bucket(&req, &req.input.bucket)?;
+        let i = req.input;
+        let max_keys = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        // A version-id-marker needs a key-marker (S3: InvalidArgument).
+        if i.version_id_marker.as_deref().is_some_and(|v| !v.is_empty()) && i.key_marker.is_none() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "A version-id marker cannot be specified without a key marker."
+            ));
+        }
+        let page = self
+            .objects
+            .list_object_versions(
+                &i.bucket,
+                &prefix,
+                i.delimiter.as_deref(),
+                i.key_marker.as_deref(),
+                i.version_id_marker.as_deref().filter(|v| !v.is_empty()),
+                max_keys,
+            )
+            .map_err(s3_err)?;
+        let url = i
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL);
+        let enc = |s: String| if url { url_encode(&s) } else { s };
+        let owner = Owner {
+            display_name: Some(b.owner_account.clone()),
+            id: Some(b.owner_account),
+        };
+        let mut versions = Vec::new();
+        let mut markers = Vec::new();
+        for v in page.versions {
+            if v.delete_marker {
+                markers.push(DeleteMarkerEntry {
+                    is_latest: Some(v.is_latest),
+                    key: Some(enc(v.info.key)),
+                    last_modified: Some(ts(v.info.last_modified_ms)),
+                    owner: Some(owner.clone()),
+                    version_id: Some(v.version_id),
+                });
+            } else {
+                versions.push(ObjectVersion {
+                    e_tag: Some(etag(&v.info.etag)),
+                    is_latest: Some(v.is_latest),
+                    key: Some(enc(v.info.key)),
+                    last_modified: Some(ts(v.info.last_modified_ms)),
+                    owner: Some(owner.clone()),
+                    size: i64::try_from(v.info.size).ok(),
+                    storage_class: Some(ObjectVersionStorageClass::from_static(
+                        ObjectVersionStorageClass::STANDARD,
+                    )),
+                    version_id: Some(v.version_id),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(i.bucket),
+            prefix: Some(enc(prefix)),
+            key_marker: Some(i.key_marker.map(enc).unwrap_or_default()),
+            version_id_marker: Some(i.version_id_marker.unwrap_or_default()),
+            max_keys: Some(max_keys as i32),
+            is_truncated: Some(page.is_truncated),
+            next_key_marker: page.next_key_marker.map(enc),
+            next_version_id_marker: page.next_version_id_marker,
+            versions: Some(versions),
+            delete_markers: Some(markers),
+            common_prefixes: Some(
+                page.common_prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix { prefix: Some(enc(p)) })
+                    .collect(),
+            ),
+            delimiter: i.delimiter.map(enc),
+            encoding_type: i.encoding_type,
+            request_charged: None,
+        }))
+    }
+
     /// With `STREAMING-UNSIGNED-PAYLOAD-TRAILER` the checksum arrives after the body: compare
     /// it with what was computed; on a mismatch the object is removed and BadDigest returned.
     async fn verify_trailer(&self, trailers: Option<s3s::TrailingHeaders>, info: &ObjectInfo) -> S3Result<()> {
@@ -1159,7 +1398,11 @@ impl S3Api {
         if let Some(sent) = headers.get(name.as_str()).and_then(|v| v.to_str().ok())
             && sent != value
         {
-            let _ = self.objects.delete_object(&info.bucket, &info.key).await;
+            // Remove exactly what was written: in a versioned bucket, that version.
+            let _ = self
+                .objects
+                .delete_object_version(&info.bucket, &info.key, info.version_id.as_deref())
+                .await;
             return Err(s3_error!(
                 BadDigest,
                 "The {} you specified did not match the calculated checksum.",

@@ -34,6 +34,11 @@ fn object_error(e: kd_objects::Error) -> PortError {
     )
 }
 
+/// The action S3 checks: the `…Version…` one when a version is addressed.
+fn action(plain: &'static str, versioned: &'static str, version_id: Option<&str>) -> &'static str {
+    if version_id.is_some() { versioned } else { plain }
+}
+
 /// [`BatchObjects`] over the objects engine.
 pub struct BatchS3 {
     objects: Arc<Objects>,
@@ -62,17 +67,6 @@ impl BatchS3 {
     }
 }
 
-fn version_unsupported(version_id: Option<&str>) -> Result<(), PortError> {
-    match version_id {
-        None | Some("") | Some("null") => Ok(()),
-        Some(v) => Err(PortError::new(
-            404,
-            "NoSuchVersion",
-            format!("The specified version does not exist. ({v}: buckets are unversioned)"),
-        )),
-    }
-}
-
 #[async_trait::async_trait]
 impl BatchObjects for BatchS3 {
     async fn get(
@@ -85,11 +79,18 @@ impl BatchObjects for BatchS3 {
     ) -> Result<(Bytes, String), PortError> {
         use futures_util::StreamExt as _;
         self.actor
-            .allow(role_arn, &["s3:GetObject"], &format!("arn:aws:s3:::{bucket}/{key}"))
+            .allow(
+                role_arn,
+                &[action("s3:GetObject", "s3:GetObjectVersion", version_id)],
+                &format!("arn:aws:s3:::{bucket}/{key}"),
+            )
             .map_err(denied)?;
         self.check_owner(role_arn, bucket)?;
-        version_unsupported(version_id)?;
-        let (info, _, mut body) = self.objects.get_object(bucket, key, None).await.map_err(object_error)?;
+        let (info, _, mut body) = self
+            .objects
+            .get_object_version(bucket, key, version_id, None)
+            .await
+            .map_err(object_error)?;
         if info.size > limit {
             return Err(PortError::new(
                 400,
@@ -131,11 +132,13 @@ impl BatchObjects for BatchS3 {
             .map_err(denied)?;
         self.check_owner(role_arn, src_bucket)?;
         self.check_owner(role_arn, dst_bucket)?;
-        version_unsupported(src_version)?;
         let replace_meta = opts.metadata_directive.as_deref() == Some("REPLACE");
         let replace_tags = opts.tagging_directive.as_deref() == Some("REPLACE");
         let replace = if replace_meta || replace_tags {
-            let src = self.objects.head_object(src_bucket, src_key).map_err(object_error)?;
+            let src = self
+                .objects
+                .head_object_version(src_bucket, src_key, src_version)
+                .map_err(object_error)?;
             let mut o = PutOptions::default();
             if replace_meta {
                 o.content_type = opts.content_type.clone();
@@ -170,7 +173,10 @@ impl BatchObjects for BatchS3 {
         // in Batch Operations: keep everything as it is.
         let replace = match (replace, same) {
             (None, true) => {
-                let src = self.objects.head_object(src_bucket, src_key).map_err(object_error)?;
+                let src = self
+                    .objects
+                    .head_object_version(src_bucket, src_key, src_version)
+                    .map_err(object_error)?;
                 let h = src.headers;
                 Some(PutOptions {
                     content_type: h.content_type,
@@ -190,10 +196,17 @@ impl BatchObjects for BatchS3 {
             (r, _) => r,
         };
         self.objects
-            .copy_object(src_bucket, src_key, dst_bucket, dst_key, replace)
+            .copy_object_version_if(src_bucket, src_key, src_version, dst_bucket, dst_key, replace, None)
             .await
+            .map_err(object_error)?
             .map(|_| ())
-            .map_err(object_error)
+            .map_err(|_| {
+                PortError::new(
+                    412,
+                    "PreconditionFailed",
+                    "At least one of the preconditions you specified did not hold",
+                )
+            })
     }
 
     async fn put_tagging(
@@ -212,10 +225,10 @@ impl BatchObjects for BatchS3 {
             )
             .map_err(denied)?;
         self.check_owner(role_arn, bucket)?;
-        version_unsupported(version_id)?;
         self.objects
-            .put_object_tags(bucket, key, tags.iter().cloned().collect())
+            .put_object_version_tags(bucket, key, version_id, tags.iter().cloned().collect())
             .await
+            .map(|_| ())
             .map_err(object_error)
     }
 
@@ -234,8 +247,12 @@ impl BatchObjects for BatchS3 {
             )
             .map_err(denied)?;
         self.check_owner(role_arn, bucket)?;
-        version_unsupported(version_id)?;
-        self.objects.delete_object_tags(bucket, key).await.map_err(object_error)
+        // DeleteObjectTagging is an empty tag set on the (addressed) version.
+        self.objects
+            .put_object_version_tags(bucket, key, version_id, Default::default())
+            .await
+            .map(|_| ())
+            .map_err(object_error)
     }
 
     async fn put(

@@ -356,6 +356,10 @@ pub fn s3_event_json(ev: &kd_objects::ObjectEvent, config_id: &str, region: &str
         object["size"] = ev.size.into();
         object["eTag"] = ev.etag.clone().into();
     }
+    // Only versioned buckets' events carry a version id (`null` for a suspended bucket's).
+    if let Some(v) = &ev.version_id {
+        object["versionId"] = v.clone().into();
+    }
     let request_id = format!("{:016X}", ev.seq);
     serde_json::json!({"Records": [{
         "eventVersion": "2.1",
@@ -466,6 +470,7 @@ mod tests {
             etag: "abc".into(),
             sequencer: "0000000000000007".into(),
             time_ms: 1_714_569_730_123,
+            version_id: None,
         };
         let v = s3_event_json(&ev, "cfg", "us-east-1", "000000000000");
         let r = &v["Records"][0];
@@ -479,5 +484,13 @@ mod tests {
         };
         let v = s3_event_json(&removed, "cfg", "us-east-1", "000000000000");
         assert!(v["Records"][0]["s3"]["object"].get("size").is_none());
+        assert!(v["Records"][0]["s3"]["object"].get("versionId").is_none());
+        let marker = kd_objects::ObjectEvent {
+            event_name: "ObjectRemoved:DeleteMarkerCreated".into(),
+            version_id: Some("0000000000000007abc".into()),
+            ..removed
+        };
+        let v = s3_event_json(&marker, "cfg", "us-east-1", "000000000000");
+        assert_eq!(v["Records"][0]["s3"]["object"]["versionId"], "0000000000000007abc");
     }
 }

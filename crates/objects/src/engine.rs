@@ -5,14 +5,41 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `s3_buckets` | `<bucket>` | `BucketDoc`: owner, region, uid, tags, notification config |
+//! | `s3_buckets` | `<bucket>` | `BucketDoc`: owner, region, uid, tags, notification config, versioning |
 //! | `s3_objects` | `<bucket>\0<key>` | `ObjectDoc`: blob id, size, ETag, headers, checksum, tags |
+//! | `s3_versions` | `<bucket>\0<key>\0<stamp, 32 hex>` | `ObjectDoc` of one version or delete marker |
 //! | `s3_uploads` | `<bucket>\0<key>\0<upload id>` | `UploadDoc` |
 //! | `s3_parts` | `<upload id>\0<part number, 5 digits>` | `PartDoc`: blob id, size, ETag |
 //! | `s3_events` | `<seq, 20 digits>` | `ObjectEvent` |
 //! | `s3_orphans` | `<blob id>` | `OrphanDoc`: blob not referenced by any document |
 //! | `s3_inline` | `<blob id>` | the raw bytes of an inline body (no JSON, no header) |
 //! | `s3_state` | `events_acked` | highest acknowledged event seq (decimal) |
+//!
+//! # Versioning (document version 2)
+//!
+//! A bucket whose `BucketDoc.versioning` is absent has never been versioned: it has no
+//! `s3_versions` rows and works exactly as before (its `s3_objects` documents carry no
+//! version fields). Once versioning is configured (`Enabled` or `Suspended`, never absent
+//! again), *every* version of every key, delete markers included, is a row of
+//! `s3_versions`, the owner of its body. The row key ends in the version's 32-hex-digit
+//! *stamp*: `u64::MAX - t` (t = a strictly increasing microsecond clock, also forced past
+//! the key's newest stamp) then 16 random hex digits, so a key's rows sort newest first and
+//! the first row is the current version. A version id is its stamp, except that the `null`
+//! version (written while suspended, or an object that predates versioning) has id `null`
+//! and a stamp of its own. `s3_objects` keeps mirroring the current version (the same
+//! document, carrying `vid` and `vsort` = stamp) while that is not a delete marker, and has
+//! no row while it is one, so GET/HEAD/ListObjects read `s3_objects` as before. The mirror
+//! shares the body of its version row; a body is released (inline row deleted, or orphan
+//! row + retire for a blob file) only in the transaction that deletes its version row.
+//!
+//! The first PutBucketVersioning of a bucket rewrites every existing object as its `null`
+//! version (a row in `s3_versions` plus the updated mirror) in the transaction that stores
+//! the configuration, under the bucket lock, so the invariant holds from that commit on.
+//! Each version write, delete marker or permanent version delete changes the row, the
+//! mirror and the outbox event in one grouped transaction: there is nothing to recover on
+//! open beyond the blob rule of [`crate::blob`]. Keys containing U+0000 are refused in a
+//! versioned bucket (their rows would not sort with their key). Documents of version 1
+//! (no version fields) are read as unversioned.
 //!
 //! Bucket names contain no `\0`, so a range scan from `<bucket>\0` lists a bucket in
 //! UTF-8 binary key order, as S3 does. Upload ids start with the hex initiation time, so a
@@ -60,9 +87,17 @@ pub(crate) const T_EVENTS: &str = "s3_events";
 pub(crate) const T_ORPHANS: &str = "s3_orphans";
 pub(crate) const T_STATE: &str = "s3_state";
 pub(crate) const T_INLINE: &str = "s3_inline";
-const ALL_TABLES: [&str; 7] = [T_BUCKETS, T_OBJECTS, T_UPLOADS, T_PARTS, T_EVENTS, T_ORPHANS, T_INLINE];
+pub(crate) const T_VERSIONS: &str = "s3_versions";
+const ALL_TABLES: [&str; 8] = [
+    T_BUCKETS, T_OBJECTS, T_UPLOADS, T_PARTS, T_EVENTS, T_ORPHANS, T_INLINE, T_VERSIONS,
+];
 
-const DOC_VERSION: u32 = 1;
+/// Version 2 added versioning (optional fields; version 1 documents read as unversioned).
+const DOC_VERSION: u32 = 2;
+/// The version id of the null version.
+const NULL_VERSION: &str = "null";
+/// Length of a version stamp (and of a non-null version id).
+const STAMP_LEN: usize = 32;
 const STRIPES: usize = 256;
 /// Largest single PUT / part (S3: 5 GiB).
 pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
@@ -86,11 +121,15 @@ pub(crate) struct BucketDoc {
     tags: BTreeMap<String, String>,
     #[serde(default)]
     notification: Option<String>,
+    /// Absent: never versioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    versioning: Option<Versioning>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ObjectDoc {
     version: u32,
+    #[serde(default)]
     blob: String,
     size: u64,
     etag: String,
@@ -106,6 +145,15 @@ pub(crate) struct ObjectDoc {
     /// The bytes are the `s3_inline` row of `blob`, not a blob file.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     inline: bool,
+    /// Version id (versioned buckets only): the stamp, or `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vid: Option<String>,
+    /// The stamp ending its `s3_versions` row key (versioned buckets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vsort: Option<String>,
+    /// A delete marker (only ever an `s3_versions` row): no body.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    delete_marker: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +198,7 @@ struct EventDraft {
     key: String,
     size: u64,
     etag: String,
+    version_id: Option<String>,
 }
 
 /// A staged body: either inline bytes (nothing written yet) or a blob file written,
@@ -213,6 +262,73 @@ fn upload_key(bucket: &str, key: &str, upload_id: &str) -> String {
 
 fn part_key(upload_id: &str, part: u32) -> String {
     format!("{upload_id}\0{part:05}")
+}
+
+fn ver_prefix(bucket: &str, key: &str) -> String {
+    format!("{bucket}\0{key}\0")
+}
+
+fn ver_key(bucket: &str, key: &str, stamp: &str) -> String {
+    format!("{bucket}\0{key}\0{stamp}")
+}
+
+/// The stamp at the end of an `s3_versions` row key.
+fn stamp_of(row_key: &str) -> &str {
+    row_key
+        .get(row_key.len().saturating_sub(STAMP_LEN)..)
+        .unwrap_or_default()
+}
+
+/// The microsecond time a stamp encodes.
+fn stamp_time(stamp: &str) -> Option<u64> {
+    u64::from_str_radix(stamp.get(..16)?, 16).ok().map(|inv| u64::MAX - inv)
+}
+
+/// A well-formed version id: `null` or 32 lower-case hex digits.
+fn is_version_id(s: &str) -> bool {
+    s == NULL_VERSION || (s.len() == STAMP_LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+fn invalid_version_id() -> Error {
+    Error::InvalidArgument("Invalid version id specified".into())
+}
+
+/// The version rows of `bucket/key` in `t` (an `s3_versions` snapshot), newest first, at
+/// most `limit`.
+fn key_versions(t: &TableSnapshot, bucket: &str, key: &str, limit: usize) -> Result<Vec<(String, ObjectDoc)>> {
+    let prefix = ver_prefix(bucket, key);
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    for item in t.range(Bound::Included(prefix.as_str()), Bound::Unbounded)? {
+        let (k, v) = item?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        if k.len() != prefix.len() + STAMP_LEN {
+            continue;
+        }
+        let doc = from_json(T_VERSIONS, &k, &v)?;
+        out.push((k, doc));
+        if out.len() == limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The row of version `vid` of `bucket/key`, if any.
+fn find_version(t: &TableSnapshot, bucket: &str, key: &str, vid: &str) -> Result<Option<(String, ObjectDoc)>> {
+    if vid == NULL_VERSION {
+        return Ok(key_versions(t, bucket, key, usize::MAX)?
+            .into_iter()
+            .find(|(_, d)| d.vid.as_deref() == Some(NULL_VERSION)));
+    }
+    let k = ver_key(bucket, key, vid);
+    Ok(Objects::snap_doc::<ObjectDoc>(t, T_VERSIONS, &k)?
+        .filter(|d| d.vid.as_deref() == Some(vid))
+        .map(|d| (k, d)))
 }
 
 fn event_key(seq: u64) -> String {
@@ -295,6 +411,25 @@ impl ObjectDoc {
             checksum: self.checksum.clone(),
             parts_count: self.parts_count,
             tag_count: self.tags.len(),
+            version_id: self.vid.clone(),
+        }
+    }
+
+    fn delete_marker(now_ms: i64) -> ObjectDoc {
+        ObjectDoc {
+            version: DOC_VERSION,
+            blob: String::new(),
+            size: 0,
+            etag: String::new(),
+            last_modified_ms: now_ms,
+            headers: ObjectHeaders::default(),
+            checksum: None,
+            parts_count: None,
+            tags: BTreeMap::new(),
+            inline: false,
+            vid: None,
+            vsort: None,
+            delete_marker: true,
         }
     }
 }
@@ -336,6 +471,8 @@ pub struct Objects {
     next_seq: std::sync::Mutex<u64>,
     /// Woken after every commit that wrote events (the notification dispatcher waits on it).
     events_notify: Arc<tokio::sync::Notify>,
+    /// The time (µs) of the last version stamp issued.
+    last_stamp: std::sync::Mutex<u64>,
 }
 
 impl std::fmt::Debug for Objects {
@@ -393,6 +530,7 @@ impl Objects {
             object_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             next_seq: std::sync::Mutex::new(last_event.max(acked) + 1),
             events_notify: Arc::new(tokio::sync::Notify::new()),
+            last_stamp: std::sync::Mutex::new(0),
             config,
         })
     }
@@ -469,6 +607,7 @@ impl Objects {
                     etag: e.etag,
                     sequencer: format!("{seq:016X}"),
                     time_ms,
+                    version_id: e.version_id,
                 };
                 ops.push(put(T_EVENTS, event_key(seq), to_json(&ev)?));
             }
@@ -594,6 +733,7 @@ impl Objects {
             uid: uuid::Uuid::new_v4().to_string(),
             tags: BTreeMap::new(),
             notification: None,
+            versioning: None,
         };
         self.commit(vec![put(T_BUCKETS, bucket.into(), to_json(&doc)?)], Vec::new())
             .await?;
@@ -606,7 +746,7 @@ impl Objects {
         self.bucket_doc(bucket)?;
         let prefix = format!("{bucket}\0");
         let snap = self.meta.snapshot()?;
-        for table in [T_OBJECTS, T_UPLOADS] {
+        for table in [T_OBJECTS, T_UPLOADS, T_VERSIONS] {
             let t = snap.table(table)?;
             if let Some(item) = t.range(Bound::Included(prefix.as_str()), Bound::Unbounded)?.next() {
                 let (k, _) = item?;
@@ -681,6 +821,40 @@ impl Objects {
         Ok(self.bucket_doc(bucket)?.notification)
     }
 
+    /// GetBucketVersioning: `None` for a bucket that was never versioned.
+    pub fn get_bucket_versioning(&self, bucket: &str) -> Result<Option<Versioning>> {
+        Ok(self.bucket_doc(bucket)?.versioning)
+    }
+
+    /// PutBucketVersioning. The first configuration of a bucket turns every existing
+    /// object into its `null` version, in the same transaction.
+    pub async fn put_bucket_versioning(&self, bucket: &str, state: Versioning) -> Result<()> {
+        let _g = self.buckets_lock.write().await;
+        let mut doc = self.bucket_doc(bucket)?;
+        let mut ops = Vec::new();
+        if doc.versioning.is_none() {
+            let prefix = format!("{bucket}\0");
+            for (k, v) in self.meta.scan_prefix(T_OBJECTS, &prefix)? {
+                let mut d: ObjectDoc = from_json(T_OBJECTS, &k, &v)?;
+                let stamp = self.new_stamp(None)?;
+                d.version = DOC_VERSION;
+                d.vid = Some(NULL_VERSION.into());
+                d.vsort = Some(stamp.clone());
+                let json = to_json(&d)?;
+                ops.push(put(
+                    T_VERSIONS,
+                    ver_key(bucket, &k[prefix.len()..], &stamp),
+                    json.clone(),
+                ));
+                ops.push(put(T_OBJECTS, k, json));
+            }
+        }
+        doc.versioning = Some(state);
+        doc.version = DOC_VERSION;
+        ops.push(put(T_BUCKETS, bucket.into(), to_json(&doc)?));
+        self.commit(ops, Vec::new()).await
+    }
+
     // ---------------------------------------------------------------- objects
 
     /// Replaces or creates `bucket/key` with a staged body, as one transaction with its
@@ -692,41 +866,52 @@ impl Objects {
         &self,
         bucket: &str,
         key: &str,
-        doc: ObjectDoc,
+        mut doc: ObjectDoc,
         event: &'static str,
         mut extra: Vec<MetaOp>,
         mut retired: Vec<String>,
         condition: Option<&WriteCondition>,
     ) -> Result<Result<ObjectInfo, ConditionFailed>> {
-        let info = doc.info(bucket, key);
         let staged_id = doc.blob.clone();
         let staged_inline = doc.inline;
         let result = async {
             let _b = self.buckets_lock.read().await;
             let _o = self.object_lock(bucket, key).lock().await;
-            self.bucket_doc(bucket)?;
+            let versioning = self.bucket_doc(bucket)?.versioning;
             let k = obj_key(bucket, key);
             let old: Option<ObjectDoc> = self.get_doc(T_OBJECTS, &k)?;
             if let Some(failed) = check_condition(condition, old.as_ref()) {
                 return Ok(Err(failed));
             }
-            let mut ops = vec![put(T_OBJECTS, k, to_json(&doc)?)];
-            ops.append(&mut extra);
-            if let Some(old) = old {
-                self.release(&old.blob, old.inline, &mut ops, &mut retired)?;
+            let mut ops = Vec::with_capacity(extra.len() + 3);
+            match versioning {
+                None => {
+                    ops.push(put(T_OBJECTS, k, to_json(&doc)?));
+                    if let Some(old) = old {
+                        self.release(&old.blob, old.inline, &mut ops, &mut retired)?;
+                    }
+                }
+                Some(state) => {
+                    // The old current version stays (its row owns its body).
+                    self.new_version_ops(bucket, key, state, &mut doc, &mut ops, &mut retired)?;
+                    ops.push(put(T_OBJECTS, k, to_json(&doc)?));
+                }
             }
+            ops.append(&mut extra);
             let event = EventDraft {
                 name: event,
                 bucket: bucket.into(),
                 key: key.into(),
                 size: doc.size,
                 etag: doc.etag.clone(),
+                version_id: doc.vid.clone(),
             };
-            self.commit(ops, vec![event]).await.map(Ok)
+            self.commit(ops, vec![event]).await?;
+            Ok(Ok(doc.info(bucket, key)))
         }
         .await;
         match result {
-            Ok(Ok(())) => {
+            Ok(Ok(info)) => {
                 self.retire(retired).await;
                 Ok(Ok(info))
             }
@@ -743,6 +928,66 @@ impl Objects {
                 Err(e)
             }
         }
+    }
+
+    /// A new version stamp: newer than every stamp issued before by this engine and than
+    /// `newest` (the key's newest stamp).
+    fn new_stamp(&self, newest: Option<&str>) -> Result<String> {
+        let mut last = self
+            .last_stamp
+            .lock()
+            .map_err(|_| Error::Internal("version stamp lock poisoned".into()))?;
+        let mut t = (self.now().max(0) as u64).saturating_mul(1000).max(*last + 1);
+        if let Some(n) = newest.and_then(stamp_time) {
+            t = t.max(n.saturating_add(1));
+        }
+        *last = t;
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        Ok(format!("{:016x}{}", u64::MAX - t, &random[..16]))
+    }
+
+    /// Makes `doc` the newest version of `bucket/key` in a bucket with versioning `state`:
+    /// stamps it (version id = the stamp, or `null` when suspended) and adds its
+    /// `s3_versions` row to `ops`. When suspended, the existing null version is removed
+    /// (its body released). The caller holds the object lock and writes the mirror.
+    fn new_version_ops(
+        &self,
+        bucket: &str,
+        key: &str,
+        state: Versioning,
+        doc: &mut ObjectDoc,
+        ops: &mut Vec<MetaOp>,
+        retired: &mut Vec<String>,
+    ) -> Result<()> {
+        if key.contains('\0') {
+            return Err(Error::InvalidArgument(
+                "Object keys containing U+0000 are not supported in a versioned bucket".into(),
+            ));
+        }
+        let snap = self.meta.snapshot()?;
+        let t = snap.table(T_VERSIONS)?;
+        let rows = match state {
+            Versioning::Enabled => key_versions(&t, bucket, key, 1)?,
+            Versioning::Suspended => key_versions(&t, bucket, key, usize::MAX)?,
+        };
+        let stamp = self.new_stamp(rows.first().map(|(k, _)| stamp_of(k)))?;
+        if state == Versioning::Suspended {
+            for (row, old) in &rows {
+                if old.vid.as_deref() == Some(NULL_VERSION) {
+                    ops.push(del(T_VERSIONS, row.clone()));
+                    if !old.delete_marker {
+                        self.release(&old.blob, old.inline, ops, retired)?;
+                    }
+                }
+            }
+        }
+        doc.vid = Some(match state {
+            Versioning::Enabled => stamp.clone(),
+            Versioning::Suspended => NULL_VERSION.to_string(),
+        });
+        doc.vsort = Some(stamp.clone());
+        ops.push(put(T_VERSIONS, ver_key(bucket, key, &stamp), to_json(doc)?));
+        Ok(())
     }
 
     /// The current object document of `bucket/key`, if any (no bucket check).
@@ -806,6 +1051,9 @@ impl Objects {
             parts_count: None,
             tags: opts.tags,
             inline: staged.inline,
+            vid: None,
+            vsort: None,
+            delete_marker: false,
         };
         self.install_object(
             bucket,
@@ -819,37 +1067,79 @@ impl Objects {
         .await
     }
 
-    fn object_doc(&self, bucket: &str, key: &str) -> Result<ObjectDoc> {
-        Self::object_doc_in(&self.meta.snapshot()?, bucket, key)
-    }
-
-    fn object_doc_in(snap: &kd_storage::Snapshot, bucket: &str, key: &str) -> Result<ObjectDoc> {
-        let k = obj_key(bucket, key);
-        match Self::snap_doc(&snap.table(T_OBJECTS)?, T_OBJECTS, &k)? {
-            Some(d) => Ok(d),
-            None => {
-                if snap.table(T_BUCKETS)?.get(bucket)?.is_none() {
-                    Err(Error::NoSuchBucket { bucket: bucket.into() })
-                } else {
-                    Err(Error::NoSuchKey { key: key.into() })
-                }
+    /// The document of the current version (`version_id = None`) or of the given version
+    /// of `bucket/key`, as of `snap`. A delete marker is [`Error::DeleteMarker`].
+    fn object_doc_in(
+        snap: &kd_storage::Snapshot,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<ObjectDoc> {
+        if version_id.is_none()
+            && let Some(d) = Self::snap_doc(&snap.table(T_OBJECTS)?, T_OBJECTS, &obj_key(bucket, key))?
+        {
+            return Ok(d);
+        }
+        let Some(b) = Self::snap_doc::<BucketDoc>(&snap.table(T_BUCKETS)?, T_BUCKETS, bucket)? else {
+            return Err(Error::NoSuchBucket { bucket: bucket.into() });
+        };
+        let Some(vid) = version_id else {
+            if b.versioning.is_some()
+                && let Some((_, d)) = key_versions(&snap.table(T_VERSIONS)?, bucket, key, 1)?.pop()
+                && d.delete_marker
+            {
+                return Err(Error::DeleteMarker {
+                    key: key.into(),
+                    version_id: d.vid.unwrap_or_else(|| NULL_VERSION.into()),
+                    by_version: false,
+                });
             }
+            return Err(Error::NoSuchKey { key: key.into() });
+        };
+        if !is_version_id(vid) {
+            return Err(invalid_version_id());
+        }
+        let no_such_version = || Error::NoSuchVersion {
+            key: key.into(),
+            version_id: vid.into(),
+        };
+        if b.versioning.is_none() {
+            if vid == NULL_VERSION
+                && let Some(d) = Self::snap_doc(&snap.table(T_OBJECTS)?, T_OBJECTS, &obj_key(bucket, key))?
+            {
+                return Ok(d);
+            }
+            return Err(no_such_version());
+        }
+        match find_version(&snap.table(T_VERSIONS)?, bucket, key, vid)? {
+            None => Err(no_such_version()),
+            Some((_, d)) if d.delete_marker => Err(Error::DeleteMarker {
+                key: key.into(),
+                version_id: vid.into(),
+                by_version: true,
+            }),
+            Some((_, d)) => Ok(d),
         }
     }
 
     /// HeadObject.
     pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
-        Ok(self.object_doc(bucket, key)?.info(bucket, key))
+        self.head_object_version(bucket, key, None)
+    }
+
+    /// HeadObject of the current version (`None`) or of version `version_id`.
+    pub fn head_object_version(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<ObjectInfo> {
+        Ok(Self::object_doc_in(&self.meta.snapshot()?, bucket, key, version_id)?.info(bucket, key))
     }
 
     /// Reads the object document and opens its body: an inline body comes from the same
     /// snapshot as the document; for a blob file, retries if the object was replaced
     /// between reading the document and opening the file.
-    async fn open_object(&self, bucket: &str, key: &str) -> Result<(ObjectDoc, StoredBody)> {
+    async fn open_object(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<(ObjectDoc, StoredBody)> {
         for _ in 0..8 {
             let doc = {
                 let snap = self.meta.snapshot()?;
-                let doc = Self::object_doc_in(&snap, bucket, key)?;
+                let doc = Self::object_doc_in(&snap, bucket, key, version_id)?;
                 if doc.inline {
                     let bytes = inline_bytes(snap.table(T_INLINE)?.get(&doc.blob)?, &doc.blob, doc.size)?;
                     return Ok((doc, StoredBody::Inline(bytes)));
@@ -871,7 +1161,18 @@ impl Objects {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<(ObjectInfo, Option<(u64, u64)>, BodyStream)> {
-        let (doc, stored) = self.open_object(bucket, key).await?;
+        self.get_object_version(bucket, key, None, range).await
+    }
+
+    /// GetObject of the current version (`None`) or of version `version_id`.
+    pub async fn get_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, Option<(u64, u64)>, BodyStream)> {
+        let (doc, stored) = self.open_object(bucket, key, version_id).await?;
         let resolved = resolve_range(range, doc.size)?;
         let (offset, len) = match resolved {
             Some((a, b)) => (a, b - a + 1),
@@ -881,31 +1182,106 @@ impl Objects {
         Ok((doc.info(bucket, key), resolved, stream))
     }
 
-    /// DeleteObject: a missing key is success; a removal writes an event.
+    /// DeleteObject: a missing key is success; a removal writes an event. In a versioned
+    /// bucket this inserts a delete marker (see [`Objects::delete_object_version`]).
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
-        let old = {
+        self.delete_object_version(bucket, key, None).await.map(|_| ())
+    }
+
+    /// DeleteObject with an optional version id. Without one: in an unversioned bucket the
+    /// object is removed (event `ObjectRemoved:Delete`); in a versioned bucket a delete
+    /// marker becomes the current version (id `null` when suspended, replacing the null
+    /// version; event `ObjectRemoved:DeleteMarkerCreated`). With one: that version (or
+    /// delete marker) is permanently removed, its body released, and if it was current the
+    /// next newest version becomes current (event `ObjectRemoved:Delete`). A missing key or
+    /// version is success (nothing written); a malformed id is `InvalidArgument`.
+    pub async fn delete_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<DeleteOutcome> {
+        if let Some(v) = version_id
+            && !is_version_id(v)
+        {
+            return Err(invalid_version_id());
+        }
+        let (outcome, retired) = {
             let _b = self.buckets_lock.read().await;
             let _o = self.object_lock(bucket, key).lock().await;
-            self.bucket_doc(bucket)?;
+            let versioning = self.bucket_doc(bucket)?.versioning;
             let k = obj_key(bucket, key);
-            let Some(old) = self.get_doc::<ObjectDoc>(T_OBJECTS, &k)? else {
-                return Ok(());
-            };
-            let event = EventDraft {
-                name: "ObjectRemoved:Delete",
+            let mut ops = Vec::new();
+            let mut retired = Vec::new();
+            let event = |name: &'static str, version_id: Option<String>| EventDraft {
+                name,
                 bucket: bucket.into(),
                 key: key.into(),
                 size: 0,
                 etag: String::new(),
+                version_id,
             };
-            let mut ops = vec![del(T_OBJECTS, k)];
-            let mut retired = Vec::new();
-            self.release(&old.blob, old.inline, &mut ops, &mut retired)?;
+            let nothing = DeleteOutcome {
+                version_id: version_id.map(str::to_string),
+                delete_marker: false,
+            };
+            let (outcome, event) = match (versioning, version_id) {
+                (None, v) => {
+                    if v.is_some_and(|v| v != NULL_VERSION) {
+                        return Ok(nothing);
+                    }
+                    let Some(old) = self.get_doc::<ObjectDoc>(T_OBJECTS, &k)? else {
+                        return Ok(nothing);
+                    };
+                    ops.push(del(T_OBJECTS, k));
+                    self.release(&old.blob, old.inline, &mut ops, &mut retired)?;
+                    (nothing, event("ObjectRemoved:Delete", None))
+                }
+                (Some(state), None) => {
+                    let mut marker = ObjectDoc::delete_marker(self.now());
+                    self.new_version_ops(bucket, key, state, &mut marker, &mut ops, &mut retired)?;
+                    ops.push(del(T_OBJECTS, k));
+                    (
+                        DeleteOutcome {
+                            version_id: marker.vid.clone(),
+                            delete_marker: true,
+                        },
+                        event("ObjectRemoved:DeleteMarkerCreated", marker.vid),
+                    )
+                }
+                (Some(_), Some(v)) => {
+                    let snap = self.meta.snapshot()?;
+                    let rows = key_versions(&snap.table(T_VERSIONS)?, bucket, key, usize::MAX)?;
+                    drop(snap);
+                    let Some(pos) = rows.iter().position(|(_, d)| d.vid.as_deref() == Some(v)) else {
+                        return Ok(nothing);
+                    };
+                    let (row, old) = &rows[pos];
+                    ops.push(del(T_VERSIONS, row.clone()));
+                    if !old.delete_marker {
+                        self.release(&old.blob, old.inline, &mut ops, &mut retired)?;
+                    }
+                    if pos == 0 {
+                        // The next newest version becomes current.
+                        match rows.get(1) {
+                            Some((_, next)) if !next.delete_marker => ops.push(put(T_OBJECTS, k, to_json(next)?)),
+                            _ => ops.push(del(T_OBJECTS, k)),
+                        }
+                    }
+                    (
+                        DeleteOutcome {
+                            version_id: Some(v.to_string()),
+                            delete_marker: old.delete_marker,
+                        },
+                        event("ObjectRemoved:Delete", Some(v.to_string())),
+                    )
+                }
+            };
             self.commit(ops, vec![event]).await?;
-            retired
+            (outcome, retired)
         };
-        self.retire(old).await;
-        Ok(())
+        self.retire(retired).await;
+        Ok(outcome)
     }
 
     /// CopyObject. `replace_metadata = None` is the COPY directive (headers, user metadata
@@ -936,17 +1312,42 @@ impl Objects {
         replace_metadata: Option<PutOptions>,
         condition: Option<WriteCondition>,
     ) -> Result<Result<ObjectInfo, ConditionFailed>> {
+        self.copy_object_version_if(
+            src_bucket,
+            src_key,
+            None,
+            dst_bucket,
+            dst_key,
+            replace_metadata,
+            condition,
+        )
+        .await
+    }
+
+    /// [`Objects::copy_object_if`] from version `src_version_id` of the source (`None`: its
+    /// current version). Copying a version onto its own key (to restore it) is allowed.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_object_version_if(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        src_version_id: Option<&str>,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace_metadata: Option<PutOptions>,
+        condition: Option<WriteCondition>,
+    ) -> Result<Result<ObjectInfo, ConditionFailed>> {
         validate_key(dst_key)?;
         if let Some(o) = &replace_metadata {
             validate_tags(&o.tags, MAX_OBJECT_TAGS)?;
         }
-        if src_bucket == dst_bucket && src_key == dst_key && replace_metadata.is_none() {
+        if src_bucket == dst_bucket && src_key == dst_key && replace_metadata.is_none() && src_version_id.is_none() {
             return Err(Error::InvalidRequest(
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),
             ));
         }
         self.bucket_doc(dst_bucket)?;
-        let (src, stored) = self.open_object(src_bucket, src_key).await?;
+        let (src, stored) = self.open_object(src_bucket, src_key, src_version_id).await?;
         if condition.is_some()
             && let Some(failed) = check_condition(condition.as_ref(), self.current_doc(dst_bucket, dst_key)?.as_ref())
         {
@@ -977,6 +1378,9 @@ impl Objects {
             parts_count: src.parts_count,
             tags,
             inline: staged.inline,
+            vid: None,
+            vsort: None,
+            delete_marker: false,
         };
         // A copy of a plain object has the MD5 of its bytes, which is the source's ETag; a
         // copy of a multipart object keeps the multipart ETag, as S3 does.
@@ -1087,31 +1491,219 @@ impl Objects {
         Ok(page)
     }
 
+    /// ListObjectVersions: versions and delete markers of keys starting with `prefix`, in
+    /// key order and newest first within a key, after (`key_marker`, `version_id_marker`),
+    /// rolled up at `delimiter`; at most `max_keys` entries (versions + common prefixes).
+    /// An unversioned bucket lists each object as its `null` version.
+    pub fn list_object_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        key_marker: Option<&str>,
+        version_id_marker: Option<&str>,
+        max_keys: usize,
+    ) -> Result<VersionPage> {
+        let snap = self.meta.snapshot()?;
+        let Some(b) = Self::snap_doc::<BucketDoc>(&snap.table(T_BUCKETS)?, T_BUCKETS, bucket)? else {
+            return Err(Error::NoSuchBucket { bucket: bucket.into() });
+        };
+        if let Some(v) = version_id_marker
+            && !is_version_id(v)
+        {
+            return Err(Error::InvalidArgument("Invalid version id specified".into()));
+        }
+        let versioned = b.versioning.is_some();
+        let table_name = if versioned { T_VERSIONS } else { T_OBJECTS };
+        let table = snap.table(table_name)?;
+        let base = format!("{bucket}\0");
+        let full_prefix = format!("{base}{prefix}");
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        let mut page = VersionPage::default();
+        if max_keys == 0 {
+            return Ok(page);
+        }
+        let mut start = Bound::Included(full_prefix.clone());
+        let mut skip: Option<String> = None;
+        // The key whose rows before `start` were already listed (its next row is not latest).
+        let mut prev_key: Option<String> = None;
+        if let Some(km) = key_marker {
+            let after_full = format!("{base}{km}");
+            if after_full >= full_prefix {
+                if let Some(d) = delimiter
+                    && let Some(rest) = km.strip_prefix(prefix)
+                    && rest.ends_with(d)
+                    && rest.find(d).map(|i| i + d.len()) == Some(rest.len())
+                {
+                    start = Bound::Excluded(format!("{after_full}{MAX_CHAR}"));
+                    skip = Some(after_full);
+                } else if !versioned {
+                    start = Bound::Excluded(after_full);
+                } else {
+                    let stamp = match version_id_marker {
+                        Some(NULL_VERSION) => {
+                            find_version(&table, bucket, km, NULL_VERSION)?.map(|(row, _)| stamp_of(&row).to_string())
+                        }
+                        Some(v) => Some(v.to_string()),
+                        None => None,
+                    };
+                    match stamp {
+                        Some(s) => {
+                            start = Bound::Excluded(ver_key(bucket, km, &s));
+                            prev_key = Some(km.to_string());
+                        }
+                        None => start = Bound::Excluded(format!("{after_full}\0{MAX_CHAR}")),
+                    }
+                }
+            }
+        }
+        let mut count = 0usize;
+        'seek: loop {
+            let range = match &start {
+                Bound::Included(s) => table.range(Bound::Included(s.as_str()), Bound::Unbounded)?,
+                Bound::Excluded(s) => table.range(Bound::Excluded(s.as_str()), Bound::Unbounded)?,
+                Bound::Unbounded => table.range(Bound::Unbounded, Bound::Unbounded)?,
+            };
+            for item in range {
+                let (k, v) = item?;
+                if !k.starts_with(&full_prefix) {
+                    break 'seek;
+                }
+                if let Some(s) = &skip
+                    && k.starts_with(s.as_str())
+                {
+                    continue;
+                }
+                let key = if versioned {
+                    match k.len().checked_sub(STAMP_LEN + 1) {
+                        Some(end) if end >= base.len() => &k[base.len()..end],
+                        _ => continue,
+                    }
+                } else {
+                    &k[base.len()..]
+                };
+                if !key.starts_with(prefix) {
+                    continue;
+                }
+                let rolled = delimiter.and_then(|d| {
+                    key[prefix.len()..]
+                        .find(d)
+                        .map(|i| key[..prefix.len() + i + d.len()].to_string())
+                });
+                if count == max_keys {
+                    page.is_truncated = true;
+                    break 'seek;
+                }
+                count += 1;
+                match rolled {
+                    Some(cp) => {
+                        let cp_full = format!("{base}{cp}");
+                        start = Bound::Excluded(format!("{cp_full}{MAX_CHAR}"));
+                        skip = Some(cp_full);
+                        page.next_key_marker = Some(cp.clone());
+                        page.next_version_id_marker = None;
+                        page.common_prefixes.push(cp);
+                        continue 'seek;
+                    }
+                    None => {
+                        let doc: ObjectDoc = from_json(table_name, &k, &v)?;
+                        let is_latest = prev_key.as_deref() != Some(key);
+                        if is_latest {
+                            prev_key = Some(key.to_string());
+                        }
+                        let version_id = doc.vid.clone().unwrap_or_else(|| NULL_VERSION.into());
+                        page.next_key_marker = Some(key.to_string());
+                        page.next_version_id_marker = Some(version_id.clone());
+                        page.versions.push(VersionEntry {
+                            info: doc.info(bucket, key),
+                            version_id,
+                            is_latest,
+                            delete_marker: doc.delete_marker,
+                        });
+                    }
+                }
+            }
+            break;
+        }
+        if !page.is_truncated {
+            page.next_key_marker = None;
+            page.next_version_id_marker = None;
+        }
+        Ok(page)
+    }
+
     // ---------------------------------------------------------------- object tags
 
     /// GetObjectTagging.
     pub fn get_object_tags(&self, bucket: &str, key: &str) -> Result<BTreeMap<String, String>> {
-        Ok(self.object_doc(bucket, key)?.tags)
+        self.get_object_version_tags(bucket, key, None)
     }
 
-    async fn update_object(&self, bucket: &str, key: &str, f: impl FnOnce(&mut ObjectDoc)) -> Result<()> {
+    /// GetObjectTagging of the current version (`None`) or of version `version_id`.
+    pub fn get_object_version_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<BTreeMap<String, String>> {
+        Ok(Self::object_doc_in(&self.meta.snapshot()?, bucket, key, version_id)?.tags)
+    }
+
+    /// Rewrites one version's document (its row and, if it is current, the mirror);
+    /// returns its version id.
+    async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        f: impl FnOnce(&mut ObjectDoc),
+    ) -> Result<Option<String>> {
         let _b = self.buckets_lock.read().await;
         let _o = self.object_lock(bucket, key).lock().await;
-        let mut doc = self.object_doc(bucket, key)?;
+        let snap = self.meta.snapshot()?;
+        let mut doc = Self::object_doc_in(&snap, bucket, key, version_id)?;
         f(&mut doc);
-        self.commit(vec![put(T_OBJECTS, obj_key(bucket, key), to_json(&doc)?)], Vec::new())
-            .await
+        let json = to_json(&doc)?;
+        let k = obj_key(bucket, key);
+        let mut ops = Vec::with_capacity(2);
+        match &doc.vsort {
+            None => ops.push(put(T_OBJECTS, k, json)),
+            Some(stamp) => {
+                let current: Option<ObjectDoc> = Self::snap_doc(&snap.table(T_OBJECTS)?, T_OBJECTS, &k)?;
+                drop(snap);
+                ops.push(put(T_VERSIONS, ver_key(bucket, key, stamp), json.clone()));
+                if current.is_some_and(|c| c.vsort.as_deref() == Some(stamp.as_str())) {
+                    ops.push(put(T_OBJECTS, k, json));
+                }
+            }
+        }
+        self.commit(ops, Vec::new()).await?;
+        Ok(doc.vid)
     }
 
     /// PutObjectTagging (replaces the set; at most 10 tags).
     pub async fn put_object_tags(&self, bucket: &str, key: &str, tags: BTreeMap<String, String>) -> Result<()> {
+        self.put_object_version_tags(bucket, key, None, tags).await.map(|_| ())
+    }
+
+    /// PutObjectTagging of the current version (`None`) or of version `version_id`;
+    /// returns the version id of the version tagged.
+    pub async fn put_object_version_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Option<String>> {
         validate_tags(&tags, MAX_OBJECT_TAGS)?;
-        self.update_object(bucket, key, |d| d.tags = tags).await
+        self.update_object(bucket, key, version_id, |d| d.tags = tags).await
     }
 
     /// DeleteObjectTagging.
     pub async fn delete_object_tags(&self, bucket: &str, key: &str) -> Result<()> {
-        self.update_object(bucket, key, |d| d.tags.clear()).await
+        self.update_object(bucket, key, None, |d| d.tags.clear())
+            .await
+            .map(|_| ())
     }
 
     // ---------------------------------------------------------------- multipart
@@ -1254,7 +1846,7 @@ impl Objects {
     ) -> Result<PartInfo> {
         Self::check_part_number(part_number)?;
         let upload = self.upload_doc(bucket, key, upload_id)?;
-        let (src, stored) = self.open_object(src_bucket, src_key).await?;
+        let (src, stored) = self.open_object(src_bucket, src_key, None).await?;
         let (offset, len) = match resolve_range(range, src.size)? {
             Some((a, b)) => (a, b - a + 1),
             None => (0, src.size),
@@ -1372,6 +1964,9 @@ impl Objects {
             parts_count: u32::try_from(parts.len()).ok(),
             tags: upload.tags,
             inline: staged.inline,
+            vid: None,
+            vsort: None,
+            delete_marker: false,
         };
         let mut extra = vec![adopt, del(T_UPLOADS, upload_key(bucket, key, upload_id))];
         let mut retired = Vec::new();
@@ -1638,6 +2233,9 @@ mod tests {
                 parts_count: None,
                 tags: BTreeMap::new(),
                 inline: false,
+                vid: None,
+                vsort: None,
+                delete_marker: false,
             };
             let value = to_json(&doc)?;
             // Many concurrent writers of 1,000 entries each, grouped into shared commits.

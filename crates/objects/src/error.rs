@@ -40,6 +40,26 @@ pub enum Error {
         /// The object key.
         key: String,
     },
+    /// `NoSuchVersion` (404): no version of the key has this id.
+    #[error("The specified version does not exist: {key} version {version_id}")]
+    NoSuchVersion {
+        /// The object key.
+        key: String,
+        /// The version id asked for.
+        version_id: String,
+    },
+    /// The addressed version is a delete marker: `MethodNotAllowed` (405) when it was
+    /// addressed by version id, otherwise `NoSuchKey` (404, the key's current version is a
+    /// delete marker). Both answers carry `x-amz-delete-marker: true` and its version id.
+    #[error("{}", if *by_version { "The specified method is not allowed against this resource." } else { "The specified key does not exist." })]
+    DeleteMarker {
+        /// The object key.
+        key: String,
+        /// The delete marker's version id.
+        version_id: String,
+        /// It was addressed by version id.
+        by_version: bool,
+    },
     /// `NoSuchUpload` (404).
     #[error("The specified multipart upload does not exist: {upload_id}")]
     NoSuchUpload {

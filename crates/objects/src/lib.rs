@@ -14,6 +14,12 @@
 //! * Other bytes: `<root>/blobs/<xx>/<uuid>` (one file per object or part, raw bytes; `xx`
 //!   = the first two hex digits of the uuid) and `<root>/tmp/<uuid>` while a body streams.
 //!   An object key never becomes a path.
+//! * Versions (document format 2): a bucket with versioning configured keeps every version
+//!   and delete marker of a key in `s3_versions` under `<bucket>\0<key>\0<stamp>` (32 hex
+//!   digits, newest first; the version id is the stamp, or `null`), and `s3_objects` mirrors
+//!   the current version unless it is a delete marker. Never-versioned buckets have no such
+//!   rows and no version fields; format-1 documents (all pre-versioning) read as
+//!   unversioned. Layout and rules: [`engine`].
 //!
 //! # Durability and recovery
 //!
@@ -30,6 +36,14 @@
 //! written in the transaction that drops a reference). On open: `tmp/` is emptied and
 //! every blob with an orphan row is deleted, so no crash leaves a stray blob or loses a
 //! referenced one. Details: [`blob`].
+//!
+//! Versioning adds no recovery step: a new version (its row, the mirror, a replaced null
+//! version's release, the event), a delete marker, or a permanent version delete is one
+//! grouped transaction, and the first PutBucketVersioning converts the bucket's objects to
+//! `null` versions in the transaction that stores the configuration. A body is owned by its
+//! version row: it is released (inline row deleted, or orphan row written and the blob file
+//! retired after the commit) only in the transaction that permanently deletes that version
+//! (or replaces the `null` version), so the blob rule above still covers every crash.
 //!
 //! # object_store
 //!
@@ -51,7 +65,8 @@ pub use error::{Error, Result};
 pub use names::{MAX_KEY_LEN, validate_bucket_name};
 pub use types::{
     BodyStream, BucketInfo, ByteRange, ChecksumAlgorithm, ChecksumRequest, ConditionFailed, Config, DEFAULT_INLINE_MAX,
-    ListPage, ObjectEvent, ObjectHeaders, ObjectInfo, PartInfo, PutOptions, UploadInfo, WriteCondition,
+    DeleteOutcome, ListPage, ObjectEvent, ObjectHeaders, ObjectInfo, PartInfo, PutOptions, UploadInfo, VersionEntry,
+    VersionPage, Versioning, WriteCondition,
 };
 
 /// S3's minimum size of every part but the last (5 MiB).

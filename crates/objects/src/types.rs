@@ -191,6 +191,67 @@ pub struct ObjectInfo {
     pub parts_count: Option<u32>,
     /// Number of tags (`x-amz-tagging-count`).
     pub tag_count: usize,
+    /// The version id (`x-amz-version-id`): `None` for an object written while its bucket
+    /// had never been versioned, `"null"` for the null version of a versioned bucket.
+    pub version_id: Option<String>,
+}
+
+/// A bucket's versioning state (PutBucketVersioning). A bucket that never had one is
+/// unversioned; once set, it can only switch between these two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    /// Every write creates a new version with a unique id.
+    Enabled,
+    /// Writes replace the `null` version; existing versions are kept.
+    Suspended,
+}
+
+impl Versioning {
+    /// The S3 spelling ("Enabled", "Suspended").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Versioning::Enabled => "Enabled",
+            Versioning::Suspended => "Suspended",
+        }
+    }
+}
+
+/// What DeleteObject did (`x-amz-delete-marker`, `x-amz-version-id`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The version created (a delete marker) or permanently removed; `None` in an
+    /// unversioned bucket.
+    pub version_id: Option<String>,
+    /// A delete marker was created, or the removed version was a delete marker.
+    pub delete_marker: bool,
+}
+
+/// One entry of ListObjectVersions: an object version or a delete marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionEntry {
+    /// The version's metadata (size 0 and empty ETag for a delete marker).
+    pub info: ObjectInfo,
+    /// Its version id (`"null"` for the null version).
+    pub version_id: String,
+    /// It is the key's current version.
+    pub is_latest: bool,
+    /// It is a delete marker.
+    pub delete_marker: bool,
+}
+
+/// One page of ListObjectVersions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionPage {
+    /// Versions and delete markers, in key order, newest first within a key.
+    pub versions: Vec<VersionEntry>,
+    /// Common prefixes (with a delimiter), in order.
+    pub common_prefixes: Vec<String>,
+    /// More entries follow.
+    pub is_truncated: bool,
+    /// When truncated: the key (or common prefix) of the last entry returned.
+    pub next_key_marker: Option<String>,
+    /// When truncated and the last entry was a version: its version id.
+    pub next_version_id_marker: Option<String>,
 }
 
 /// A precondition of a conditional write (S3's `If-None-Match: *` / `If-Match` on
@@ -291,8 +352,8 @@ pub struct ObjectEvent {
     pub version: u32,
     /// Outbox sequence number (strictly increasing, never reused).
     pub seq: u64,
-    /// "ObjectCreated:Put", "ObjectCreated:Copy", "ObjectCreated:CompleteMultipartUpload" or
-    /// "ObjectRemoved:Delete".
+    /// "ObjectCreated:Put", "ObjectCreated:Copy", "ObjectCreated:CompleteMultipartUpload",
+    /// "ObjectRemoved:Delete" or "ObjectRemoved:DeleteMarkerCreated".
     pub event_name: String,
     /// Bucket.
     pub bucket: String,
@@ -306,4 +367,8 @@ pub struct ObjectEvent {
     pub sequencer: String,
     /// Event time, ms since the epoch.
     pub time_ms: i64,
+    /// The version created or removed, in a bucket that has versioning configured (absent
+    /// in events stored before versioning existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }

@@ -12,4 +12,5 @@ mod kinesis_errors;
 mod kinesis_wire;
 mod lambda_e2e;
 mod lambda_wire;
+mod s3_versioning;
 mod s3_wire;
