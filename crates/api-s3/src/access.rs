@@ -32,6 +32,8 @@ pub fn action_of(op: &str) -> String {
         "DeleteBucketTagging" => "PutBucketTagging",
         "GetBucketNotificationConfiguration" => "GetBucketNotification",
         "PutBucketNotificationConfiguration" => "PutBucketNotification",
+        "PutBucketReplication" | "DeleteBucketReplication" => "PutReplicationConfiguration",
+        "GetBucketReplication" => "GetReplicationConfiguration",
         other => other,
     };
     format!("s3:{a}")

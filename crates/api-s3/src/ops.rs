@@ -1263,6 +1263,86 @@ impl S3 for S3Api {
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         self.list_object_versions_impl(req).await
     }
+
+    async fn put_bucket_replication(
+        &self,
+        req: S3Request<PutBucketReplicationInput>,
+    ) -> S3Result<S3Response<PutBucketReplicationOutput>> {
+        self.owned_bucket(&req, &req.input.bucket)?;
+        let i = req.input;
+        let enabled = |bucket: &str| -> S3Result<bool> {
+            Ok(self.objects.get_bucket_versioning(bucket).map_err(s3_err)? == Some(Versioning::Enabled))
+        };
+        if !enabled(&i.bucket)? {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Versioning must be 'Enabled' on the bucket to apply a replication configuration"
+            ));
+        }
+        let cfg = &i.replication_configuration;
+        if !cfg.role.starts_with("arn:aws:iam::") {
+            return Err(s3_error!(InvalidArgument, "Invalid ARN"));
+        }
+        if cfg.rules.is_empty() || cfg.rules.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            ));
+        }
+        for rule in &cfg.rules {
+            let dest = rule
+                .destination
+                .bucket
+                .strip_prefix("arn:aws:s3:::")
+                .ok_or_else(|| s3_error!(InvalidArgument, "Invalid bucket ARN"))?;
+            if self.objects.bucket(dest).is_err() {
+                return Err(s3_error!(InvalidRequest, "Destination bucket must exist."));
+            }
+            if !enabled(dest)? {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Destination bucket must have versioning enabled."
+                ));
+            }
+        }
+        let json =
+            serde_json::to_string(cfg).map_err(|e| s3_error!(InternalError, "cannot store the configuration: {e}"))?;
+        self.objects
+            .set_bucket_replication(&i.bucket, Some(json))
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(PutBucketReplicationOutput {}))
+    }
+
+    async fn get_bucket_replication(
+        &self,
+        req: S3Request<GetBucketReplicationInput>,
+    ) -> S3Result<S3Response<GetBucketReplicationOutput>> {
+        self.owned_bucket(&req, &req.input.bucket)?;
+        let Some(json) = self.objects.get_bucket_replication(&req.input.bucket).map_err(s3_err)? else {
+            return Err(s3_error!(
+                ReplicationConfigurationNotFoundError,
+                "The replication configuration was not found"
+            ));
+        };
+        let cfg: ReplicationConfiguration = serde_json::from_str(&json)
+            .map_err(|e| s3_error!(InternalError, "stored configuration is unreadable: {e}"))?;
+        Ok(S3Response::new(GetBucketReplicationOutput {
+            replication_configuration: Some(cfg),
+        }))
+    }
+
+    async fn delete_bucket_replication(
+        &self,
+        req: S3Request<DeleteBucketReplicationInput>,
+    ) -> S3Result<S3Response<DeleteBucketReplicationOutput>> {
+        self.owned_bucket(&req, &req.input.bucket)?;
+        self.objects
+            .set_bucket_replication(&req.input.bucket, None)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(DeleteBucketReplicationOutput {}))
+    }
 }
 
 impl S3Api {

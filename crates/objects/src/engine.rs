@@ -5,7 +5,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `s3_buckets` | `<bucket>` | `BucketDoc`: owner, region, uid, tags, notification config, versioning |
+//! | `s3_buckets` | `<bucket>` | `BucketDoc`: owner, region, uid, tags, notification config, versioning, replication config |
 //! | `s3_objects` | `<bucket>\0<key>` | `ObjectDoc`: blob id, size, ETag, headers, checksum, tags |
 //! | `s3_versions` | `<bucket>\0<key>\0<stamp, 32 hex>` | `ObjectDoc` of one version or delete marker |
 //! | `s3_uploads` | `<bucket>\0<key>\0<upload id>` | `UploadDoc` |
@@ -124,6 +124,9 @@ pub(crate) struct BucketDoc {
     /// Absent: never versioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     versioning: Option<Versioning>,
+    /// PutBucketReplication's configuration, stored opaque (the adapter validates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replication: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -733,6 +736,7 @@ impl Objects {
             uid: uuid::Uuid::new_v4().to_string(),
             tags: BTreeMap::new(),
             notification: None,
+            replication: None,
             versioning: None,
         };
         self.commit(vec![put(T_BUCKETS, bucket.into(), to_json(&doc)?)], Vec::new())
@@ -819,6 +823,20 @@ impl Objects {
     /// GetBucketNotificationConfiguration.
     pub fn get_bucket_notification(&self, bucket: &str) -> Result<Option<String>> {
         Ok(self.bucket_doc(bucket)?.notification)
+    }
+
+    /// PutBucketReplication (`Some`) / DeleteBucketReplication (`None`): stored opaque.
+    pub async fn set_bucket_replication(&self, bucket: &str, config_json: Option<String>) -> Result<()> {
+        self.update_bucket(bucket, |d| {
+            d.replication = config_json;
+            Ok(())
+        })
+        .await
+    }
+
+    /// GetBucketReplication.
+    pub fn get_bucket_replication(&self, bucket: &str) -> Result<Option<String>> {
+        Ok(self.bucket_doc(bucket)?.replication)
     }
 
     /// GetBucketVersioning: `None` for a bucket that was never versioned.

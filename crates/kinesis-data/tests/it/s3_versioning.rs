@@ -340,3 +340,69 @@ async fn suspended_copy_tagging_and_batch_delete() -> R {
     assert_eq!((code.as_str(), status), ("NoSuchVersion", 404));
     Ok(())
 }
+
+#[tokio::test]
+async fn replication_configuration_needs_versioned_buckets() -> R {
+    use aws_sdk_s3::types::{
+        Destination, ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus,
+    };
+    let s = TestServer::start().await?;
+    let c = s.s3();
+    for b in ["repl-src", "repl-dst"] {
+        c.create_bucket().bucket(b).send().await?;
+    }
+    let cfg = ReplicationConfiguration::builder()
+        .role("arn:aws:iam::000000000000:role/replication")
+        .rules(
+            ReplicationRule::builder()
+                .id("all")
+                .priority(1)
+                .status(ReplicationRuleStatus::Enabled)
+                .filter(ReplicationRuleFilter::builder().prefix("").build())
+                .destination(Destination::builder().bucket("arn:aws:s3:::repl-dst").build()?)
+                .build()?,
+        )
+        .build()?;
+    let put = |cfg: ReplicationConfiguration| {
+        c.put_bucket_replication()
+            .bucket("repl-src")
+            .replication_configuration(cfg)
+            .send()
+    };
+    let enable = |b: &'static str| {
+        c.put_bucket_versioning()
+            .bucket(b)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+    };
+    let (code, status, _, _) = failure(put(cfg.clone()).await);
+    assert_eq!(
+        (code.as_str(), status),
+        ("InvalidRequest", 400),
+        "the source must be versioned"
+    );
+    enable("repl-src").await?;
+    let (code, status, _, _) = failure(put(cfg.clone()).await);
+    assert_eq!(
+        (code.as_str(), status),
+        ("InvalidRequest", 400),
+        "the destination must be versioned"
+    );
+    enable("repl-dst").await?;
+    put(cfg).await?;
+    let got = c.get_bucket_replication().bucket("repl-src").send().await?;
+    let got = got.replication_configuration().expect("configuration");
+    assert_eq!(got.role(), "arn:aws:iam::000000000000:role/replication");
+    assert_eq!(
+        got.rules()[0].destination().map(|d| d.bucket()),
+        Some("arn:aws:s3:::repl-dst")
+    );
+    c.delete_bucket_replication().bucket("repl-src").send().await?;
+    let (code, status, _, _) = failure(c.get_bucket_replication().bucket("repl-src").send().await);
+    assert_eq!((code.as_str(), status), ("ReplicationConfigurationNotFoundError", 404));
+    Ok(())
+}
