@@ -934,24 +934,20 @@ impl Call<'_> {
         if !self.api.enforce_trust {
             return Ok(());
         }
-        use kd_iam::policy::{ConditionContext, Decision, DocKind, PolicyDocument, Principal, principal_allowed};
-        let refused = || {
-            invalid(format!(
-                "Firehose is unable to assume role {role_arn}. Please check the role provided."
-            ))
-        };
-        let (account, name) = kd_iam::store::parse_role_arn(role_arn).ok_or_else(refused)?;
-        let role = self.api.iam.get_role(&account, &name).map_err(|_| refused())?;
-        let doc = PolicyDocument::parse(&role.assume_role_policy_document, DocKind::Trust).map_err(|_| refused())?;
-        let ctx = ConditionContext::new()
+        let ctx = kd_iam::policy::ConditionContext::new()
             .source_account(&self.scope.account)
             .source_arn(&self.arn(stream_name))
             .with("sts:ExternalId", self.scope.account.clone());
-        let who = Principal::Service("firehose.amazonaws.com".to_owned());
-        match principal_allowed(&doc, &who, "sts:AssumeRole", &role.arn, &ctx) {
-            Decision::Allow => Ok(()),
-            Decision::ExplicitDeny | Decision::ImplicitDeny => Err(refused()),
+        if self
+            .api
+            .iam
+            .service_may_assume(role_arn, "firehose.amazonaws.com", &ctx)
+        {
+            return Ok(());
         }
+        Err(invalid(format!(
+            "Firehose is unable to assume role {role_arn}. Please check the role provided."
+        )))
     }
 
     async fn create(&self) -> Reply {

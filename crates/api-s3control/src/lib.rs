@@ -304,21 +304,13 @@ impl S3ControlApi {
         if !self.enforce_trust {
             return Ok(());
         }
-        use kd_iam::policy::{ConditionContext, Decision, DocKind, PolicyDocument, Principal, principal_allowed};
-        let refused = || {
-            bad_request(format!(
-                "The role {role_arn} cannot be assumed by S3 Batch Operations: it must exist and its trust policy must allow {SERVICE_PRINCIPAL} to call sts:AssumeRole."
-            ))
-        };
-        let (role_account, name) = kd_iam::store::parse_role_arn(role_arn).ok_or_else(refused)?;
-        let role = self.iam.get_role(&role_account, &name).map_err(|_| refused())?;
-        let doc = PolicyDocument::parse(&role.assume_role_policy_document, DocKind::Trust).map_err(|_| refused())?;
-        let ctx = ConditionContext::new().source_account(account);
-        let who = Principal::Service(SERVICE_PRINCIPAL.to_owned());
-        match principal_allowed(&doc, &who, "sts:AssumeRole", &role.arn, &ctx) {
-            Decision::Allow => Ok(()),
-            Decision::ExplicitDeny | Decision::ImplicitDeny => Err(refused()),
+        let ctx = kd_iam::policy::ConditionContext::new().source_account(account);
+        if self.iam.service_may_assume(role_arn, SERVICE_PRINCIPAL, &ctx) {
+            return Ok(());
         }
+        Err(bad_request(format!(
+            "The role {role_arn} cannot be assumed by S3 Batch Operations: it must exist and its trust policy must allow {SERVICE_PRINCIPAL} to call sts:AssumeRole."
+        )))
     }
 
     async fn create(&self, call: &Call<'_>) -> Reply {

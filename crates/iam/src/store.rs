@@ -796,6 +796,23 @@ impl IamStore {
         })
     }
 
+    /// Whether `role_arn` names an existing role whose trust policy lets the service
+    /// principal `service` (e.g. `lambda.amazonaws.com`) call `sts:AssumeRole`, with `ctx`
+    /// as the request's condition keys. The check every service makes on the role it is given.
+    pub fn service_may_assume(&self, role_arn: &str, service: &str, ctx: &crate::policy::ConditionContext) -> bool {
+        let Some((account, name)) = parse_role_arn(role_arn) else {
+            return false;
+        };
+        let Ok(role) = self.get_role(&account, &name) else {
+            return false;
+        };
+        let Ok(doc) = PolicyDocument::parse(&role.assume_role_policy_document, DocKind::Trust) else {
+            return false;
+        };
+        let who = crate::policy::Principal::Service(service.to_owned());
+        crate::policy::principal_allowed(&doc, &who, "sts:AssumeRole", &role.arn, ctx) == crate::policy::Decision::Allow
+    }
+
     /// `GetRole`.
     pub fn get_role(&self, account: &str, name: &str) -> Result<Role, StoreError> {
         self.read()

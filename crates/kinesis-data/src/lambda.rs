@@ -64,20 +64,11 @@ impl Roles for LambdaRoles {
         if !self.enforce {
             return Ok(());
         }
-        let (account, name) = kd_iam::store::parse_role_arn(role_arn).ok_or_else(|| CANNOT_ASSUME.to_owned())?;
-        let role = self
-            .store
-            .get_role(&account, &name)
-            .map_err(|_| CANNOT_ASSUME.to_owned())?;
-        let doc =
-            kd_iam::policy::PolicyDocument::parse(&role.assume_role_policy_document, kd_iam::policy::DocKind::Trust)
-                .map_err(|_| CANNOT_ASSUME.to_owned())?;
-        let who = kd_iam::policy::Principal::Service("lambda.amazonaws.com".to_owned());
         let ctx = kd_iam::policy::ConditionContext::new();
-        match kd_iam::policy::principal_allowed(&doc, &who, "sts:AssumeRole", role_arn, &ctx) {
-            kd_iam::policy::Decision::Allow => Ok(()),
-            _ => Err(CANNOT_ASSUME.to_owned()),
+        if self.store.service_may_assume(role_arn, "lambda.amazonaws.com", &ctx) {
+            return Ok(());
         }
+        Err(CANNOT_ASSUME.to_owned())
     }
 
     fn credentials(&self, role_arn: &str, function_name: &str) -> Result<Credentials, String> {
