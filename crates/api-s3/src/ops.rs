@@ -12,6 +12,11 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use crate::S3Api;
 
+/// Whether the rules are all V1 (`Prefix`) or all V2 (`Filter`), as S3 requires.
+fn v1_or_v2_alone(rules: &[s3s::dto::ReplicationRule]) -> bool {
+    rules.iter().all(|r| r.filter.is_some()) || rules.iter().all(|r| r.filter.is_none())
+}
+
 /// Maps every engine error to S3's code, status and message.
 pub fn s3_err(e: OErr) -> S3Error {
     let msg = e.to_string();
@@ -53,6 +58,7 @@ pub fn s3_err(e: OErr) -> S3Error {
         OErr::InvalidDigest { .. } => S3ErrorCode::InvalidDigest,
         OErr::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
         OErr::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
+        OErr::InvalidBucketState(_) => S3ErrorCode::InvalidBucketState,
         OErr::IncompleteBody(_) => S3ErrorCode::IncompleteBody,
         OErr::InvalidTag(_) => S3ErrorCode::InvalidTag,
         OErr::KeyTooLong { .. } => S3ErrorCode::KeyTooLongError,
@@ -531,6 +537,9 @@ impl S3 for S3Api {
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
             checksum_sha256: c.sha256,
+            replication_status: info
+                .replication_status
+                .map(|r| ReplicationStatus::from(r.as_str().to_owned())),
             version_id: info.version_id,
             ..Default::default()
         }))
@@ -577,6 +586,9 @@ impl S3 for S3Api {
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
             checksum_sha256: c.sha256,
+            replication_status: info
+                .replication_status
+                .map(|r| ReplicationStatus::from(r.as_str().to_owned())),
             version_id: info.version_id,
             ..Default::default()
         }))
@@ -1289,7 +1301,10 @@ impl S3 for S3Api {
                 "The XML you provided was not well-formed or did not validate against our published schema"
             ));
         }
-        for rule in &cfg.rules {
+        let mut rules = Vec::with_capacity(cfg.rules.len());
+        let mut ids = std::collections::HashSet::new();
+        let mut priorities = std::collections::HashSet::new();
+        for (n, rule) in cfg.rules.iter().enumerate() {
             let dest = rule
                 .destination
                 .bucket
@@ -1304,11 +1319,102 @@ impl S3 for S3Api {
                     "Destination bucket must have versioning enabled."
                 ));
             }
+            if dest == i.bucket {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Destination bucket cannot be the same as the source bucket."
+                ));
+            }
+            let id = rule.id.clone().unwrap_or_else(|| format!("rule-{}", n + 1));
+            if id.len() > 255 {
+                return Err(s3_error!(InvalidArgument, "ID must be no longer than 255 characters"));
+            }
+            if !ids.insert(id.clone()) {
+                return Err(s3_error!(InvalidRequest, "Rule Id must be unique."));
+            }
+            // V1 rules (a `Prefix` of their own) vs V2 rules (`Filter`, with `Priority` and
+            // `DeleteMarkerReplication`).
+            let (prefix, tags) = match (&rule.prefix, &rule.filter) {
+                (Some(_), Some(_)) => {
+                    return Err(s3_error!(
+                        MalformedXML,
+                        "The XML you provided was not well-formed or did not validate against our published schema"
+                    ));
+                }
+                (p, None) => (p.clone().unwrap_or_default(), Vec::new()),
+                (None, Some(f)) => {
+                    let tag = |t: &s3s::dto::Tag| -> S3Result<(String, String)> {
+                        match (&t.key, &t.value) {
+                            (Some(k), Some(v)) => Ok((k.clone(), v.clone())),
+                            _ => Err(s3_error!(InvalidArgument, "A tag must have a key and a value")),
+                        }
+                    };
+                    match (&f.prefix, &f.tag, &f.and) {
+                        (p, None, None) => (p.clone().unwrap_or_default(), Vec::new()),
+                        (None, Some(t), None) => (String::new(), vec![tag(t)?]),
+                        (None, None, Some(a)) => (
+                            a.prefix.clone().unwrap_or_default(),
+                            a.tags.iter().flatten().map(tag).collect::<S3Result<Vec<_>>>()?,
+                        ),
+                        _ => {
+                            return Err(s3_error!(
+                                MalformedXML,
+                                "The XML you provided was not well-formed or did not validate against our published schema"
+                            ));
+                        }
+                    }
+                }
+            };
+            let v2 = rule.filter.is_some();
+            if v2 && rule.delete_marker_replication.is_none() {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "DeleteMarkerReplication must be specified for this version of Cross Region Replication configuration schema."
+                ));
+            }
+            let delete_markers = rule
+                .delete_marker_replication
+                .as_ref()
+                .and_then(|d| d.status.as_ref())
+                .is_some_and(|s| s.as_str() == "Enabled");
+            if delete_markers && !tags.is_empty() {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Delete marker replication is not supported if any Tag filter is specified."
+                ));
+            }
+            let priority = rule.priority.unwrap_or(0);
+            if v2 && !priorities.insert((dest.to_owned(), priority)) {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Found overlapping priority in rules for the same destination bucket."
+                ));
+            }
+            rules.push(kd_objects::ReplicationRule {
+                id,
+                priority,
+                enabled: rule.status.as_str() == "Enabled",
+                prefix,
+                tags,
+                destination_bucket: dest.to_owned(),
+                storage_class: rule.destination.storage_class.as_ref().map(|c| c.as_str().to_owned()),
+                delete_marker_replication: delete_markers,
+            });
+        }
+        if !v1_or_v2_alone(&cfg.rules) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Rules of a replication configuration must all use Prefix, or all use Filter."
+            ));
         }
         let json =
             serde_json::to_string(cfg).map_err(|e| s3_error!(InternalError, "cannot store the configuration: {e}"))?;
+        let engine_cfg = kd_objects::ReplicationConfig {
+            role: cfg.role.clone(),
+            rules,
+        };
         self.objects
-            .set_bucket_replication(&i.bucket, Some(json))
+            .set_bucket_replication(&i.bucket, Some((json, engine_cfg)))
             .await
             .map_err(s3_err)?;
         Ok(S3Response::new(PutBucketReplicationOutput {}))

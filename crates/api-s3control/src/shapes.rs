@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use kd_batch::{
-    CopyObject, JobInfo, JobSpec, JobSummary, LambdaInvoke, Manifest, ObjectMetadata, Operation, Progress, PutTagging,
-    Report, Tag,
+    CopyObject, GeneratorFilter, JobInfo, JobSpec, JobSummary, LambdaInvoke, Manifest, ManifestGenerator,
+    ManifestOutput, ObjectMetadata, Operation, Progress, PutTagging, Report, Tag,
 };
 use kd_wire::ServiceError;
 use kd_wire::validate::Validator;
@@ -53,7 +53,6 @@ const UNSUPPORTED_OPERATIONS: &[&str] = &[
     "S3InitiateRestoreObject",
     "S3PutObjectLegalHold",
     "S3PutObjectRetention",
-    "S3ReplicateObject",
     "S3ComputeObjectChecksum",
     "S3UpdateObjectEncryption",
 ];
@@ -350,11 +349,155 @@ fn operation(v: &mut Validator, el: &Element) -> Result<Operation, ServiceError>
                 .map(|t| tag_set(v, t, "Operation.S3PutObjectTagging.TagSet")),
         })),
         "S3DeleteObjectTagging" => Ok(Operation::S3DeleteObjectTagging),
+        "S3ReplicateObject" => Ok(Operation::S3ReplicateObject),
         name if UNSUPPORTED_OPERATIONS.contains(&name) => Err(bad_request(format!(
             "The operation {name} is not supported by kinesis-data yet."
         ))),
         name => Err(bad_request(format!("Unknown operation {name}."))),
     }
+}
+
+/// A timestamp member (`2024-01-31T12:00:00Z`, fractions allowed) in ms.
+fn timestamp(v: &mut Validator, el: &Element, name: &str, field: &str) -> Option<i64> {
+    let t = el.text_of(name)?.trim();
+    let (whole, frac) = match t.strip_suffix('Z').and_then(|x| x.split_once('.')) {
+        Some((w, f)) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => (format!("{w}Z"), f),
+        _ => (t.to_owned(), ""),
+    };
+    match kd_storage::civil::parse_iso8601(&whole) {
+        Some(secs) => {
+            let ms: i64 = format!("{frac:0<3}").get(..3).and_then(|x| x.parse().ok()).unwrap_or(0);
+            Some(secs * 1000 + ms)
+        }
+        None => {
+            v.fail(t, field, "Member must be a timestamp (yyyy-MM-ddTHH:mm:ssZ)");
+            None
+        }
+    }
+}
+
+/// A list of strings (`<member>…</member>…`).
+fn strings(el: &Element, name: &str) -> Option<Vec<String>> {
+    el.child(name)
+        .map(|l| l.all("member").map(|m| m.text.clone()).collect())
+}
+
+/// `JobManifestGenerator` (its `S3JobManifestGenerator`).
+fn manifest_generator(v: &mut Validator, el: &Element) -> Result<ManifestGenerator, ServiceError> {
+    let Some(g) = el.child("S3JobManifestGenerator") else {
+        return Err(bad_request("ManifestGenerator must contain S3JobManifestGenerator."));
+    };
+    let f = "ManifestGenerator.S3JobManifestGenerator";
+    let source_bucket = text(g, "SourceBucket");
+    v.required(&source_bucket, &format!("{f}.SourceBucket"));
+    v.pattern(
+        source_bucket.as_deref(),
+        &format!("{f}.SourceBucket"),
+        |s| is_s3_arn(s, false),
+        "arn:[^:]+:s3:.*",
+    );
+    let enable = boolean(v, g, "EnableManifestOutput", &format!("{f}.EnableManifestOutput"));
+    if g.child("EnableManifestOutput").is_none() {
+        v.required::<bool>(&None, &format!("{f}.EnableManifestOutput"));
+    }
+    let expected_bucket_owner = text(g, "ExpectedBucketOwner");
+    let output = g.child("ManifestOutputLocation").map(|o| {
+        let of = format!("{f}.ManifestOutputLocation");
+        let out = ManifestOutput {
+            bucket: text(o, "Bucket").unwrap_or_default(),
+            prefix: text(o, "ManifestPrefix"),
+            format: text(o, "ManifestFormat").unwrap_or_default(),
+            expected_owner: text(o, "ExpectedManifestBucketOwner"),
+            encryption: o.child("ManifestEncryption").and_then(|e| {
+                if e.child("SSEKMS").is_some() {
+                    Some("SSEKMS".to_owned())
+                } else if e.child("SSES3").is_some() {
+                    Some("SSES3".to_owned())
+                } else {
+                    None
+                }
+            }),
+            kms_key_id: o
+                .child("ManifestEncryption")
+                .and_then(|e| e.child("SSEKMS"))
+                .and_then(|k| text(k, "KeyId")),
+        };
+        if o.child("Bucket").is_none() {
+            v.required::<()>(&None, &format!("{of}.Bucket"));
+        }
+        if o.child("ManifestFormat").is_none() {
+            v.required::<()>(&None, &format!("{of}.ManifestFormat"));
+        }
+        v.one_of(
+            Some(out.format.as_str()).filter(|s| !s.is_empty()),
+            &format!("{of}.ManifestFormat"),
+            &[kd_batch::GENERATED_FORMAT],
+        );
+        v.length(out.prefix.as_deref(), &format!("{of}.ManifestPrefix"), 1, 512);
+        out
+    });
+    let filter = g.child("Filter").map(|x| {
+        let ff = format!("{f}.Filter");
+        let keys = x.child("KeyNameConstraint");
+        let filter = GeneratorFilter {
+            eligible_for_replication: boolean(v, x, "EligibleForReplication", &format!("{ff}.EligibleForReplication")),
+            created_after_ms: timestamp(v, x, "CreatedAfter", &format!("{ff}.CreatedAfter")),
+            created_before_ms: timestamp(v, x, "CreatedBefore", &format!("{ff}.CreatedBefore")),
+            object_replication_statuses: strings(x, "ObjectReplicationStatuses"),
+            match_any_prefix: keys.and_then(|k| strings(k, "MatchAnyPrefix")),
+            match_any_suffix: keys.and_then(|k| strings(k, "MatchAnySuffix")),
+            match_any_substring: keys.and_then(|k| strings(k, "MatchAnySubstring")),
+            size_greater_than: integer(
+                v,
+                x,
+                "ObjectSizeGreaterThanBytes",
+                &format!("{ff}.ObjectSizeGreaterThanBytes"),
+            ),
+            size_less_than: integer(
+                v,
+                x,
+                "ObjectSizeLessThanBytes",
+                &format!("{ff}.ObjectSizeLessThanBytes"),
+            ),
+            match_any_storage_class: strings(x, "MatchAnyStorageClass"),
+        };
+        for (i, st) in filter.object_replication_statuses.iter().flatten().enumerate() {
+            v.one_of(
+                Some(st.as_str()),
+                &format!("{ff}.ObjectReplicationStatuses.{}", i + 1),
+                &["COMPLETED", "FAILED", "REPLICA", "NONE"],
+            );
+        }
+        for (i, c) in filter.match_any_storage_class.iter().flatten().enumerate() {
+            v.one_of(
+                Some(c.as_str()),
+                &format!("{ff}.MatchAnyStorageClass.{}", i + 1),
+                STORAGE_CLASSES,
+            );
+        }
+        filter
+    });
+    if g.child("Filter")
+        .and_then(|x| x.child("MatchAnyObjectEncryption"))
+        .is_some()
+    {
+        return Err(bad_request(
+            "ManifestGenerator.S3JobManifestGenerator.Filter.MatchAnyObjectEncryption is not supported by kinesis-data.",
+        ));
+    }
+    let enable = enable.unwrap_or(false);
+    if enable && output.is_none() {
+        return Err(bad_request(
+            "ManifestOutputLocation is required when EnableManifestOutput is true.",
+        ));
+    }
+    Ok(ManifestGenerator {
+        source_bucket: source_bucket.unwrap_or_default(),
+        expected_bucket_owner,
+        enable_manifest_output: enable,
+        output,
+        filter,
+    })
 }
 
 fn report(v: &mut Validator, el: &Element) -> Report {
@@ -492,6 +635,7 @@ pub fn create_job_request(root: &Element) -> Result<JobSpec, ServiceError> {
         }
     };
     let manifest = root.child("Manifest").map(|m| manifest(&mut v, m));
+    let generator = root.child("ManifestGenerator").map(|g| manifest_generator(&mut v, g));
     let op_el = root.child("Operation");
     if op_el.is_none() {
         v.required::<()>(&None, "Operation");
@@ -502,13 +646,35 @@ pub fn create_job_request(root: &Element) -> Result<JobSpec, ServiceError> {
         Some(op) => op?,
         None => return Err(bad_request("Operation is required.")),
     };
-    if root.child("ManifestGenerator").is_some() {
-        return Err(bad_request(
-            "ManifestGenerator is not supported by kinesis-data; give a Manifest (S3BatchOperations_CSV_20180820).",
-        ));
-    }
+    let generator = generator.transpose()?;
+    let (manifest, generator) = match (manifest, generator) {
+        (Some(_), Some(_)) => {
+            return Err(bad_request(
+                "A job takes either a Manifest or a ManifestGenerator, not both.",
+            ));
+        }
+        (None, None) => return Err(bad_request("A Manifest or a ManifestGenerator is required.")),
+        (None, Some(g)) => (None, Some(g)),
+        (Some(m), None) => (Some(m), None),
+    };
     let Some(manifest) = manifest else {
-        return Err(bad_request("A Manifest is required."));
+        if report.enabled && report.bucket.as_deref().and_then(kd_batch::bucket_of_arn).is_none() {
+            return Err(bad_request(
+                "Report.Bucket must be an S3 bucket ARN (arn:aws:s3:::bucket).",
+            ));
+        }
+        return Ok(JobSpec {
+            client_request_token: token.unwrap_or_default(),
+            confirmation_required: confirmation.unwrap_or(false),
+            operation,
+            report,
+            manifest: Manifest::default(),
+            manifest_generator: generator,
+            description,
+            priority: priority.and_then(|p| i32::try_from(p).ok()).unwrap_or_default(),
+            role_arn: role_arn.unwrap_or_default(),
+            tags,
+        });
     };
     if manifest.format != "S3BatchOperations_CSV_20180820" {
         return Err(bad_request(format!(
@@ -536,6 +702,7 @@ pub fn create_job_request(root: &Element) -> Result<JobSpec, ServiceError> {
         operation,
         report,
         manifest,
+        manifest_generator: None,
         description,
         priority: priority.and_then(|p| i32::try_from(p).ok()).unwrap_or_default(),
         role_arn: role_arn.unwrap_or_default(),
@@ -656,6 +823,9 @@ pub fn write_operation(w: &mut Writer, op: &Operation) {
         Operation::S3DeleteObjectTagging => {
             w.open("S3DeleteObjectTagging").close("S3DeleteObjectTagging");
         }
+        Operation::S3ReplicateObject => {
+            w.open("S3ReplicateObject").close("S3ReplicateObject");
+        }
     }
     w.close("Operation");
 }
@@ -700,6 +870,62 @@ fn write_manifest(w: &mut Writer, m: &Manifest) {
         .close("Manifest");
 }
 
+fn write_strings(w: &mut Writer, name: &str, list: Option<&Vec<String>>) {
+    if let Some(list) = list {
+        w.open(name);
+        for s in list {
+            w.leaf("member", s);
+        }
+        w.close(name);
+    }
+}
+
+fn write_generator(w: &mut Writer, g: &ManifestGenerator) {
+    w.open("ManifestGenerator")
+        .open("S3JobManifestGenerator")
+        .opt("ExpectedBucketOwner", g.expected_bucket_owner.as_deref())
+        .leaf("SourceBucket", &g.source_bucket);
+    if let Some(o) = &g.output {
+        w.open("ManifestOutputLocation")
+            .opt("ExpectedManifestBucketOwner", o.expected_owner.as_deref())
+            .leaf("Bucket", &o.bucket)
+            .opt("ManifestPrefix", o.prefix.as_deref());
+        if let Some(e) = &o.encryption {
+            w.open("ManifestEncryption").open(e);
+            w.opt("KeyId", o.kms_key_id.as_deref());
+            w.close(e).close("ManifestEncryption");
+        }
+        w.leaf("ManifestFormat", &o.format).close("ManifestOutputLocation");
+    }
+    if let Some(f) = &g.filter {
+        w.open("Filter")
+            .opt("EligibleForReplication", f.eligible_for_replication.map(bool_text))
+            .opt("CreatedAfter", f.created_after_ms.map(iso).as_deref())
+            .opt("CreatedBefore", f.created_before_ms.map(iso).as_deref());
+        write_strings(w, "ObjectReplicationStatuses", f.object_replication_statuses.as_ref());
+        if f.match_any_prefix.is_some() || f.match_any_suffix.is_some() || f.match_any_substring.is_some() {
+            w.open("KeyNameConstraint");
+            write_strings(w, "MatchAnyPrefix", f.match_any_prefix.as_ref());
+            write_strings(w, "MatchAnySuffix", f.match_any_suffix.as_ref());
+            write_strings(w, "MatchAnySubstring", f.match_any_substring.as_ref());
+            w.close("KeyNameConstraint");
+        }
+        w.opt(
+            "ObjectSizeGreaterThanBytes",
+            f.size_greater_than.map(|n| n.to_string()).as_deref(),
+        )
+        .opt(
+            "ObjectSizeLessThanBytes",
+            f.size_less_than.map(|n| n.to_string()).as_deref(),
+        );
+        write_strings(w, "MatchAnyStorageClass", f.match_any_storage_class.as_ref());
+        w.close("Filter");
+    }
+    w.leaf("EnableManifestOutput", bool_text(g.enable_manifest_output))
+        .close("S3JobManifestGenerator")
+        .close("ManifestGenerator");
+}
+
 /// `<DescribeJobResult><Job>…</Job></DescribeJobResult>`.
 pub fn describe_job_result(j: &JobInfo) -> String {
     let mut w = Writer::new("DescribeJobResult");
@@ -709,7 +935,9 @@ pub fn describe_job_result(j: &JobInfo) -> String {
         .opt("Description", j.description.as_deref())
         .leaf("JobArn", &j.arn)
         .leaf("Status", j.status.as_str());
-    write_manifest(&mut w, &j.manifest);
+    if j.manifest_generator.is_none() {
+        write_manifest(&mut w, &j.manifest);
+    }
     write_operation(&mut w, &j.operation);
     w.leaf("Priority", &j.priority.to_string());
     write_progress(&mut w, &j.progress);
@@ -729,8 +957,20 @@ pub fn describe_job_result(j: &JobInfo) -> String {
         .opt("TerminationDate", j.termination_ms.map(iso).as_deref())
         .leaf("RoleArn", &j.role_arn)
         .opt("SuspendedDate", j.suspended_ms.map(iso).as_deref())
-        .opt("SuspendedCause", j.suspended_cause.as_deref())
-        .close("Job");
+        .opt("SuspendedCause", j.suspended_cause.as_deref());
+    if let Some(g) = &j.manifest_generator {
+        write_generator(&mut w, g);
+    }
+    if let Some(m) = &j.generated_manifest {
+        w.open("GeneratedManifestDescriptor")
+            .leaf("Format", &m.format)
+            .open("Location")
+            .leaf("ObjectArn", &m.object_arn)
+            .leaf("ETag", &m.etag)
+            .close("Location")
+            .close("GeneratedManifestDescriptor");
+    }
+    w.close("Job");
     w.finish("DescribeJobResult")
 }
 

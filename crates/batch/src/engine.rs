@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::generate::GENERATED_FORMAT;
 use crate::lambda::{self, Verdict};
 use crate::manifest::{self, TaskRow};
 use crate::model::*;
@@ -38,6 +39,8 @@ pub struct Config {
     pub report_chunk_rows: usize,
     /// Largest manifest read (bytes, default 256 MiB); a larger one fails the job.
     pub max_manifest_bytes: u64,
+    /// Most tasks a `ManifestGenerator` may select (default 10,000,000); more fails the job.
+    pub max_generated_tasks: u64,
     /// Most jobs not yet terminal, in all accounts (default 1,000); CreateJob beyond it
     /// answers TooManyRequestsException.
     pub max_open_jobs: usize,
@@ -56,6 +59,7 @@ impl Default for Config {
             retry_base_ms: 200,
             report_chunk_rows: 100_000,
             max_manifest_bytes: 256 * 1024 * 1024,
+            max_generated_tasks: 10_000_000,
             max_open_jobs: 1_000,
             outcome_batch: 4_096,
             shutdown_grace_ms: 10_000,
@@ -263,17 +267,36 @@ fn check_spec(spec: &JobSpec) -> Result<()> {
     if spec.priority < 0 {
         return bad("Priority must be between 0 and 2147483647.");
     }
-    if spec.manifest.format != "S3BatchOperations_CSV_20180820" {
-        return Err(Error::BadRequest(format!(
-            "Manifest format {} is not supported by kinesis-data; use S3BatchOperations_CSV_20180820.",
-            spec.manifest.format
-        )));
-    }
-    if let Some(f) = &spec.manifest.fields {
-        manifest::check_fields(f).map_err(Error::BadRequest)?;
-    }
-    if object_of_arn(&spec.manifest.object_arn).is_none() {
-        return bad("Manifest.Location.ObjectArn must be an S3 object ARN (arn:aws:s3:::bucket/key).");
+    if let Some(g) = &spec.manifest_generator {
+        if bucket_of_arn(&g.source_bucket).is_none() {
+            return bad("ManifestGenerator.S3JobManifestGenerator.SourceBucket must be an S3 bucket ARN.");
+        }
+        if g.enable_manifest_output {
+            let Some(out) = &g.output else {
+                return bad("ManifestOutputLocation is required when EnableManifestOutput is true.");
+            };
+            if bucket_of_arn(&out.bucket).is_none() {
+                return bad("ManifestOutputLocation.Bucket must be an S3 bucket ARN.");
+            }
+            if out.format != GENERATED_FORMAT {
+                return Err(Error::BadRequest(format!(
+                    "ManifestOutputLocation.ManifestFormat must be {GENERATED_FORMAT}."
+                )));
+            }
+        }
+    } else {
+        if spec.manifest.format != "S3BatchOperations_CSV_20180820" {
+            return Err(Error::BadRequest(format!(
+                "Manifest format {} is not supported by kinesis-data; use S3BatchOperations_CSV_20180820.",
+                spec.manifest.format
+            )));
+        }
+        if let Some(f) = &spec.manifest.fields {
+            manifest::check_fields(f).map_err(Error::BadRequest)?;
+        }
+        if object_of_arn(&spec.manifest.object_arn).is_none() {
+            return bad("Manifest.Location.ObjectArn must be an S3 object ARN (arn:aws:s3:::bucket/key).");
+        }
     }
     if spec.report.enabled {
         if spec.report.bucket.as_deref().and_then(bucket_of_arn).is_none() {
@@ -297,7 +320,7 @@ fn check_spec(spec: &JobSpec) -> Result<()> {
                 return bad("S3PutObjectCopy.TargetResource must be an S3 bucket ARN.");
             }
         }
-        Operation::S3PutObjectTagging(_) | Operation::S3DeleteObjectTagging => {}
+        Operation::S3PutObjectTagging(_) | Operation::S3DeleteObjectTagging | Operation::S3ReplicateObject => {}
     }
     Ok(())
 }
@@ -526,6 +549,7 @@ impl Batch {
                 failed: 0,
                 active_elapsed_ms: 0,
                 active_since_ms: None,
+                generated_manifest: None,
             };
             {
                 let _epoch = inner.epoch.read().await;
@@ -585,6 +609,8 @@ impl Batch {
             role_arn: d.request.role_arn.clone(),
             suspended_ms: d.suspended_ms,
             suspended_cause: d.suspended_cause.clone(),
+            manifest_generator: d.request.manifest_generator.clone(),
+            generated_manifest: d.generated_manifest.clone(),
         })
     }
 
@@ -1280,6 +1306,11 @@ impl Inner {
                     .delete_tagging(role, &row.bucket, &row.decoded_key(), version)
                     .await,
             ),
+            Operation::S3ReplicateObject => port(
+                self.objects
+                    .replicate(role, &row.bucket, &row.decoded_key(), version)
+                    .await,
+            ),
         }
     }
 }
@@ -1478,8 +1509,15 @@ async fn prepare(inner: Arc<Inner>, job: Arc<Job>) {
             return;
         }
     };
-    let rows = match read_manifest(&inner, &spec).await {
-        Ok(rows) => rows,
+    let read = match &spec.manifest_generator {
+        Some(g) => {
+            let max = inner.config.max_generated_tasks;
+            crate::generate::generate(&inner.objects, &job.id, &spec.role_arn, g, inner.clock.now_ms(), max).await
+        }
+        None => read_manifest(&inner, &spec).await.map(|rows| (rows, None)),
+    };
+    let (rows, generated) = match read {
+        Ok(x) => x,
         Err(f) => {
             let now = inner.clock.now_ms();
             let failed = inner
@@ -1520,6 +1558,7 @@ async fn prepare(inner: Arc<Inner>, job: Arc<Job>) {
                     return Err(moved_on());
                 }
                 d.total_tasks = total;
+                d.generated_manifest = generated.clone();
                 if total == 0 {
                     d.status = JobStatus::Complete;
                     d.terminated_ms = Some(now);

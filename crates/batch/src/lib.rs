@@ -60,6 +60,7 @@
 
 mod engine;
 mod error;
+mod generate;
 pub mod lambda;
 pub mod manifest;
 pub mod model;
@@ -69,6 +70,7 @@ mod store;
 
 pub use engine::*;
 pub use error::{Error, Result};
+pub use generate::GENERATED_FORMAT;
 pub use model::*;
 pub use ports::*;
 

@@ -139,8 +139,12 @@ pub struct JobSpec {
     pub operation: Operation,
     /// `Report`.
     pub report: Report,
-    /// `Manifest`.
+    /// `Manifest` (empty, `format` `""`, when the job has a `ManifestGenerator`).
     pub manifest: Manifest,
+    /// `ManifestGenerator`: the tasks are the source bucket's versions that its filter
+    /// selects, instead of a manifest's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_generator: Option<ManifestGenerator>,
     /// `Description`.
     pub description: Option<String>,
     /// `Priority` (0..=2147483647; higher runs first).
@@ -162,6 +166,9 @@ pub enum Operation {
     S3PutObjectTagging(PutTagging),
     /// `S3DeleteObjectTagging`.
     S3DeleteObjectTagging,
+    /// `S3ReplicateObject` (S3 Batch Replication): replicate each version by the source
+    /// bucket's replication configuration.
+    S3ReplicateObject,
 }
 
 impl Operation {
@@ -172,6 +179,7 @@ impl Operation {
             Operation::S3PutObjectCopy(_) => "S3PutObjectCopy",
             Operation::S3PutObjectTagging(_) => "S3PutObjectTagging",
             Operation::S3DeleteObjectTagging => "S3DeleteObjectTagging",
+            Operation::S3ReplicateObject => "S3ReplicateObject",
         }
     }
 }
@@ -286,6 +294,75 @@ pub struct Manifest {
     pub etag: String,
 }
 
+/// `S3JobManifestGenerator`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestGenerator {
+    /// `SourceBucket` (ARN).
+    pub source_bucket: String,
+    /// `ExpectedBucketOwner`: the source bucket's owner must be this account.
+    pub expected_bucket_owner: Option<String>,
+    /// `EnableManifestOutput`: write the generated manifest to `output`.
+    pub enable_manifest_output: bool,
+    /// `ManifestOutputLocation`.
+    pub output: Option<ManifestOutput>,
+    /// `Filter`.
+    pub filter: Option<GeneratorFilter>,
+}
+
+/// `S3ManifestOutputLocation`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestOutput {
+    /// `Bucket` (ARN).
+    pub bucket: String,
+    /// `ManifestPrefix`.
+    pub prefix: Option<String>,
+    /// `ManifestFormat` (`S3InventoryReport_CSV_20211130`).
+    pub format: String,
+    /// `ExpectedManifestBucketOwner`.
+    pub expected_owner: Option<String>,
+    /// `ManifestEncryption`: `SSES3` or `SSEKMS` (shown, not applied).
+    pub encryption: Option<String>,
+    /// `ManifestEncryption.SSEKMS.KeyId` (shown, not applied).
+    pub kms_key_id: Option<String>,
+}
+
+/// `JobManifestGeneratorFilter`. Every member given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratorFilter {
+    /// `EligibleForReplication`: a rule of the source bucket's replication configuration
+    /// matches the version.
+    pub eligible_for_replication: Option<bool>,
+    /// `CreatedAfter` (ms).
+    pub created_after_ms: Option<i64>,
+    /// `CreatedBefore` (ms).
+    pub created_before_ms: Option<i64>,
+    /// `ObjectReplicationStatuses` (`COMPLETED`, `FAILED`, `REPLICA`, `NONE`).
+    pub object_replication_statuses: Option<Vec<String>>,
+    /// `KeyNameConstraint.MatchAnyPrefix`.
+    pub match_any_prefix: Option<Vec<String>>,
+    /// `KeyNameConstraint.MatchAnySuffix`.
+    pub match_any_suffix: Option<Vec<String>>,
+    /// `KeyNameConstraint.MatchAnySubstring`.
+    pub match_any_substring: Option<Vec<String>>,
+    /// `ObjectSizeGreaterThanBytes`.
+    pub size_greater_than: Option<i64>,
+    /// `ObjectSizeLessThanBytes`.
+    pub size_less_than: Option<i64>,
+    /// `MatchAnyStorageClass` (every object is `STANDARD` here).
+    pub match_any_storage_class: Option<Vec<String>>,
+}
+
+/// `S3GeneratedManifestDescriptor`: where the generated manifest was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratedManifest {
+    /// `Format` (`S3InventoryReport_CSV_20211130`).
+    pub format: String,
+    /// `Location.ObjectArn` (its `manifest.json`).
+    pub object_arn: String,
+    /// `Location.ETag`.
+    pub etag: String,
+}
+
 /// `JobFailure`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
@@ -345,6 +422,10 @@ pub struct JobInfo {
     pub suspended_ms: Option<i64>,
     /// `SuspendedCause`.
     pub suspended_cause: Option<String>,
+    /// `ManifestGenerator`.
+    pub manifest_generator: Option<ManifestGenerator>,
+    /// `GeneratedManifestDescriptor` (once the manifest was generated and written).
+    pub generated_manifest: Option<GeneratedManifest>,
 }
 
 /// ListJobs' `JobListDescriptor`.

@@ -94,6 +94,39 @@ pub trait BatchObjects: Send + Sync + 'static {
         version_id: Option<&str>,
     ) -> Result<(), PortError>;
 
+    /// One page of `bucket`'s object versions (delete markers excluded) after `after`
+    /// (`(key, version id)` of the previous page's last entry), at most `limit`, for a
+    /// `ManifestGenerator`. With `eligibility`, each entry says whether a rule of the
+    /// bucket's replication configuration matches it.
+    async fn list_versions(
+        &self,
+        role_arn: &str,
+        bucket: &str,
+        after: Option<(String, String)>,
+        limit: usize,
+        eligibility: bool,
+    ) -> Result<VersionListing, PortError> {
+        let _ = (role_arn, bucket, after, limit, eligibility);
+        Err(PortError::new(
+            501,
+            "NotImplemented",
+            "listing versions is not supported",
+        ))
+    }
+
+    /// `S3ReplicateObject`: replicates the version by the source bucket's replication
+    /// configuration (acting as its role), the job's role having `s3:InitiateReplication`.
+    async fn replicate(
+        &self,
+        role_arn: &str,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(), PortError> {
+        let _ = (role_arn, bucket, key, version_id);
+        Err(PortError::new(501, "NotImplemented", "replication is not supported"))
+    }
+
     /// Writes a report file.
     async fn put(
         &self,
@@ -103,6 +136,32 @@ pub trait BatchObjects: Send + Sync + 'static {
         body: Bytes,
         content_type: &str,
     ) -> Result<(), PortError>;
+}
+
+/// One object version listed for a manifest generator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedVersion {
+    /// Key (not encoded).
+    pub key: String,
+    /// Version id (`None` in a bucket that was never versioned).
+    pub version_id: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last-Modified (ms).
+    pub last_modified_ms: i64,
+    /// `x-amz-replication-status` (`PENDING`, `COMPLETED`, `FAILED`, `REPLICA`), if any.
+    pub replication_status: Option<String>,
+    /// A replication rule matches it (when asked for).
+    pub eligible: bool,
+}
+
+/// One page of [`BatchObjects::list_versions`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionListing {
+    /// The versions, in key order, newest first within a key.
+    pub versions: Vec<ListedVersion>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<(String, String)>,
 }
 
 /// What an `S3PutObjectCopy` task asks of [`BatchObjects::copy`].

@@ -54,6 +54,10 @@ pub(crate) struct JobDoc {
     pub active_elapsed_ms: i64,
     /// When the job last became Active (`None` when not running).
     pub active_since_ms: Option<i64>,
+    /// Where the generated manifest was written (jobs with a `ManifestGenerator` and
+    /// `EnableManifestOutput`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_manifest: Option<crate::model::GeneratedManifest>,
 }
 
 /// One slice of the prepared manifest: `(bucket, key as in the manifest (URL-encoded),

@@ -181,6 +181,46 @@ impl BatchObjects for Objects {
         Ok(())
     }
 
+    /// Every stored object is one version `v-<key>`; keys starting with `norule` are not
+    /// eligible for replication and `done/…` keys are COMPLETED. Pages hold two versions.
+    async fn list_versions(
+        &self,
+        _role: &str,
+        bucket: &str,
+        after: Option<(String, String)>,
+        limit: usize,
+        eligibility: bool,
+    ) -> Result<VersionListing, PortError> {
+        let keys: Vec<String> = self
+            .keys_under(bucket, "")
+            .into_iter()
+            .filter(|k| after.as_ref().is_none_or(|(a, _)| k > a))
+            .collect();
+        let page = limit.min(2);
+        let versions = keys
+            .iter()
+            .take(page)
+            .map(|k| ListedVersion {
+                key: k.clone(),
+                version_id: Some(format!("v-{k}")),
+                size: 1,
+                last_modified_ms: 0,
+                replication_status: k.starts_with("done/").then(|| "COMPLETED".to_owned()),
+                eligible: eligibility && !k.starts_with("norule"),
+            })
+            .collect::<Vec<_>>();
+        let next = (keys.len() > page).then(|| {
+            let last = &versions[page - 1];
+            (last.key.clone(), last.version_id.clone().unwrap_or_default())
+        });
+        Ok(VersionListing { versions, next })
+    }
+
+    async fn replicate(&self, _role: &str, _bucket: &str, key: &str, version: Option<&str>) -> Result<(), PortError> {
+        assert_eq!(version, Some(format!("v-{key}").as_str()));
+        self.task(key).await
+    }
+
     async fn put(&self, _role: &str, bucket: &str, key: &str, body: Bytes, _ct: &str) -> Result<(), PortError> {
         if let Some(e) = self.put_error.lock().expect("lock").clone() {
             return Err(e);
@@ -357,6 +397,7 @@ impl Env {
                 object_version_id: None,
                 etag: format!("\"{etag}\""),
             },
+            manifest_generator: None,
             description: Some("test job".into()),
             priority: 10,
             role_arn: "arn:aws:iam::123456789012:role/batch".into(),
@@ -1081,6 +1122,7 @@ async fn terminal_jobs_expire_after_90_days() {
             object_version_id: None,
             etag,
         },
+        manifest_generator: None,
         description: None,
         priority: 0,
         role_arn: "arn:aws:iam::123456789012:role/batch".into(),
@@ -1130,4 +1172,67 @@ async fn throughput_of_a_10000_task_copy_job() {
     let rate = 10_000.0 / secs;
     println!("10,000-task LambdaInvoke job with fake ports: {secs:.2} s, {rate:.0} tasks/s");
     assert!(rate > 1_000.0, "{rate:.0} tasks/s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_manifest_replicates_the_selected_versions_and_is_written_out() {
+    let e = env();
+    for k in ["a b", "done/x", "norule", "p/1", "p/2"] {
+        e.objects.put_object("gen", k, "x");
+    }
+    let mut spec = e.spec("", Operation::S3ReplicateObject);
+    spec.manifest = Manifest::default();
+    spec.manifest_generator = Some(ManifestGenerator {
+        source_bucket: "arn:aws:s3:::gen".into(),
+        enable_manifest_output: true,
+        output: Some(ManifestOutput {
+            bucket: "arn:aws:s3:::rep".into(),
+            prefix: Some("out/".into()),
+            format: GENERATED_FORMAT.into(),
+            ..ManifestOutput::default()
+        }),
+        filter: Some(GeneratorFilter {
+            eligible_for_replication: Some(true),
+            object_replication_statuses: Some(vec!["NONE".into(), "FAILED".into()]),
+            ..GeneratorFilter::default()
+        }),
+        ..ManifestGenerator::default()
+    });
+    let id = e.batch.create_job(&scope(), spec).await.expect("create");
+    let info = e.wait(&id, JobStatus::Complete).await;
+    assert_eq!((info.progress.total, info.progress.succeeded), (3, 3));
+    for k in ["a b", "p/1", "p/2"] {
+        assert_eq!(e.objects.completed(k), 1, "{k}");
+    }
+    assert_eq!(e.objects.started("norule") + e.objects.started("done/x"), 0);
+    let g = info.generated_manifest.expect("descriptor");
+    assert_eq!(g.object_arn, format!("arn:aws:s3:::rep/out/job-{id}/manifest.json"));
+    let m = e
+        .objects
+        .object("rep", &format!("out/job-{id}/manifest.json"))
+        .expect("manifest.json");
+    assert_eq!(g.etag, md5_hex(&m));
+    let m: Value = serde_json::from_slice(&m).expect("json");
+    let csv = e
+        .objects
+        .object("rep", m["files"][0]["key"].as_str().expect("data key"))
+        .expect("data file");
+    assert_eq!(
+        String::from_utf8_lossy(&csv),
+        "gen,a%20b,v-a b\ngen,p/1,v-p/1\ngen,p/2,v-p/2\n"
+    );
+    // The report names the decoded keys' versions.
+    let (_, rows) = e.report(&id);
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.contains(",succeeded,200,")), "{rows:?}");
+    // A job with neither a valid source nor output fails at creation.
+    let mut bad = e.spec("", Operation::S3ReplicateObject);
+    bad.manifest_generator = Some(ManifestGenerator {
+        source_bucket: "not-an-arn".into(),
+        ..ManifestGenerator::default()
+    });
+    assert!(matches!(
+        e.batch.create_job(&scope(), bad).await,
+        Err(Error::BadRequest(_))
+    ));
 }

@@ -8,11 +8,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kd_batch::{BatchFunctions, BatchObjects, CopyOptions, InvokeOutput, PortError};
+use kd_batch::{BatchFunctions, BatchObjects, CopyOptions, InvokeOutput, ListedVersion, PortError, VersionListing};
 use kd_functions::Functions;
 use kd_objects::{Objects, PutOptions};
 
 use crate::ports::RoleActor;
+use crate::replication::Replicator;
 
 /// The session the jobs act as.
 const SESSION: &str = "s3-batch-operations";
@@ -43,14 +44,16 @@ fn action(plain: &'static str, versioned: &'static str, version_id: Option<&str>
 pub struct BatchS3 {
     objects: Arc<Objects>,
     actor: RoleActor,
+    replicator: Replicator,
 }
 
 impl BatchS3 {
     /// Over `objects`, acting as each job's role through `actor`.
-    pub fn new(objects: Arc<Objects>, actor: RoleActor) -> Self {
+    pub fn new(objects: Arc<Objects>, actor: RoleActor, replicator: Replicator) -> Self {
         Self {
             objects,
             actor: actor.with_session(SESSION),
+            replicator,
         }
     }
 
@@ -69,6 +72,98 @@ impl BatchS3 {
 
 #[async_trait::async_trait]
 impl BatchObjects for BatchS3 {
+    async fn list_versions(
+        &self,
+        role_arn: &str,
+        bucket: &str,
+        after: Option<(String, String)>,
+        limit: usize,
+        eligibility: bool,
+    ) -> Result<VersionListing, PortError> {
+        self.actor
+            .allow(
+                role_arn,
+                &["s3:ListBucket", "s3:ListBucketVersions"],
+                &format!("arn:aws:s3:::{bucket}"),
+            )
+            .map_err(denied)?;
+        self.check_owner(role_arn, bucket)?;
+        let (key_marker, version_marker) = after.unzip();
+        let page = self
+            .objects
+            .list_object_versions(
+                bucket,
+                "",
+                None,
+                key_marker.as_deref(),
+                version_marker.as_deref(),
+                limit,
+            )
+            .map_err(object_error)?;
+        let mut versions = Vec::with_capacity(page.versions.len());
+        for v in page.versions.into_iter().filter(|v| !v.delete_marker) {
+            let eligible = eligibility
+                && self
+                    .objects
+                    .replication_tasks_for(bucket, &v.info.key, Some(&v.version_id))
+                    .is_ok_and(|(_, tasks)| !tasks.is_empty());
+            versions.push(ListedVersion {
+                version_id: v.info.version_id.clone(),
+                key: v.info.key,
+                size: v.info.size,
+                last_modified_ms: v.info.last_modified_ms,
+                replication_status: v.info.replication_status.map(|s| s.as_str().to_owned()),
+                eligible,
+            });
+        }
+        let next = match (page.is_truncated, page.next_key_marker) {
+            (true, Some(k)) => Some((k, page.next_version_id_marker.unwrap_or_default())),
+            _ => None,
+        };
+        Ok(VersionListing { versions, next })
+    }
+
+    async fn replicate(
+        &self,
+        role_arn: &str,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(), PortError> {
+        self.actor
+            .allow(
+                role_arn,
+                &["s3:InitiateReplication"],
+                &format!("arn:aws:s3:::{bucket}/{key}"),
+            )
+            .map_err(denied)?;
+        self.check_owner(role_arn, bucket)?;
+        let (cfg, tasks) = self
+            .objects
+            .replication_tasks_for(bucket, key, version_id)
+            .map_err(object_error)?;
+        if tasks.is_empty() {
+            return Err(PortError::new(
+                400,
+                "InvalidRequest",
+                format!("No enabled rule of the replication configuration of {bucket} applies to {key}"),
+            ));
+        }
+        if let Some(first) = tasks.first() {
+            self.objects
+                .restart_replication(bucket, key, &first.version_id)
+                .await
+                .map_err(object_error)?;
+        }
+        for task in &tasks {
+            self.replicator
+                .replicate(&cfg.role, task)
+                .await
+                .map_err(|e| PortError::new(e.status, e.code, e.message))?;
+        }
+        Ok(())
+    }
+
     async fn get(
         &self,
         role_arn: &str,

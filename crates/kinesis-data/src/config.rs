@@ -30,6 +30,7 @@
 //! base_domains = ["localhost"]        # <bucket>.localhost:4566 is a virtual-hosted bucket
 //! min_part_size = 5242880             # smallest multipart part but the last
 //! inline_max = 65536                  # objects up to this size live in the metadata store
+//! replication_parallelism = 8         # live replications run at once
 //!
 //! [firehose]
 //! create_delay_ms = 200               # CREATING → ACTIVE
@@ -190,6 +191,8 @@ pub struct S3Config {
     /// Objects up to this size are stored inline in the metadata store (one grouped commit
     /// per PUT instead of a file, a file sync and a directory sync); 0 turns it off.
     pub inline_max: u64,
+    /// Replications (live, by bucket replication rules) run at once.
+    pub replication_parallelism: usize,
 }
 
 impl Default for S3Config {
@@ -198,6 +201,7 @@ impl Default for S3Config {
             base_domains: vec!["localhost".to_owned()],
             min_part_size: 5 * 1024 * 1024,
             inline_max: kd_objects::DEFAULT_INLINE_MAX,
+            replication_parallelism: 8,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod config;
 pub mod lambda;
 pub mod ports;
+pub mod replication;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub struct Server {
     functions: Arc<Functions>,
     batch: Arc<kd_batch::Batch>,
     dispatcher: JoinHandle<()>,
+    replicator: JoinHandle<()>,
 }
 
 impl Server {
@@ -108,6 +110,8 @@ impl Server {
             actor.clone(),
         )));
         let dispatcher = lambda::dispatch_s3_events(objects.clone(), functions.clone());
+        let replicator = replication::Replicator::new(objects.clone(), iam_store.clone(), actor.clone(), enforce);
+        let replicator_task = replicator.clone().spawn(config.s3.replication_parallelism);
         let bc = kd_batch::Config {
             parallelism: config.batch.parallelism.max(1),
             max_attempts: config.batch.max_attempts.max(1),
@@ -118,7 +122,7 @@ impl Server {
             bc,
             meta.clone(),
             clock.clone(),
-            Arc::new(batch::BatchS3::new(objects.clone(), actor.clone())),
+            Arc::new(batch::BatchS3::new(objects.clone(), actor.clone(), replicator)),
             Arc::new(batch::BatchLambda::new(functions.clone(), actor.clone())),
         )
         .context("cannot open the S3 Batch Operations engine")?;
@@ -203,6 +207,7 @@ impl Server {
             functions,
             batch,
             dispatcher,
+            replicator: replicator_task,
         })
     }
 
@@ -244,6 +249,7 @@ impl Server {
         }
         self.sweeper.abort();
         self.dispatcher.abort();
+        self.replicator.abort();
         (&mut self.task)
             .await
             .context("server task panicked")?

@@ -14,6 +14,7 @@
 //! | `s3_orphans` | `<blob id>` | `OrphanDoc`: blob not referenced by any document |
 //! | `s3_inline` | `<blob id>` | the raw bytes of an inline body (no JSON, no header) |
 //! | `s3_state` | `events_acked` | highest acknowledged event seq (decimal) |
+//! | `s3_replication` | `<bucket>\0<key>\0<version id>\0<destination>` | `ReplicationTask` still to do |
 //!
 //! # Versioning (document version 2)
 //!
@@ -40,6 +41,24 @@
 //! open beyond the blob rule of [`crate::blob`]. Keys containing U+0000 are refused in a
 //! versioned bucket (their rows would not sort with their key). Documents of version 1
 //! (no version fields) are read as unversioned.
+//!
+//! # Replication
+//!
+//! A bucket's replication configuration is kept twice in its `BucketDoc`: the caller's
+//! document, opaque, for GetBucketReplication, and the engine's [`ReplicationConfig`]. When
+//! a version is written to a bucket whose versioning is `Enabled` and some enabled rule
+//! matches its key and tags, the version is stored with status `PENDING` and one
+//! `s3_replication` row per destination is written *in the same transaction*, so an
+//! acknowledged write is never left without its pending replication. A replicator (the
+//! binary's, which also checks the configuration's role) takes rows with
+//! [`Objects::pending_replications`], writes each replica with [`Objects::replicate`] (the
+//! same version id, body, metadata, tags and ETag; status `REPLICA`; a replica is never
+//! replicated again) and then records the outcome with [`Objects::finish_replication`],
+//! which sets the source version's status (`COMPLETED` once no row of that version is left,
+//! `FAILED` if one failed) and deletes the row in one transaction. A crash between the two
+//! steps leaves the row, so the replica is written again: writing a replica whose version
+//! id the destination already holds replaces that version, which makes the retry harmless.
+//! Delete markers are replicated when the matching rule enables `DeleteMarkerReplication`.
 //!
 //! Bucket names contain no `\0`, so a range scan from `<bucket>\0` lists a bucket in
 //! UTF-8 binary key order, as S3 does. Upload ids start with the hex initiation time, so a
@@ -79,6 +98,8 @@ use crate::error::{Error, Result};
 use crate::names::{validate_bucket_name, validate_key, validate_tags};
 use crate::types::*;
 
+mod replication;
+
 pub(crate) const T_BUCKETS: &str = "s3_buckets";
 pub(crate) const T_OBJECTS: &str = "s3_objects";
 pub(crate) const T_UPLOADS: &str = "s3_uploads";
@@ -88,8 +109,17 @@ pub(crate) const T_ORPHANS: &str = "s3_orphans";
 pub(crate) const T_STATE: &str = "s3_state";
 pub(crate) const T_INLINE: &str = "s3_inline";
 pub(crate) const T_VERSIONS: &str = "s3_versions";
-const ALL_TABLES: [&str; 8] = [
-    T_BUCKETS, T_OBJECTS, T_UPLOADS, T_PARTS, T_EVENTS, T_ORPHANS, T_INLINE, T_VERSIONS,
+pub(crate) const T_REPLICATION: &str = "s3_replication";
+const ALL_TABLES: [&str; 9] = [
+    T_BUCKETS,
+    T_OBJECTS,
+    T_UPLOADS,
+    T_PARTS,
+    T_EVENTS,
+    T_ORPHANS,
+    T_INLINE,
+    T_VERSIONS,
+    T_REPLICATION,
 ];
 
 /// Version 2 added versioning (optional fields; version 1 documents read as unversioned).
@@ -127,6 +157,9 @@ pub(crate) struct BucketDoc {
     /// PutBucketReplication's configuration, stored opaque (the adapter validates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     replication: Option<String>,
+    /// The same configuration as the engine applies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replication_rules: Option<ReplicationConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +190,9 @@ pub(crate) struct ObjectDoc {
     /// A delete marker (only ever an `s3_versions` row): no body.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     delete_marker: bool,
+    /// `x-amz-replication-status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replication_status: Option<ReplicationStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -334,6 +370,30 @@ fn find_version(t: &TableSnapshot, bucket: &str, key: &str, vid: &str) -> Result
         .map(|d| (k, d)))
 }
 
+fn replication_key(bucket: &str, key: &str, version_id: &str, destination: &str) -> String {
+    format!("{bucket}\0{key}\0{version_id}\0{destination}")
+}
+
+/// The rules (one per destination) that replicate a new version of `key` with `tags` in
+/// bucket `b` (versioning `state`): none unless versioning is enabled and a configuration
+/// exists; for a delete marker, only rules that replicate delete markers.
+fn replication_targets(
+    b: &BucketDoc,
+    state: Versioning,
+    key: &str,
+    tags: &BTreeMap<String, String>,
+    delete_marker: bool,
+) -> Vec<ReplicationRule> {
+    let Some(cfg) = b.replication_rules.as_ref().filter(|_| state == Versioning::Enabled) else {
+        return Vec::new();
+    };
+    cfg.targets(key, tags)
+        .into_iter()
+        .filter(|r| !delete_marker || r.delete_marker_replication)
+        .cloned()
+        .collect()
+}
+
 fn event_key(seq: u64) -> String {
     format!("{seq:020}")
 }
@@ -415,6 +475,7 @@ impl ObjectDoc {
             parts_count: self.parts_count,
             tag_count: self.tags.len(),
             version_id: self.vid.clone(),
+            replication_status: self.replication_status,
         }
     }
 
@@ -433,6 +494,7 @@ impl ObjectDoc {
             vid: None,
             vsort: None,
             delete_marker: true,
+            replication_status: None,
         }
     }
 }
@@ -474,6 +536,8 @@ pub struct Objects {
     next_seq: std::sync::Mutex<u64>,
     /// Woken after every commit that wrote events (the notification dispatcher waits on it).
     events_notify: Arc<tokio::sync::Notify>,
+    /// Woken after every commit that queued replications (the replicator waits on it).
+    replication_notify: Arc<tokio::sync::Notify>,
     /// The time (µs) of the last version stamp issued.
     last_stamp: std::sync::Mutex<u64>,
 }
@@ -533,6 +597,7 @@ impl Objects {
             object_locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             next_seq: std::sync::Mutex::new(last_event.max(acked) + 1),
             events_notify: Arc::new(tokio::sync::Notify::new()),
+            replication_notify: Arc::new(tokio::sync::Notify::new()),
             last_stamp: std::sync::Mutex::new(0),
             config,
         })
@@ -737,6 +802,7 @@ impl Objects {
             tags: BTreeMap::new(),
             notification: None,
             replication: None,
+            replication_rules: None,
             versioning: None,
         };
         self.commit(vec![put(T_BUCKETS, bucket.into(), to_json(&doc)?)], Vec::new())
@@ -759,7 +825,11 @@ impl Objects {
                 }
             }
         }
-        self.commit(vec![del(T_BUCKETS, bucket.into())], Vec::new()).await
+        let mut ops = vec![del(T_BUCKETS, bucket.into())];
+        for (k, _) in self.meta.scan_prefix(T_REPLICATION, &prefix)? {
+            ops.push(del(T_REPLICATION, k));
+        }
+        self.commit(ops, Vec::new()).await
     }
 
     /// HeadBucket / GetBucketLocation.
@@ -825,13 +895,27 @@ impl Objects {
         Ok(self.bucket_doc(bucket)?.notification)
     }
 
-    /// PutBucketReplication (`Some`) / DeleteBucketReplication (`None`): stored opaque.
-    pub async fn set_bucket_replication(&self, bucket: &str, config_json: Option<String>) -> Result<()> {
+    /// PutBucketReplication (`Some((document, config))`: the caller's document, kept opaque
+    /// for GetBucketReplication, and the rules the engine applies) / DeleteBucketReplication
+    /// (`None`). Versions written from then on follow the new rules; pending replications keep
+    /// the destination they were given.
+    pub async fn set_bucket_replication(
+        &self,
+        bucket: &str,
+        config: Option<(String, ReplicationConfig)>,
+    ) -> Result<()> {
+        let (json, rules) = config.unzip();
         self.update_bucket(bucket, |d| {
-            d.replication = config_json;
+            d.replication = json;
+            d.replication_rules = rules;
             Ok(())
         })
         .await
+    }
+
+    /// The replication configuration the engine applies to `bucket`, if any.
+    pub fn get_bucket_replication_config(&self, bucket: &str) -> Result<Option<ReplicationConfig>> {
+        Ok(self.bucket_doc(bucket)?.replication_rules)
     }
 
     /// GetBucketReplication.
@@ -849,6 +933,11 @@ impl Objects {
     pub async fn put_bucket_versioning(&self, bucket: &str, state: Versioning) -> Result<()> {
         let _g = self.buckets_lock.write().await;
         let mut doc = self.bucket_doc(bucket)?;
+        if state == Versioning::Suspended && doc.replication_rules.is_some() {
+            return Err(Error::InvalidBucketState(
+                "Replication configuration is present on this bucket, so you cannot change the versioning state. To change the versioning state, first delete the replication configuration.".into(),
+            ));
+        }
         let mut ops = Vec::new();
         if doc.versioning.is_none() {
             let prefix = format!("{bucket}\0");
@@ -892,10 +981,12 @@ impl Objects {
     ) -> Result<Result<ObjectInfo, ConditionFailed>> {
         let staged_id = doc.blob.clone();
         let staged_inline = doc.inline;
+        let mut queued = false;
         let result = async {
             let _b = self.buckets_lock.read().await;
             let _o = self.object_lock(bucket, key).lock().await;
-            let versioning = self.bucket_doc(bucket)?.versioning;
+            let bdoc = self.bucket_doc(bucket)?;
+            let versioning = bdoc.versioning;
             let k = obj_key(bucket, key);
             let old: Option<ObjectDoc> = self.get_doc(T_OBJECTS, &k)?;
             if let Some(failed) = check_condition(condition, old.as_ref()) {
@@ -910,8 +1001,13 @@ impl Objects {
                     }
                 }
                 Some(state) => {
+                    let targets = replication_targets(&bdoc, state, key, &doc.tags, false);
+                    if !targets.is_empty() {
+                        doc.replication_status = Some(ReplicationStatus::Pending);
+                    }
                     // The old current version stays (its row owns its body).
                     self.new_version_ops(bucket, key, state, &mut doc, &mut ops, &mut retired)?;
+                    queued = self.queue_replications(bucket, key, &doc, targets, &mut ops)?;
                     ops.push(put(T_OBJECTS, k, to_json(&doc)?));
                 }
             }
@@ -925,6 +1021,9 @@ impl Objects {
                 version_id: doc.vid.clone(),
             };
             self.commit(ops, vec![event]).await?;
+            if queued {
+                self.replication_notify.notify_one();
+            }
             Ok(Ok(doc.info(bucket, key)))
         }
         .await;
@@ -1072,6 +1171,7 @@ impl Objects {
             vid: None,
             vsort: None,
             delete_marker: false,
+            replication_status: None,
         };
         self.install_object(
             bucket,
@@ -1227,10 +1327,12 @@ impl Objects {
         let (outcome, retired) = {
             let _b = self.buckets_lock.read().await;
             let _o = self.object_lock(bucket, key).lock().await;
-            let versioning = self.bucket_doc(bucket)?.versioning;
+            let bdoc = self.bucket_doc(bucket)?;
+            let versioning = bdoc.versioning;
             let k = obj_key(bucket, key);
             let mut ops = Vec::new();
             let mut retired = Vec::new();
+            let mut queued = false;
             let event = |name: &'static str, version_id: Option<String>| EventDraft {
                 name,
                 bucket: bucket.into(),
@@ -1257,7 +1359,9 @@ impl Objects {
                 }
                 (Some(state), None) => {
                     let mut marker = ObjectDoc::delete_marker(self.now());
+                    let targets = replication_targets(&bdoc, state, key, &BTreeMap::new(), true);
                     self.new_version_ops(bucket, key, state, &mut marker, &mut ops, &mut retired)?;
+                    queued = self.queue_replications(bucket, key, &marker, targets, &mut ops)?;
                     ops.push(del(T_OBJECTS, k));
                     (
                         DeleteOutcome {
@@ -1296,6 +1400,9 @@ impl Objects {
                 }
             };
             self.commit(ops, vec![event]).await?;
+            if queued {
+                self.replication_notify.notify_one();
+            }
             (outcome, retired)
         };
         self.retire(retired).await;
@@ -1399,6 +1506,7 @@ impl Objects {
             vid: None,
             vsort: None,
             delete_marker: false,
+            replication_status: None,
         };
         // A copy of a plain object has the MD5 of its bytes, which is the source's ETag; a
         // copy of a multipart object keeps the multipart ETag, as S3 does.
@@ -1985,6 +2093,7 @@ impl Objects {
             vid: None,
             vsort: None,
             delete_marker: false,
+            replication_status: None,
         };
         let mut extra = vec![adopt, del(T_UPLOADS, upload_key(bucket, key, upload_id))];
         let mut retired = Vec::new();
@@ -2254,6 +2363,7 @@ mod tests {
                 vid: None,
                 vsort: None,
                 delete_marker: false,
+                replication_status: None,
             };
             let value = to_json(&doc)?;
             // Many concurrent writers of 1,000 entries each, grouped into shared commits.

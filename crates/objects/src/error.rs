@@ -127,6 +127,9 @@ pub enum Error {
     /// `InvalidRequest` (400), e.g. copying an object onto itself without changing anything.
     #[error("{0}")]
     InvalidRequest(String),
+    /// `InvalidBucketState` (409), e.g. suspending versioning while replication is configured.
+    #[error("{0}")]
+    InvalidBucketState(String),
     /// `InvalidTag` (400): tag count, key or value outside S3's limits.
     #[error("{0}")]
     InvalidTag(String),

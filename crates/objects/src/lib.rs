@@ -65,8 +65,9 @@ pub use error::{Error, Result};
 pub use names::{MAX_KEY_LEN, validate_bucket_name};
 pub use types::{
     BodyStream, BucketInfo, ByteRange, ChecksumAlgorithm, ChecksumRequest, ConditionFailed, Config, DEFAULT_INLINE_MAX,
-    DeleteOutcome, ListPage, ObjectEvent, ObjectHeaders, ObjectInfo, PartInfo, PutOptions, UploadInfo, VersionEntry,
-    VersionPage, Versioning, WriteCondition,
+    DeleteOutcome, ListPage, ObjectEvent, ObjectHeaders, ObjectInfo, PartInfo, PutOptions, ReplicationConfig,
+    ReplicationRule, ReplicationStatus, ReplicationTask, UploadInfo, VersionEntry, VersionPage, Versioning,
+    WriteCondition,
 };
 
 /// S3's minimum size of every part but the last (5 MiB).

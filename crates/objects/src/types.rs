@@ -194,6 +194,9 @@ pub struct ObjectInfo {
     /// The version id (`x-amz-version-id`): `None` for an object written while its bucket
     /// had never been versioned, `"null"` for the null version of a versioned bucket.
     pub version_id: Option<String>,
+    /// `x-amz-replication-status`: set on a version a replication rule matched, and on
+    /// replicas.
+    pub replication_status: Option<ReplicationStatus>,
 }
 
 /// A bucket's versioning state (PutBucketVersioning). A bucket that never had one is
@@ -214,6 +217,105 @@ impl Versioning {
             Versioning::Suspended => "Suspended",
         }
     }
+}
+
+/// `x-amz-replication-status` of a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReplicationStatus {
+    /// A rule matched; the replica is not written yet.
+    Pending,
+    /// Every destination holds the replica.
+    Completed,
+    /// Replication to at least one destination failed (S3 Batch Replication can retry it).
+    Failed,
+    /// This version is a replica written by replication.
+    Replica,
+}
+
+impl ReplicationStatus {
+    /// S3's spelling (`PENDING`, `COMPLETED`, `FAILED`, `REPLICA`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationStatus::Pending => "PENDING",
+            ReplicationStatus::Completed => "COMPLETED",
+            ReplicationStatus::Failed => "FAILED",
+            ReplicationStatus::Replica => "REPLICA",
+        }
+    }
+}
+
+/// One rule of a bucket's replication configuration, as the engine applies it (the
+/// adapter translates S3's XML shapes, V1 `Prefix` and V2 `Filter` alike, into this).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationRule {
+    /// `ID`.
+    pub id: String,
+    /// `Priority` (V2; higher wins when two rules match for one destination).
+    pub priority: i32,
+    /// `Status` is `Enabled`.
+    pub enabled: bool,
+    /// Key prefix the rule covers (`""`: every key).
+    pub prefix: String,
+    /// Tags an object must all carry.
+    pub tags: Vec<(String, String)>,
+    /// Destination bucket name.
+    pub destination_bucket: String,
+    /// `Destination.StorageClass` (accepted; the engine has one storage class).
+    pub storage_class: Option<String>,
+    /// `DeleteMarkerReplication.Status` is `Enabled`.
+    pub delete_marker_replication: bool,
+}
+
+impl ReplicationRule {
+    /// Whether the rule covers an object of `key` with `tags`.
+    pub fn matches(&self, key: &str, tags: &BTreeMap<String, String>) -> bool {
+        self.enabled && key.starts_with(&self.prefix) && self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+    }
+}
+
+/// A bucket's replication configuration as the engine applies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationConfig {
+    /// `Role`: the IAM role S3 assumes to replicate.
+    pub role: String,
+    /// `Rule`s.
+    pub rules: Vec<ReplicationRule>,
+}
+
+impl ReplicationConfig {
+    /// The rule that applies to an object of `key` with `tags` for each destination (the
+    /// highest-priority matching enabled rule), in destination order.
+    pub fn targets(&self, key: &str, tags: &BTreeMap<String, String>) -> Vec<&ReplicationRule> {
+        let mut best: BTreeMap<&str, &ReplicationRule> = BTreeMap::new();
+        for r in self.rules.iter().filter(|r| r.matches(key, tags)) {
+            let slot = best.entry(r.destination_bucket.as_str()).or_insert(r);
+            if r.priority > slot.priority {
+                *slot = r;
+            }
+        }
+        best.into_values().collect()
+    }
+}
+
+/// One replication to do: version `version_id` of `bucket/key` to `destination_bucket`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationTask {
+    /// Source bucket.
+    pub bucket: String,
+    /// Key (the same in the destination).
+    pub key: String,
+    /// The source version (the replica gets the same version id).
+    pub version_id: String,
+    /// Destination bucket.
+    pub destination_bucket: String,
+    /// The rule that matched.
+    pub rule_id: String,
+    /// `Destination.StorageClass` of that rule (accepted, not applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// The version is a delete marker (replicated as a delete marker).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
 }
 
 /// What DeleteObject did (`x-amz-delete-marker`, `x-amz-version-id`).

@@ -696,3 +696,144 @@ proptest::proptest! {
             .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
     }
 }
+
+fn rule(id: &str, prefix: &str, dest: &str, markers: bool) -> kd_objects::ReplicationRule {
+    kd_objects::ReplicationRule {
+        id: id.into(),
+        priority: 0,
+        enabled: true,
+        prefix: prefix.into(),
+        tags: Vec::new(),
+        destination_bucket: dest.into(),
+        storage_class: None,
+        delete_marker_replication: markers,
+    }
+}
+
+#[tokio::test]
+async fn replication_queue_survives_reopen_and_replicas_are_idempotent() -> R {
+    for inline_max in MODES {
+        replication_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn replication_in(inline_max: u64) -> R {
+    use kd_objects::{ReplicationConfig, ReplicationStatus};
+    let mut env = Env::with_inline(inline_max)?;
+    for b in ["src", "dst", "dst2"] {
+        env.s3().create_bucket("1", "r", b).await?;
+        env.s3().put_bucket_versioning(b, Versioning::Enabled).await?;
+    }
+    // Writes before the configuration are not queued.
+    put(env.s3(), "src", "early", b"e").await?;
+    let cfg = ReplicationConfig {
+        role: "arn:aws:iam::1:role/r".into(),
+        rules: vec![
+            rule("a", "", "dst", true),
+            rule("b", "two/", "dst2", false),
+            kd_objects::ReplicationRule {
+                enabled: false,
+                ..rule("off", "", "dst2", false)
+            },
+        ],
+    };
+    env.s3().set_bucket_replication("src", Some(("{}".into(), cfg))).await?;
+    assert!(matches!(
+        env.s3().put_bucket_versioning("src", Versioning::Suspended).await,
+        Err(Error::InvalidBucketState(_))
+    ));
+    let big = vec![7u8; 100_000];
+    let v1 = put(env.s3(), "src", "one", &big).await?.ok_or("no version")?;
+    let v2 = put(env.s3(), "src", "two/x", b"two").await?.ok_or("no version")?;
+    assert_eq!(
+        env.s3().head_object("src", "one")?.replication_status,
+        Some(ReplicationStatus::Pending)
+    );
+    assert_eq!(env.s3().head_object("src", "early")?.replication_status, None);
+    // The queue is durable.
+    env.reopen()?;
+    let tasks = env.s3().pending_replications(100)?;
+    let dests: Vec<(&str, &str)> = tasks
+        .iter()
+        .map(|t| (t.key.as_str(), t.destination_bucket.as_str()))
+        .collect();
+    assert_eq!(dests, [("one", "dst"), ("two/x", "dst"), ("two/x", "dst2")]);
+    // The first of two destinations leaves the version pending.
+    for t in &tasks {
+        let replica = env.s3().replicate(t).await?;
+        assert_eq!(replica.replication_status, Some(ReplicationStatus::Replica));
+        env.s3().finish_replication(t, true).await?;
+        if t.key == "two/x" && t.destination_bucket == "dst" {
+            assert_eq!(
+                env.s3().head_object("src", "two/x")?.replication_status,
+                Some(ReplicationStatus::Pending)
+            );
+        }
+    }
+    assert!(env.s3().pending_replications(100)?.is_empty());
+    for (key, v) in [("one", &v1), ("two/x", &v2)] {
+        let src = env.s3().head_object("src", key)?;
+        assert_eq!(src.replication_status, Some(ReplicationStatus::Completed));
+        let dst = env.s3().head_object("dst", key)?;
+        assert_eq!(
+            (dst.version_id.as_ref(), dst.etag.as_str()),
+            (Some(v), src.etag.as_str())
+        );
+        assert_eq!(dst.last_modified_ms, src.last_modified_ms);
+    }
+    assert_eq!(get(env.s3(), "dst", "one", None).await?, big);
+    // Replicating again (a crash between replica and status) keeps one version and one body.
+    let bodies = env.bodies().await?;
+    env.s3().replicate(&tasks[0]).await?;
+    assert_eq!(versions(env.s3(), "dst")?.iter().filter(|v| v.0 == "one").count(), 1);
+    assert_eq!(env.bodies().await?, bodies);
+    // A newer object in the destination stays current over an older replica.
+    put(env.s3(), "dst2", "two/x", b"newer").await?;
+    env.s3().replicate(&tasks[2]).await?;
+    assert_eq!(get(env.s3(), "dst2", "two/x", None).await?, b"newer");
+    assert_eq!(get(env.s3(), "dst2", "two/x", Some(&v2)).await?, b"two");
+    // Delete markers follow rules that replicate them.
+    let marker = env.s3().delete_object_version("src", "two/x", None).await?;
+    let queued = env.s3().pending_replications(100)?;
+    assert_eq!(queued.len(), 1);
+    assert!(queued[0].delete_marker && queued[0].destination_bucket == "dst");
+    env.s3().replicate(&queued[0]).await?;
+    env.s3().finish_replication(&queued[0], true).await?;
+    assert!(matches!(
+        env.s3().head_object("dst", "two/x"),
+        Err(Error::DeleteMarker { .. })
+    ));
+    assert!(
+        versions(env.s3(), "dst")?
+            .iter()
+            .any(|v| v.0 == "two/x" && Some(&v.1) == marker.version_id.as_ref() && v.3)
+    );
+    // A failure sticks until Batch Replication restarts the round.
+    let v3 = put(env.s3(), "src", "three", b"3").await?.ok_or("no version")?;
+    let t = env.s3().pending_replications(1)?.remove(0);
+    env.s3().finish_replication(&t, false).await?;
+    assert_eq!(
+        env.s3().head_object("src", "three")?.replication_status,
+        Some(ReplicationStatus::Failed)
+    );
+    let (_, again) = env.s3().replication_tasks_for("src", "three", Some(&v3))?;
+    env.s3().restart_replication("src", "three", &v3).await?;
+    env.s3().replicate(&again[0]).await?;
+    env.s3().finish_replication(&again[0], true).await?;
+    assert_eq!(
+        env.s3().head_object("src", "three")?.replication_status,
+        Some(ReplicationStatus::Completed)
+    );
+    // Without a configuration nothing is queued; a replica is never queued again.
+    env.s3().set_bucket_replication("src", None).await?;
+    put(env.s3(), "src", "four", b"4").await?;
+    assert!(env.s3().pending_replications(10)?.is_empty());
+    assert!(matches!(
+        env.s3().replication_tasks_for("src", "four", None),
+        Err(Error::InvalidRequest(_))
+    ));
+    Ok(())
+}

@@ -12,5 +12,6 @@ mod kinesis_errors;
 mod kinesis_wire;
 mod lambda_e2e;
 mod lambda_wire;
+mod s3_replication;
 mod s3_versioning;
 mod s3_wire;
