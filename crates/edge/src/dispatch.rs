@@ -91,8 +91,72 @@ impl Service {
     }
 }
 
+/// The API id of a host-style invoke request: `{apiId}.execute-api.<anything>[:port]`
+/// (`a1b2c3d4e5.execute-api.localhost:4566`, or AWS's own
+/// `….execute-api.us-east-1.amazonaws.com` behind a resolver override).
+pub fn execute_api_host(parts: &http::request::Parts) -> Option<&str> {
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.host())?;
+    let mut labels = host.split('.');
+    let id = labels.next()?;
+    (labels.next() == Some("execute-api")
+        && !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    .then_some(id)
+}
+
+/// Where an invoke request goes: which API, which stage, which path (as sent, starting with `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokeTarget {
+    /// The API id.
+    pub api_id: String,
+    /// The stage name.
+    pub stage: String,
+    /// The path after the stage.
+    pub path: String,
+}
+
+/// The target of an invoke request, host style (`{id}.execute-api.localhost/{stage}/{path}`)
+/// or path style (`/restapis/{id}/{stage}/_user_request_/{path}`).
+pub fn invoke_target(parts: &http::request::Parts) -> Option<InvokeTarget> {
+    let path = parts.uri.path();
+    if let Some(id) = execute_api_host(parts) {
+        let rest = path.strip_prefix('/')?;
+        let (stage, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        if stage.is_empty() {
+            return None;
+        }
+        return Some(InvokeTarget {
+            api_id: id.to_owned(),
+            stage: stage.to_owned(),
+            path: format!("/{tail}"),
+        });
+    }
+    let rest = path.strip_prefix("/restapis/")?;
+    let (head, tail) = rest.split_once("/_user_request_")?;
+    let (id, stage) = head.split_once('/')?;
+    if id.is_empty() || stage.is_empty() || stage.contains('/') {
+        return None;
+    }
+    let tail = if tail.is_empty() { "/" } else { tail };
+    Some(InvokeTarget {
+        api_id: id.to_owned(),
+        stage: stage.to_owned(),
+        path: tail.to_owned(),
+    })
+}
+
 /// Decides the service of a request.
 pub fn route(parts: &http::request::Parts) -> Service {
+    // A deployed API's host name wins over everything: its traffic is the API owner's,
+    // whatever headers it carries.
+    if execute_api_host(parts).is_some() {
+        return Service::ApiGatewayInvoke;
+    }
     if let Some(target) = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         let prefix = target.split('.').next().unwrap_or_default();
         return match prefix {
@@ -193,5 +257,45 @@ mod tests {
             Service::Iam
         );
         assert_eq!(route(&parts("GET", "/bucket/key", &[])), Service::S3);
+    }
+
+    #[test]
+    fn invoke_targets_host_and_path_style() {
+        let host = parts(
+            "GET",
+            "/prod/items/42?x=1",
+            &[("host", "a1b2c3d4e5.execute-api.localhost:4566")],
+        );
+        assert_eq!(route(&host), Service::ApiGatewayInvoke);
+        assert_eq!(
+            invoke_target(&host),
+            Some(InvokeTarget {
+                api_id: "a1b2c3d4e5".into(),
+                stage: "prod".into(),
+                path: "/items/42".into()
+            })
+        );
+        let root = parts("GET", "/prod", &[("host", "a1b2c3d4e5.execute-api.localhost")]);
+        assert_eq!(invoke_target(&root).map(|t| t.path), Some("/".to_owned()));
+        let path = parts("POST", "/restapis/a1b2c3d4e5/prod/_user_request_/items", &[]);
+        assert_eq!(
+            invoke_target(&path),
+            Some(InvokeTarget {
+                api_id: "a1b2c3d4e5".into(),
+                stage: "prod".into(),
+                path: "/items".into()
+            })
+        );
+        let root = parts("GET", "/restapis/a1b2c3d4e5/prod/_user_request_/", &[]);
+        assert_eq!(invoke_target(&root).map(|t| t.path), Some("/".to_owned()));
+        // Not invoke hosts.
+        assert_eq!(
+            route(&parts("GET", "/b/k", &[("host", "bucket.localhost")])),
+            Service::S3
+        );
+        assert_eq!(
+            route(&parts("GET", "/x", &[("host", "Bad.execute-api.localhost")])),
+            Service::S3
+        );
     }
 }

@@ -19,7 +19,10 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use kd_api_apigateway::ApiGatewayApi;
 use kd_api_firehose::FirehoseApi;
+use kd_api_athena::AthenaApi;
+use kd_api_glue::GlueApi;
 use kd_api_iam::{Endpoint, IamApi};
 use kd_api_kinesis::KinesisApi;
 use kd_api_lambda::LambdaApi;
@@ -64,6 +67,12 @@ pub struct Services {
     pub lambda: LambdaApi,
     /// S3 Control (Batch Operations jobs).
     pub s3control: S3ControlApi,
+    /// API Gateway (control plane and invoke traffic).
+    pub apigateway: ApiGatewayApi,
+    /// AWS Glue Data Catalog.
+    pub glue: GlueApi,
+    /// Amazon Athena.
+    pub athena: AthenaApi,
 }
 
 /// The services the edge dispatches to.
@@ -78,6 +87,9 @@ pub struct Edge {
     s3: s3s::service::S3Service,
     lambda: LambdaApi,
     s3control: S3ControlApi,
+    apigateway: ApiGatewayApi,
+    glue: GlueApi,
+    athena: AthenaApi,
     reset: ResetHook,
 }
 
@@ -100,6 +112,9 @@ impl Edge {
             s3: services.s3,
             lambda: services.lambda,
             s3control: services.s3control,
+            apigateway: services.apigateway,
+            glue: services.glue,
+            athena: services.athena,
             reset,
         }
     }
@@ -124,10 +139,14 @@ impl Edge {
         if service == Service::S3 {
             return self.s3(Request::from_parts(parts, body), &request_id).await;
         }
+        if service == Service::ApiGatewayInvoke {
+            return self.apigateway_invoke(parts, body, &request_id).await;
+        }
         let protocol = service.protocol();
         let limit = match service {
             Service::Iam | Service::Sts => kd_api_iam::MAX_BODY,
             Service::Lambda => kd_api_lambda::MAX_BODY,
+            Service::ApiGateway => kd_api_apigateway::MAX_BODY,
             _ if protocol == Protocol::AwsJson => MAX_JSON_BODY,
             _ => MAX_OTHER_BODY,
         };
@@ -164,6 +183,24 @@ impl Edge {
                 self.kinesis.handle(&ctx, &op, encoding, &body).await
             }
             Service::Firehose(op) => self.firehose.handle(&ctx, &op, &body).await,
+            Service::Glue => {
+                let target = parts
+                    .headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let op = kd_wire::json::operation(target, kd_api_glue::TARGET_PREFIX).unwrap_or_default();
+                self.glue.handle(&ctx, op, &body).await
+            }
+            Service::Athena => {
+                let target = parts
+                    .headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let op = kd_wire::json::operation(target, kd_api_athena::TARGET_PREFIX).unwrap_or_default();
+                self.athena.handle(&ctx, op, &body).await
+            }
             Service::S3Control => {
                 self.s3control
                     .handle(
@@ -195,6 +232,11 @@ impl Edge {
                     )
                     .await
             }
+            Service::ApiGateway => {
+                self.apigateway
+                    .handle(&ctx, &parts.method, parts.uri.path(), parts.uri.query(), &body)
+                    .await
+            }
             Service::Iam | Service::Sts => {
                 let endpoint = if service == Service::Iam {
                     Endpoint::Iam
@@ -216,6 +258,76 @@ impl Edge {
             ),
         };
         tracing::debug!(%request_id, status = resp.status().as_u16(), "request done");
+        into_body(resp)
+    }
+
+    /// A deployed API's own traffic: unsigned requests pass (the method's authorization type
+    /// decides whether that is enough); a signature, when present, is verified and its caller
+    /// handed on.
+    async fn apigateway_invoke(&self, parts: http::request::Parts, body: Body, request_id: &str) -> Response<Body> {
+        use kd_api_apigateway::{Invocation, InvokeCaller};
+        let gateway = |status: u16, kind: &str, message: &str| {
+            let mut r = kd_api_apigateway::gateway_response(status, kind, message);
+            kd_wire::insert(r.headers_mut(), "x-amzn-requestid", request_id);
+            kd_wire::insert(r.headers_mut(), "x-amz-apigw-id", &kd_api_apigateway::new_apigw_id());
+            into_body(r)
+        };
+        let Some(target) = dispatch::invoke_target(&parts) else {
+            return gateway(
+                403,
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            );
+        };
+        let body = match read_body(body, kd_api_apigateway::MAX_BODY).await {
+            Ok(b) => b,
+            Err(StatusCode::PAYLOAD_TOO_LARGE) => {
+                return gateway(413, "RequestTooLargeException", "Request Too Long");
+            }
+            Err(_) => return gateway(400, "BadRequestException", "Bad Request"),
+        };
+        let caller = match self.authenticate(&parts, &body, request_id) {
+            Ok((ctx, principal)) => InvokeCaller::Signed {
+                authz: ctx.authz,
+                caller: kd_api_apigateway::Caller {
+                    access_key: principal.access_key_id.clone(),
+                    account_id: principal.account_id.clone(),
+                    caller: principal.user_id.clone(),
+                    user: principal.user_id.clone(),
+                    user_arn: principal.arn.clone(),
+                },
+            },
+            Err(AuthError::Missing) => InvokeCaller::Anonymous,
+            Err(e) => InvokeCaller::Invalid(auth_error(Protocol::RestJson, &e).message),
+        };
+        let source_ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        let domain_name = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_owned();
+        let resp = self
+            .apigateway
+            .invoke(Invocation {
+                api_id: target.api_id,
+                stage: target.stage,
+                path: target.path,
+                method: parts.method.clone(),
+                query: parts.uri.query().map(str::to_owned),
+                headers: parts.headers,
+                body,
+                source_ip,
+                domain_name,
+                request_id: request_id.to_owned(),
+                caller,
+            })
+            .await;
+        tracing::debug!(%request_id, status = resp.status().as_u16(), "API Gateway invoke done");
         into_body(resp)
     }
 
@@ -381,7 +493,7 @@ pub fn health() -> serde_json::Value {
             serde_json::Value::from(
                 if matches!(
                     *s,
-                    "kinesis" | "firehose" | "iam" | "sts" | "s3" | "lambda" | "s3control"
+                    "kinesis" | "firehose" | "iam" | "sts" | "s3" | "lambda" | "s3control" | "apigateway"
                 ) {
                     "running"
                 } else {

@@ -37,6 +37,13 @@
 //! gzip_level = 1                      # GZIP/ZIP compression level (0–9)
 //! poll_interval_ms = 200              # how often stream-sourced delivery streams read their stream
 //! start_at_trim_horizon = false       # stream sources start at TRIM_HORIZON instead of LATEST
+//!
+//! [apigateway]
+//! integration_timeout_ms = 29000      # default timeoutInMillis of an integration (504 after it)
+//!
+//! [athena]
+//! output_location = "s3://athena-results/"  # the `primary` workgroup's OutputLocation (default: none,
+//!                                           # so StartQueryExecution must name one)
 //! ```
 
 use std::net::SocketAddr;
@@ -77,6 +84,37 @@ pub struct Config {
     pub lambda: LambdaConfig,
     /// S3 Batch Operations settings.
     pub batch: BatchConfig,
+    /// API Gateway settings.
+    pub apigateway: ApiGatewayConfig,
+    /// Athena settings.
+    pub athena: AthenaConfig,
+}
+
+/// Athena settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AthenaConfig {
+    /// The `primary` workgroup's result location (`s3://bucket/path/`), used by queries whose
+    /// StartQueryExecution names no `ResultConfiguration.OutputLocation`. None: such queries
+    /// are refused with InvalidRequestException, as on AWS.
+    pub output_location: Option<String>,
+}
+
+/// API Gateway settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiGatewayConfig {
+    /// `timeoutInMillis` of an integration put without one (50 to 29,000; AWS: 29,000). A
+    /// function answering later gets 504 `Endpoint request timed out`.
+    pub integration_timeout_ms: u32,
+}
+
+impl Default for ApiGatewayConfig {
+    fn default() -> Self {
+        Self {
+            integration_timeout_ms: 29_000,
+        }
+    }
 }
 
 /// S3 Batch Operations settings.
@@ -284,6 +322,8 @@ impl Default for Config {
             firehose: FirehoseConfig::default(),
             lambda: LambdaConfig::default(),
             batch: BatchConfig::default(),
+            apigateway: ApiGatewayConfig::default(),
+            athena: AthenaConfig::default(),
         }
     }
 }
@@ -302,6 +342,20 @@ impl Config {
             "on" => Ok(true),
             "off" => Ok(false),
             other => anyhow::bail!("iam must be on or off, not {other:?}"),
+        }
+    }
+
+    /// The `primary` workgroup's output location, checked to be an `s3://bucket/...` URL.
+    pub fn athena_output_location(&self) -> anyhow::Result<Option<String>> {
+        match &self.athena.output_location {
+            None => Ok(None),
+            Some(l)
+                if l.strip_prefix("s3://")
+                    .is_some_and(|b| !b.is_empty() && !b.starts_with('/')) =>
+            {
+                Ok(Some(l.clone()))
+            }
+            Some(l) => anyhow::bail!("athena.output_location must be an s3://bucket/path/ URL, not {l:?}"),
         }
     }
 
@@ -332,5 +386,10 @@ mod tests {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
         let c: Config = toml::from_str("[firehose]\ngzip_level = 6\n").expect("config");
         assert_eq!((c.firehose.gzip_level, c.firehose.poll_interval_ms), (6, 200));
+        assert!(matches!(c.athena_output_location(), Ok(None)));
+        let c: Config = toml::from_str("[athena]\noutput_location = \"s3://r/q/\"\n").expect("config");
+        assert_eq!(c.athena_output_location().ok().flatten().as_deref(), Some("s3://r/q/"));
+        let c: Config = toml::from_str("[athena]\noutput_location = \"/tmp/q\"\n").expect("config");
+        assert!(c.athena_output_location().is_err());
     }
 }

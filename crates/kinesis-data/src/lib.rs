@@ -4,9 +4,13 @@
 //! (stop accepting, finish in-flight requests, sync every log). `main.rs` is the CLI over it;
 //! tests start the same [`Server`] in-process.
 
+pub mod apigateway;
+pub mod athena;
 pub mod batch;
+pub mod client;
 pub mod config;
 pub mod lambda;
+pub mod pipeline;
 pub mod ports;
 pub mod replication;
 
@@ -41,6 +45,7 @@ pub struct Server {
     delivery: Arc<Delivery>,
     functions: Arc<Functions>,
     batch: Arc<kd_batch::Batch>,
+    gateway: Arc<kd_gateway::Gateway>,
     dispatcher: JoinHandle<()>,
     replicator: JoinHandle<()>,
 }
@@ -126,6 +131,33 @@ impl Server {
             Arc::new(batch::BatchLambda::new(functions.clone(), actor.clone())),
         )
         .context("cannot open the S3 Batch Operations engine")?;
+        let catalog = kd_catalog::Catalog::open(meta.clone(), clock.clone()).context("cannot open the Glue catalog")?;
+        let query = Arc::new(
+            kd_query::Query::open(
+                meta.clone(),
+                clock.clone(),
+                Arc::new(athena::GlueCatalog::new(catalog.clone())),
+                Arc::new(athena::BucketStores::new(objects.clone())),
+                kd_query::Config {
+                    primary_output_location: config.athena_output_location()?,
+                    ..kd_query::Config::default()
+                },
+            )
+            .context("cannot open the Athena engine")?,
+        );
+        let reset_catalog = catalog.clone();
+        let reset_query = query.clone();
+        let gc = kd_gateway::Config {
+            default_timeout_ms: config.apigateway.integration_timeout_ms.clamp(50, 29_000),
+        };
+        let gateway = kd_gateway::Gateway::open(
+            gc,
+            meta.clone(),
+            clock.clone(),
+            Arc::new(apigateway::GatewayLambda::new(functions.clone())),
+        )
+        .context("cannot open the API Gateway engine")?;
+        let reset_gateway = gateway.clone();
         let (reset_engine, reset_objects, reset_iam, reset_delivery, reset_functions, reset_batch) = (
             engine.clone(),
             objects.clone(),
@@ -135,6 +167,9 @@ impl Server {
             batch.clone(),
         );
         let reset: ResetHook = Arc::new(move || {
+            let c = reset_catalog.clone();
+            let q = reset_query.clone();
+            let g = reset_gateway.clone();
             let (e, o, i, d, f, b) = (
                 reset_engine.clone(),
                 reset_objects.clone(),
@@ -145,11 +180,14 @@ impl Server {
             );
             Box::pin(async move {
                 // Jobs and delivery first: they read and write the other engines.
+                g.reset().await.map_err(|e| e.to_string())?;
                 b.reset().await.map_err(|e| e.to_string())?;
                 d.reset().await.map_err(|e| e.to_string())?;
                 f.reset().await.map_err(|e| e.to_string())?;
                 e.reset().await.map_err(|e| e.to_string())?;
                 o.reset().await.map_err(|e| e.to_string())?;
+                q.reset().await.map_err(|e| e.to_string())?;
+                c.reset().await.map_err(|e| e.to_string())?;
                 tokio::task::spawn_blocking(move || i.reset())
                     .await
                     .map_err(|e| e.to_string())?
@@ -177,6 +215,9 @@ impl Server {
                 s3,
                 lambda: LambdaApi::new(functions.clone()),
                 s3control: kd_api_s3control::S3ControlApi::new(batch.clone(), iam_store.clone(), enforce),
+                glue: kd_api_glue::GlueApi::new(catalog.clone()),
+                athena: kd_api_athena::AthenaApi::new(query.clone()),
+                apigateway: kd_api_apigateway::ApiGatewayApi::new(gateway.clone()),
             },
             reset,
         );
@@ -206,6 +247,7 @@ impl Server {
             delivery,
             functions,
             batch,
+            gateway,
             dispatcher,
             replicator: replicator_task,
         })
@@ -234,6 +276,11 @@ impl Server {
     /// The Lambda engine.
     pub fn functions(&self) -> &Arc<Functions> {
         &self.functions
+    }
+
+    /// The API Gateway engine.
+    pub fn gateway(&self) -> &Arc<kd_gateway::Gateway> {
+        &self.gateway
     }
 
     /// The S3 Batch Operations engine.

@@ -39,6 +39,24 @@ enum Command {
         /// `off` allows every authenticated request (no IAM policy checks).
         #[arg(long, value_parser = ["on", "off"])]
         iam: Option<String>,
+        /// A pipeline file to apply once the server is up (idempotent; see docs/pipeline.md).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Show what applying a pipeline file to a running server would change (nothing is
+    /// changed). Exit code 0: nothing to change; 1: changes; 2: an error.
+    Plan {
+        /// The pipeline file.
+        file: PathBuf,
+        /// The server (default $AWS_ENDPOINT_URL, else http://localhost:4566).
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// Region (default $AWS_REGION, else us-east-1).
+        #[arg(long)]
+        region: Option<String>,
+        /// Account the resources live in.
+        #[arg(long, default_value = "000000000000")]
+        account_id: String,
     },
     /// Print a function's log (its instances' stdout and stderr, with START/END/REPORT
     /// lines) and follow it, as `tail -f`.
@@ -77,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             config,
             no_reset,
             iam,
+            pipeline,
         } => {
             let mut cfg = match config {
                 Some(p) => Config::from_file(&p)?,
@@ -94,12 +113,28 @@ fn main() -> anyhow::Result<()> {
             if let Some(mode) = iam {
                 cfg.iam = mode;
             }
+            let pipeline = match pipeline {
+                Some(p) => match kinesis_data::pipeline::load(&p) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        std::process::exit(2);
+                    }
+                },
+                None => None,
+            };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start tokio")?;
-            rt.block_on(serve(cfg))
+            rt.block_on(serve(cfg, pipeline))
         }
+        Command::Plan {
+            file,
+            endpoint_url,
+            region,
+            account_id,
+        } => std::process::exit(plan(&file, endpoint_url, region, &account_id)),
         Command::Logs {
             function,
             data_dir,
@@ -156,10 +191,70 @@ fn logs(data_dir: &std::path::Path, function: &str, follow: bool) -> anyhow::Res
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// `kinesis-data plan`.
+fn plan(file: &std::path::Path, endpoint: Option<String>, region: Option<String>, account: &str) -> i32 {
+    let pipeline = match kinesis_data::pipeline::load(file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    let endpoint = endpoint
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|| "http://localhost:4566".to_owned());
+    let region = region
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let run = async {
+        let creds = kinesis_data::client::Credentials::resolve(None, None, None)?;
+        kinesis_data::pipeline::apply_to(&endpoint, &region, account, creds, &pipeline, true, None).await
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start tokio: {e}");
+            return 2;
+        }
+    };
+    match rt.block_on(run) {
+        Ok(changes) => {
+            let mut pending = 0;
+            for c in &changes {
+                println!("{c}");
+                if !matches!(c, kinesis_data::pipeline::Change::Unchanged(_)) {
+                    pending += 1;
+                }
+            }
+            println!("{pending} to change, {} unchanged", changes.len() - pending);
+            i32::from(pending > 0)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+async fn serve(cfg: Config, pipeline: Option<kinesis_data::pipeline::Pipeline>) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir.clone();
+    let (region, account, creds) = (
+        cfg.region.clone(),
+        cfg.account_id.clone(),
+        kinesis_data::pipeline::root_credentials(&cfg),
+    );
     let mut server = Server::start(cfg).await?;
     tracing::info!(data_dir = %data_dir.display(), "data directory");
+    if let Some(p) = pipeline {
+        let changes = kinesis_data::pipeline::apply_to(&server.endpoint(), &region, &account, creds, &p, false, None)
+            .await
+            .context("applying the pipeline")?;
+        for c in &changes {
+            tracing::info!(change = %c, "pipeline");
+        }
+    }
     #[allow(clippy::print_stdout)]
     {
         println!("kinesis-data ready on {}", server.endpoint());

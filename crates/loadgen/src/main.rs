@@ -12,7 +12,10 @@
 //! loadgen s3-to-lambda --samples 200
 //! loadgen batch-copy --tasks 10000 --object-bytes 4096
 //! loadgen batch-lambda --tasks 10000 --bootstrap target/release/batch-copy
+//! loadgen apigw --clients 16 --seconds 10 --bootstrap target/release/items-api
 //! ```
+
+mod apigw;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -230,6 +233,27 @@ enum Cmd {
         common: Common,
         #[command(flatten)]
         batch: BatchArgs,
+    },
+    /// API Gateway: GET /{id} through a REST API (Lambda proxy) → the Rust items-api function
+    /// (warm) → S3 GET, `clients` keep-alive connections; requests/s, p50, p99.
+    Apigw {
+        #[command(flatten)]
+        common: Common,
+        /// The items-api binary (`cargo build --release -p items-api`), packaged as `bootstrap`.
+        #[arg(long, default_value = "target/release/items-api")]
+        bootstrap: std::path::PathBuf,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// How long to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Objects in the bucket.
+        #[arg(long, default_value_t = 100)]
+        keys: usize,
+        /// Bytes per object.
+        #[arg(long, default_value_t = 256)]
+        object_bytes: usize,
     },
     /// S3 Batch Operations: a LambdaInvoke job (schema 2.0, UserArguments targetBucket) calling
     /// the Rust batch-copy example (provided.al2023) for each of `tasks` objects.
@@ -2001,6 +2025,14 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             payload_bytes,
         } => lambda_throughput(common, function, clients, seconds, payload_bytes).await,
+        Cmd::Apigw {
+            common,
+            bootstrap,
+            clients,
+            seconds,
+            keys,
+            object_bytes,
+        } => apigw::run(common, bootstrap, clients, seconds, keys, object_bytes).await,
         Cmd::S3ToLambda {
             common,
             bucket,

@@ -100,6 +100,11 @@ impl TestServer {
         lambda_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
+    /// An API Gateway client for us-east-1 with the default keys.
+    pub fn apigateway(&self) -> aws_sdk_apigateway::Client {
+        apigateway_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
+    }
+
     /// An S3 Control client for us-east-1 with the default keys.
     pub fn s3control(&self) -> aws_sdk_s3control::Client {
         s3control_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
@@ -118,6 +123,16 @@ impl TestServer {
     /// An STS client for us-east-1 with the default keys.
     pub fn sts(&self) -> aws_sdk_sts::Client {
         sts_client(&self.endpoint(), ACCESS_KEY, SECRET_KEY, None)
+    }
+
+    /// An Athena client for us-east-1 with the default keys.
+    pub fn athena(&self) -> aws_sdk_athena::Client {
+        athena_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// A Glue client for us-east-1 with the default keys.
+    pub fn glue(&self) -> aws_sdk_glue::Client {
+        glue_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
     /// Shuts down cleanly, then starts again on the same data directory (and a new port).
@@ -217,6 +232,44 @@ pub fn s3control_client(endpoint: &str, region: &str, access_key: &str, secret: 
     aws_sdk_s3control::Client::from_conf(conf)
 }
 
+/// An Athena client for `endpoint` with static keys, plain HTTP and no retries.
+pub fn athena_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_athena::Client {
+    let conf = aws_sdk_athena::Config::builder()
+        .behavior_version(aws_sdk_athena::config::BehaviorVersion::latest())
+        .region(aws_sdk_athena::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_athena::config::Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_athena::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_athena::Client::from_conf(conf)
+}
+
+/// A Glue client for `endpoint` with static keys, plain HTTP and no retries.
+pub fn glue_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_glue::Client {
+    let conf = aws_sdk_glue::Config::builder()
+        .behavior_version(aws_sdk_glue::config::BehaviorVersion::latest())
+        .region(aws_sdk_glue::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_glue::config::Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_glue::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_glue::Client::from_conf(conf)
+}
+
 /// A Lambda client for `endpoint` with static keys, plain HTTP and no retries.
 pub fn lambda_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_lambda::Client {
     let conf = aws_sdk_lambda::Config::builder()
@@ -234,6 +287,25 @@ pub fn lambda_client(endpoint: &str, region: &str, access_key: &str, secret: &st
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_lambda::Client::from_conf(conf)
+}
+
+/// An API Gateway client for `endpoint` with static keys, plain HTTP and no retries.
+pub fn apigateway_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_apigateway::Client {
+    let conf = aws_sdk_apigateway::Config::builder()
+        .behavior_version(aws_sdk_apigateway::config::BehaviorVersion::latest())
+        .region(aws_sdk_apigateway::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_apigateway::config::Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_apigateway::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_apigateway::Client::from_conf(conf)
 }
 
 /// An S3 client for `endpoint` (path-style) with static keys, plain HTTP and no retries.

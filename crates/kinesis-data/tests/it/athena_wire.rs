@@ -1,0 +1,363 @@
+//! Athena over the wire with aws-sdk-athena: DDL into the Glue catalog, SELECT over JSON
+//! lines (gzip), CSV and partitioned data, result files and paging, error categories,
+//! parameters, idempotency, cancellation and the metadata operations.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
+use aws_sdk_s3::primitives::ByteStream;
+use kd_test_support::{TestServer, wait_until};
+
+use crate::assert_aws_error;
+
+type R = anyhow::Result<()>;
+
+const OUT: &str = "s3://results/athena/";
+
+fn gzip(data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data)?;
+    Ok(e.finish()?)
+}
+
+/// Runs `sql` and waits for a terminal state; returns (id, state, reason).
+pub async fn run(
+    a: &aws_sdk_athena::Client,
+    db: &str,
+    sql: &str,
+) -> anyhow::Result<(String, QueryExecutionState, Option<String>)> {
+    let id = a
+        .start_query_execution()
+        .query_string(sql)
+        .query_execution_context(QueryExecutionContext::builder().database(db).build())
+        .result_configuration(ResultConfiguration::builder().output_location(OUT).build())
+        .send()
+        .await?
+        .query_execution_id()
+        .unwrap_or_default()
+        .to_owned();
+    let (state, reason) = wait_until(Duration::from_secs(60), "query ends", || {
+        let (a, id) = (a.clone(), id.clone());
+        async move {
+            let q = a.get_query_execution().query_execution_id(&id).send().await.ok()?;
+            let s = q.query_execution()?.status()?.clone();
+            let state = s.state()?.clone();
+            matches!(
+                state,
+                QueryExecutionState::Succeeded | QueryExecutionState::Failed | QueryExecutionState::Cancelled
+            )
+            .then(|| (state, s.state_change_reason().map(str::to_owned)))
+        }
+    })
+    .await?;
+    Ok((id, state, reason))
+}
+
+/// All result rows (header included) of a finished query, paging with `page`.
+pub async fn rows(a: &aws_sdk_athena::Client, id: &str, page: i32) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let r = a
+            .get_query_results()
+            .query_execution_id(id)
+            .max_results(page)
+            .set_next_token(token.clone())
+            .send()
+            .await?;
+        for row in r.result_set().map(|s| s.rows()).unwrap_or_default() {
+            out.push(
+                row.data()
+                    .iter()
+                    .map(|d| d.var_char_value().map(str::to_owned))
+                    .collect(),
+            );
+        }
+        token = r.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn ok(a: &aws_sdk_athena::Client, db: &str, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+    let (id, state, reason) = run(a, db, sql).await?;
+    anyhow::ensure!(state == QueryExecutionState::Succeeded, "{sql}: {state:?} {reason:?}");
+    rows(a, &id, 1000).await
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_owned())
+}
+
+#[tokio::test]
+async fn ddl_select_results_and_errors() -> R {
+    let srv = TestServer::start().await?;
+    let s3 = srv.s3();
+    for b in ["lake", "results"] {
+        s3.create_bucket().bucket(b).send().await?;
+    }
+    let lines = "{\"id\":1,\"Name\":\"ann\",\"tags\":[\"a\",\"b\"],\"doc\":\"{\\\"k\\\":{\\\"v\\\":7}}\",\"ts\":\"2024-01-02 03:04:05\"}\n\
+                 {\"id\":2,\"name\":\"bob\",\"tags\":[],\"doc\":\"{}\",\"ts\":\"2024-01-03 00:00:00\"}\n\
+                 not json\n\
+                 {\"id\":3,\"name\":null,\"tags\":[\"c\"],\"doc\":\"{}\",\"ts\":null}\n";
+    s3.put_object()
+        .bucket("lake")
+        .key("people/2024/part-1.json.gz")
+        .body(ByteStream::from(gzip(lines.as_bytes())?))
+        .send()
+        .await?;
+    s3.put_object()
+        .bucket("lake")
+        .key("people/_SUCCESS")
+        .body(ByteStream::from_static(b"ignored"))
+        .send()
+        .await?;
+    s3.put_object()
+        .bucket("lake")
+        .key("cities/c.csv")
+        .body(ByteStream::from_static(
+            b"city,pop\n\"Paris, FR\",2100000\nOslo,700000\n",
+        ))
+        .send()
+        .await?;
+    let a = srv.athena();
+    ok(&a, "default", "CREATE DATABASE lake").await?;
+    ok(
+        &a,
+        "lake",
+        "CREATE EXTERNAL TABLE people (id bigint, name string, tags array<string>, doc string, ts timestamp)
+         ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' WITH SERDEPROPERTIES ('ignore.malformed.json'='true')
+         LOCATION 's3://lake/people/'",
+    )
+    .await?;
+    ok(
+        &a,
+        "lake",
+        "CREATE EXTERNAL TABLE cities (city string, pop bigint)
+         ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.OpenCSVSerde'
+         LOCATION 's3://lake/cities/' TBLPROPERTIES ('skip.header.line.count'='1')",
+    )
+    .await?;
+    // The table is in Glue.
+    let t = srv
+        .glue()
+        .get_table()
+        .database_name("lake")
+        .name("people")
+        .send()
+        .await?;
+    assert_eq!(t.table().map(|t| t.name()), Some("people"));
+
+    let r = ok(
+        &a,
+        "lake",
+        "SELECT id, name, cardinality(tags) AS n, json_extract_scalar(doc, '$.k.v') AS v, ts FROM people ORDER BY id",
+    )
+    .await?;
+    assert_eq!(
+        r,
+        vec![
+            vec![s("id"), s("name"), s("n"), s("v"), s("ts")],
+            vec![s("1"), s("ann"), s("2"), s("7"), s("2024-01-02 03:04:05.000")],
+            vec![s("2"), s("bob"), s("0"), None, s("2024-01-03 00:00:00.000")],
+            vec![s("3"), None, s("1"), None, None],
+            vec![None, None, None, None, None],
+        ]
+    );
+    // The malformed line is a row of NULLs (ignore.malformed.json), as in Athena.
+    let r = ok(&a, "lake", "SELECT count(*) AS c, count(id) FROM people").await?;
+    assert_eq!(r[1], vec![s("4"), s("3")]);
+    let r = ok(&a, "lake", "SELECT city, pop FROM cities ORDER BY pop DESC").await?;
+    assert_eq!(r[1], vec![s("Paris, FR"), s("2100000")]);
+    let r = ok(
+        &a,
+        "lake",
+        "WITH p AS (SELECT id, \"$path\" AS path FROM people) SELECT count(DISTINCT path), max(id) FROM p",
+    )
+    .await?;
+    assert_eq!(r[1], vec![s("1"), s("3")], "one object, max id");
+
+    // Result files.
+    let (id, _, _) = run(&a, "lake", "SELECT id, name FROM people WHERE id = 3").await?;
+    let csv = s3
+        .get_object()
+        .bucket("results")
+        .key(format!("athena/{id}.csv"))
+        .send()
+        .await?
+        .body
+        .collect()
+        .await?
+        .into_bytes();
+    assert_eq!(&csv[..], b"\"id\",\"name\"\n\"3\",\n");
+    s3.head_object()
+        .bucket("results")
+        .key(format!("athena/{id}.csv.metadata"))
+        .send()
+        .await?;
+    let q = a.get_query_execution().query_execution_id(&id).send().await?;
+    let q = q.query_execution().ok_or_else(|| anyhow::anyhow!("no execution"))?;
+    assert_eq!(
+        q.result_configuration().and_then(|c| c.output_location()),
+        Some(format!("{OUT}{id}.csv").as_str())
+    );
+    assert!(q.statistics().and_then(|s| s.data_scanned_in_bytes()).unwrap_or(0) > 0);
+    let res = a.get_query_results().query_execution_id(&id).send().await?;
+    let cols = res
+        .result_set()
+        .and_then(|s| s.result_set_metadata())
+        .map(|m| {
+            m.column_info()
+                .iter()
+                .map(|c| c.r#type().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert_eq!(cols, vec!["bigint", "varchar"]);
+
+    // Paging: header only on the first page.
+    let (id, _, _) = run(&a, "lake", "SELECT * FROM (VALUES (1), (2), (3), (4), (5)) AS t(x)").await?;
+    let paged = rows(&a, &id, 2).await?;
+    assert_eq!(paged.len(), 6);
+    assert_eq!(paged[0], vec![s("x")]);
+    assert_eq!(paged[5], vec![s("5")]);
+
+    // Error categories.
+    for (sql, prefix) in [
+        ("SELECT nope FROM people", "COLUMN_NOT_FOUND"),
+        ("SELECT * FROM missing_table", "TABLE_NOT_FOUND"),
+        ("SELEKT 1", "SYNTAX_ERROR"),
+    ] {
+        let (_, state, reason) = run(&a, "lake", sql).await?;
+        assert_eq!(state, QueryExecutionState::Failed, "{sql}");
+        let reason = reason.unwrap_or_default();
+        assert!(reason.starts_with(prefix), "{sql}: {reason}");
+    }
+    assert_aws_error!(
+        a.start_query_execution().query_string("SELECT 1").send().await,
+        "InvalidRequestException",
+        400
+    );
+
+    // Parameters and idempotency.
+    let token = "0123456789abcdef0123456789abcdef";
+    let start = || {
+        a.start_query_execution()
+            .query_string("SELECT id FROM people WHERE name = ?")
+            .execution_parameters("'bob'")
+            .client_request_token(token)
+            .query_execution_context(QueryExecutionContext::builder().database("lake").build())
+            .result_configuration(ResultConfiguration::builder().output_location(OUT).build())
+            .send()
+    };
+    let first = start().await?.query_execution_id().unwrap_or_default().to_owned();
+    let second = start().await?.query_execution_id().unwrap_or_default().to_owned();
+    assert_eq!(first, second);
+
+    // DDL utilities.
+    let r = ok(&a, "lake", "SHOW TABLES").await?;
+    assert_eq!(r, vec![vec![s("cities")], vec![s("people")]]);
+    let r = ok(&a, "lake", "DESCRIBE people").await?;
+    assert!(r.len() >= 5);
+    let dbs = a.list_databases().catalog_name("AwsDataCatalog").send().await?;
+    assert!(dbs.database_list().iter().any(|d| d.name() == "lake"));
+    let tm = a
+        .get_table_metadata()
+        .catalog_name("AwsDataCatalog")
+        .database_name("lake")
+        .table_name("people")
+        .send()
+        .await?;
+    assert_eq!(tm.table_metadata().map(|t| t.columns().len()), Some(5));
+    let wg = a.get_work_group().work_group("primary").send().await?;
+    assert_eq!(wg.work_group().map(|w| w.name()), Some("primary"));
+    let listed = a.list_query_executions().send().await?;
+    assert!(listed.query_execution_ids().len() > 5);
+    ok(&a, "lake", "DROP TABLE cities").await?;
+    assert_aws_error!(
+        srv.glue().get_table().database_name("lake").name("cities").send().await,
+        "EntityNotFoundException",
+        400
+    );
+    srv.stop().await
+}
+
+#[tokio::test]
+async fn partitions_projection_and_pruning() -> R {
+    let srv = TestServer::start().await?;
+    let s3 = srv.s3();
+    for b in ["lake", "results"] {
+        s3.create_bucket().bucket(b).send().await?;
+    }
+    for (y, m, n) in [("2024", "01", 3), ("2024", "02", 2), ("2025", "01", 1)] {
+        let body: String = (0..n).map(|i| format!("{{\"v\":{i}}}\n")).collect();
+        s3.put_object()
+            .bucket("lake")
+            .key(format!("hive/year={y}/month={m}/data.json"))
+            .body(ByteStream::from(body.clone().into_bytes()))
+            .send()
+            .await?;
+        s3.put_object()
+            .bucket("lake")
+            .key(format!("fh/{y}/{m}/01/00/data.json"))
+            .body(ByteStream::from(body.into_bytes()))
+            .send()
+            .await?;
+    }
+    let a = srv.athena();
+    ok(&a, "default", "CREATE DATABASE d").await?;
+    ok(
+        &a,
+        "d",
+        "CREATE EXTERNAL TABLE hive (v int) PARTITIONED BY (year int, month string)
+         ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION 's3://lake/hive/'",
+    )
+    .await?;
+    let r = ok(&a, "d", "SELECT count(*) FROM hive").await?;
+    assert_eq!(r[1], vec![s("0")], "no partitions before MSCK");
+    ok(&a, "d", "MSCK REPAIR TABLE hive").await?;
+    let r = ok(&a, "d", "SHOW PARTITIONS hive").await?;
+    assert_eq!(r.len(), 3);
+    let (id, _, _) = run(&a, "d", "SELECT count(*) FROM hive WHERE year = 2024 AND month = '02'").await?;
+    assert_eq!(rows(&a, &id, 10).await?[1], vec![s("2")]);
+    let one = a.get_query_execution().query_execution_id(&id).send().await?;
+    let pruned = one
+        .query_execution()
+        .and_then(|q| q.statistics())
+        .and_then(|s| s.data_scanned_in_bytes())
+        .unwrap_or(-1);
+    let (all, _, _) = run(&a, "d", "SELECT count(*) FROM hive").await?;
+    let full = a
+        .get_query_execution()
+        .query_execution_id(&all)
+        .send()
+        .await?
+        .query_execution()
+        .and_then(|q| q.statistics())
+        .and_then(|s| s.data_scanned_in_bytes())
+        .unwrap_or(-1);
+    assert!(pruned > 0 && pruned < full, "pruned {pruned} vs full {full}");
+    ok(&a, "d", "ALTER TABLE hive DROP PARTITION (year=2025, month='01')").await?;
+    let r = ok(&a, "d", "SELECT year, count(*) FROM hive GROUP BY year").await?;
+    assert_eq!(r.len(), 2);
+
+    // Projection over the Firehose layout.
+    ok(
+        &a,
+        "d",
+        "CREATE EXTERNAL TABLE fh (v int) PARTITIONED BY (datehour string)
+         ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION 's3://lake/fh/'
+         TBLPROPERTIES ('projection.enabled'='true', 'projection.datehour.type'='date',
+           'projection.datehour.format'='yyyy/MM/dd/HH', 'projection.datehour.range'='2023/12/01/00,NOW',
+           'projection.datehour.interval'='1', 'projection.datehour.interval.unit'='HOURS',
+           'storage.location.template'='s3://lake/fh/${datehour}/')",
+    )
+    .await?;
+    let r = ok(&a, "d", "SELECT count(*) FROM fh").await?;
+    assert_eq!(r[1], vec![s("6")]);
+    let r = ok(&a, "d", "SELECT count(*) FROM fh WHERE datehour >= '2024/02/01/00'").await?;
+    assert_eq!(r[1], vec![s("3")]);
+    srv.stop().await
+}
