@@ -389,8 +389,34 @@ impl Client {
         if (200..300).contains(&resp.status) {
             Ok(resp)
         } else {
-            Err(ApiError::of(resp.status, &resp.body, format!("{method} {path}")).into())
+            let mut e = ApiError::of(resp.status, &resp.body, format!("{method} {path}"));
+            // restJson services name the error in a header (`Code:http://…` or `Code`).
+            if let Some(t) = resp.header("x-amzn-errortype") {
+                let code = t.split(':').next().unwrap_or(t).trim();
+                if !code.is_empty() {
+                    e.code = code.to_owned();
+                }
+            }
+            Err(e.into())
         }
+    }
+
+    /// An unsigned exchange (API Gateway invoke traffic, as curl sends it); any status is
+    /// returned as is.
+    pub async fn plain(&self, method: &str, target: &str, body: &[u8]) -> anyhow::Result<Response> {
+        if target.chars().any(char::is_control) || !target.starts_with('/') {
+            bail!("bad request target {target:?}");
+        }
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\nconnection: close\r\nuser-agent: kinesis-data/{}\r\n\r\n",
+            self.authority,
+            body.len(),
+            env!("CARGO_PKG_VERSION")
+        );
+        let raw = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(head.as_bytes(), body))
+            .await
+            .map_err(|_| anyhow!("{method} {target}: no answer within {REQUEST_TIMEOUT:?}"))??;
+        parse_answer(&raw, method == "HEAD")
     }
 
     async fn exchange(&self, head: &[u8], body: &[u8]) -> anyhow::Result<Vec<u8>> {

@@ -9,10 +9,12 @@ pub mod athena;
 pub mod batch;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod lambda;
 pub mod pipeline;
 pub mod ports;
 pub mod replication;
+pub mod tools;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -43,6 +43,70 @@ enum Command {
         #[arg(long)]
         pipeline: Option<PathBuf>,
     },
+    /// Run the seed's six-part system end to end: build the example functions, start a
+    /// server on a free port with a temporary data dir, apply the embedded pipeline and drive
+    /// every part, narrating. Exit code 0 only when every part checked out.
+    Demo {
+        /// Clickstream events put into the stream.
+        #[arg(long, default_value_t = 5000)]
+        events: usize,
+        /// Objects uploaded for parts 3 and 4.
+        #[arg(long, default_value_t = 20)]
+        uploads: usize,
+        /// Leave the server running afterwards and print AWS CLI commands to explore it.
+        #[arg(long)]
+        keep: bool,
+        /// Listen address with --keep (default a free port on 127.0.0.1).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Take the example function binaries from this directory instead of building them.
+        #[arg(long, hide = true)]
+        examples_dir: Option<PathBuf>,
+    },
+    /// Put stdin's lines into a Kinesis stream, one record per line (PutRecords in batches,
+    /// throttled records retried).
+    Put {
+        /// Stream name.
+        stream: String,
+        /// Partition key of every record (default: the line number).
+        #[arg(long)]
+        partition_key: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Print a stream's records (every shard) and follow new ones.
+    Tail {
+        /// Stream name.
+        stream: String,
+        /// Start at the newest record instead of the oldest.
+        #[arg(long)]
+        latest: bool,
+        /// Stop at the end of the data instead of following.
+        #[arg(long)]
+        no_follow: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Run SQL with Athena and print the result as a table.
+    Query {
+        /// The statement.
+        sql: String,
+        /// Database (QueryExecutionContext).
+        #[arg(long)]
+        database: Option<String>,
+        /// Result location (s3://bucket/prefix/); default: the workgroup's.
+        #[arg(long)]
+        output: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List buckets, or the objects under s3://bucket/prefix.
+    Ls {
+        /// s3://bucket/prefix (none: every bucket).
+        url: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Show what applying a pipeline file to a running server would change (nothing is
     /// changed). Exit code 0: nothing to change; 1: changes; 2: an error.
     Plan {
@@ -79,12 +143,51 @@ enum Command {
     Batch(Box<batch_cli::BatchArgs>),
 }
 
+/// Which server the client commands talk to.
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// The server (default $AWS_ENDPOINT_URL, else http://localhost:4566).
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    /// Region (default $AWS_REGION, else us-east-1).
+    #[arg(long)]
+    region: Option<String>,
+}
+
+impl TargetArgs {
+    fn resolve(self) -> kinesis_data::tools::Target {
+        kinesis_data::tools::Target::resolve(self.endpoint_url, self.region)
+    }
+}
+
+/// Runs a client command on a small runtime; errors print as `error: …` with exit code 1.
+fn client_command<F>(f: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start tokio")?;
+    if let Err(e) = rt.block_on(f) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The demo narrates on stdout; the server's own log is kept to warnings.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -129,6 +232,75 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start tokio")?;
             rt.block_on(serve(cfg, pipeline))
         }
+        Command::Demo {
+            events,
+            uploads,
+            keep,
+            listen,
+            examples_dir,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start tokio")?;
+            let opts = kinesis_data::demo::DemoOptions {
+                events,
+                uploads,
+                keep,
+                examples_dir,
+                listen,
+                quiet: false,
+            };
+            match rt.block_on(kinesis_data::demo::run(opts)) {
+                Ok(reports) if reports.iter().all(|r| r.passed) => Ok(()),
+                Ok(_) => std::process::exit(1),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        Command::Put {
+            stream,
+            partition_key,
+            target,
+        } => client_command(async move {
+            let t = target.resolve();
+            let n = kinesis_data::tools::put(&t, &stream, partition_key.as_deref(), std::io::stdin().lock()).await?;
+            println!("{n} records put into {stream}");
+            Ok(())
+        }),
+        Command::Tail {
+            stream,
+            latest,
+            no_follow,
+            target,
+        } => client_command(async move {
+            let t = target.resolve();
+            kinesis_data::tools::tail(&t, &stream, latest, !no_follow, std::io::stdout().lock()).await?;
+            Ok(())
+        }),
+        Command::Query {
+            sql,
+            database,
+            output,
+            target,
+        } => client_command(async move {
+            let t = target.resolve();
+            let started = std::time::Instant::now();
+            let (rows, scanned) = kinesis_data::tools::query(&t, &sql, database.as_deref(), output.as_deref()).await?;
+            print!("{}", kinesis_data::tools::render_table(&rows));
+            println!(
+                "{} row(s), {scanned} bytes scanned, {:.2} s",
+                rows.len().saturating_sub(1),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }),
+        Command::Ls { url, target } => client_command(async move {
+            let t = target.resolve();
+            kinesis_data::tools::ls(&t, url.as_deref(), std::io::stdout().lock()).await
+        }),
         Command::Plan {
             file,
             endpoint_url,

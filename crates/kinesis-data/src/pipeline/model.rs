@@ -529,6 +529,15 @@ fn check(p: &Pipeline) -> Check {
         }
     }
     for b in &p.buckets {
+        if kd_objects::validate_bucket_name(b.name.get_ref()).is_err() {
+            return Err((
+                b.name.span(),
+                format!(
+                    "{:?} is not a valid bucket name (3–63 characters: lower-case letters, digits, dots and hyphens)",
+                    b.name.get_ref()
+                ),
+            ));
+        }
         for n in &b.notifications {
             refers(&functions, &n.function, "function")?;
         }

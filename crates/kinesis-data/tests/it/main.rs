@@ -9,6 +9,7 @@ mod authz_wire;
 mod batch_cli;
 mod batch_wire;
 mod common;
+mod demo_e2e;
 mod e2e;
 mod firehose_wire;
 mod glue_wire;

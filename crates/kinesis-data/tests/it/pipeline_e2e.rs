@@ -224,3 +224,49 @@ fn base64_of(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// `put`, `tail` and `ls` against the in-process server.
+#[tokio::test]
+async fn put_tail_and_ls_talk_to_a_running_server() -> R {
+    use kinesis_data::tools::{Target, ls, put, tail};
+    let server = TestServer::start().await?;
+    let target = Target {
+        endpoint: server.endpoint(),
+        region: "us-east-1".into(),
+    };
+    let p = parse(
+        "t.toml",
+        "[[stream]]\nname = \"s\"\nshards = 2\n\n[[bucket]]\nname = \"bkt\"\n",
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    apply_to(&server.endpoint(), "us-east-1", ACCOUNT, creds(), &p, false, None).await?;
+    let input: String = (0..1234).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    assert_eq!(put(&target, "s", None, input.as_bytes()).await?, 1234);
+    let mut out = Vec::new();
+    assert_eq!(tail(&target, "s", false, false, &mut out).await?, 1234);
+    let mut got: Vec<String> = String::from_utf8(out)?.lines().map(str::to_owned).collect();
+    let mut want: Vec<String> = input.lines().map(str::to_owned).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    server
+        .s3()
+        .put_object()
+        .bucket("bkt")
+        .key("dir/x.txt")
+        .body(b"12345".to_vec().into())
+        .send()
+        .await?;
+    let mut listing = Vec::new();
+    ls(&target, Some("s3://bkt/dir/"), &mut listing).await?;
+    let listing = String::from_utf8(listing)?;
+    assert!(
+        listing.contains("           5  ") && listing.trim_end().ends_with("dir/x.txt"),
+        "{listing}"
+    );
+    let mut buckets = Vec::new();
+    ls(&target, None, &mut buckets).await?;
+    assert_eq!(String::from_utf8(buckets)?, "bkt\n");
+    assert!(ls(&target, Some("b/x"), std::io::sink()).await.is_err());
+    Ok(())
+}
