@@ -1014,6 +1014,7 @@ mod tests {
             meta,
             Arc::new(kd_storage::SystemClock),
             Arc::new(FakeInvoker::echo()),
+            Arc::new(kd_gateway::ports::testing::FakeForwarder::unreachable()),
         )
         .expect("open");
         ApiGatewayApi::new(g)

@@ -11,8 +11,9 @@ use http::{HeaderMap, HeaderValue};
 use kd_storage::{Clock, MetaOp, MetaStore};
 
 use crate::error::{Error, Result};
+use crate::http_proxy::{self, ProxyRequest};
 use crate::model::*;
-use crate::ports::{FunctionInvoker, InvokeError};
+use crate::ports::{ForwardError, FunctionInvoker, HttpForwarder, InvokeError};
 use crate::proxy::{self, Caller, EventInput};
 use crate::routing::{PathPart, RouteTable, classify, valid_path_part};
 
@@ -153,6 +154,7 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     config: Config,
     invoker: Arc<dyn FunctionInvoker>,
+    forwarder: Arc<dyn HttpForwarder>,
     state: RwLock<State>,
     writer: tokio::sync::Mutex<()>,
 }
@@ -302,12 +304,14 @@ fn is_binary(content_type: Option<&str>, types: &[String]) -> bool {
 
 impl Gateway {
     /// Opens the engine over `meta`, loading every API and deployment (see the crate docs
-    /// for the tables and the recovery rule).
+    /// for the tables and the recovery rule). `invoker` runs `AWS_PROXY` integrations,
+    /// `forwarder` `HTTP_PROXY` ones.
     pub fn open(
         config: Config,
         meta: Arc<MetaStore>,
         clock: Arc<dyn Clock>,
         invoker: Arc<dyn FunctionInvoker>,
+        forwarder: Arc<dyn HttpForwarder>,
     ) -> Result<Arc<Self>> {
         let mut state = State::default();
         for (k, v) in meta.scan_prefix(T_APIS, "")? {
@@ -346,6 +350,7 @@ impl Gateway {
             clock,
             config,
             invoker,
+            forwarder,
             state: RwLock::new(state),
             writer: tokio::sync::Mutex::new(()),
         }))
@@ -1362,6 +1367,7 @@ impl Gateway {
         match integration.kind.as_str() {
             "AWS_PROXY" => self.lambda_proxy(route, resource, integration, req).await,
             "MOCK" => mock(integration, &req.headers),
+            "HTTP_PROXY" => self.http_proxy(route, resource, integration, req).await,
             other => {
                 tracing::warn!(
                     api = %route.api_id,
@@ -1445,6 +1451,53 @@ impl Gateway {
                     bad_gateway()
                 }
             },
+        }
+    }
+}
+
+impl Gateway {
+    /// An `HTTP_PROXY` integration: the client's request forwarded to the backend (see
+    /// [`http_proxy`](crate::http_proxy) for the mapping), the backend's answer relayed.
+    async fn http_proxy(
+        &self,
+        route: &Route,
+        resource: &Resource,
+        integration: &Integration,
+        req: &InvokeRequest,
+    ) -> http::Response<Bytes> {
+        let internal = || proxy::gateway_response(500, "InternalServerErrorException", "Internal server error");
+        if integration.connection_type == "VPC_LINK" {
+            tracing::warn!(api = %route.api_id, "VPC_LINK integrations are not supported by kinesis-data");
+            return internal();
+        }
+        let trace_id = http_proxy::new_trace_id(self.clock.now_ms());
+        let built = http_proxy::build_request(&ProxyRequest {
+            route,
+            resource_path: &resource.path,
+            integration,
+            req,
+            trace_id: &trace_id,
+        });
+        let out = match built {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(api = %route.api_id, error = %e, "Execution failed due to configuration error");
+                return internal();
+            }
+        };
+        let target = out.uri().clone();
+        let timeout = Duration::from_millis(u64::from(integration.timeout_ms));
+        match tokio::time::timeout(timeout, self.forwarder.forward(out)).await {
+            Err(_) => proxy::gateway_response(504, "IntegrationTimeoutException", "Endpoint request timed out"),
+            Ok(Ok(resp)) => http_proxy::map_response(resp, &req.method),
+            Ok(Err(e @ ForwardError::TooLarge(_))) => {
+                tracing::warn!(api = %route.api_id, %target, error = %e, "HTTP_PROXY answer too large");
+                proxy::gateway_response(502, "BadGatewayException", "Internal server error")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(api = %route.api_id, %target, error = %e, "HTTP_PROXY integration failed");
+                internal()
+            }
         }
     }
 }

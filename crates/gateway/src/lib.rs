@@ -1,11 +1,13 @@
 //! API Gateway engine (REST APIs, v1): APIs, their resource trees (resources, methods,
 //! integrations, method and integration responses), deployments and stages, and the data
 //! plane: routing a request to a deployed method (reference §6.2), building the Lambda proxy
-//! event (§6.3), and turning the function's answer into the HTTP response (§6.4). It sits
-//! below `api-apigateway` (the restJson1 control plane and the invoke handler) and above
-//! `storage`; it reaches Lambda only through its port [`FunctionInvoker`], which the
-//! composition root implements over the functions engine (checking the function's resource
-//! policy for `apigateway.amazonaws.com`).
+//! event (§6.3), and turning the function's answer into the HTTP response (§6.4); `HTTP_PROXY`
+//! integrations forward the request to an HTTP backend ([`http_proxy`]). It sits below
+//! `api-apigateway` (the restJson1 control plane and the invoke handler) and above `storage`;
+//! it reaches Lambda only through its port [`FunctionInvoker`], which the composition root
+//! implements over the functions engine (checking the function's resource policy for
+//! `apigateway.amazonaws.com`), and HTTP backends only through [`HttpForwarder`], which the
+//! composition root implements over an HTTP/1.1 client (this crate opens no sockets).
 //!
 //! # Deployments
 //!
@@ -35,6 +37,7 @@
 
 mod engine;
 mod error;
+pub mod http_proxy;
 pub mod model;
 pub mod ports;
 pub mod proxy;
@@ -43,5 +46,8 @@ pub mod routing;
 pub use engine::*;
 pub use error::{Error, Result};
 pub use model::*;
-pub use ports::{FunctionInvoker, InvokeError, InvokeFuture, InvokeResult};
+pub use ports::{
+    ForwardError, ForwardFuture, FunctionInvoker, HttpForwarder, InvokeError, InvokeFuture, InvokeResult,
+    MAX_FORWARD_RESPONSE_BYTES,
+};
 pub use proxy::Caller;

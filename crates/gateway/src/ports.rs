@@ -1,7 +1,10 @@
-//! The port the engine acts through: invoking a Lambda function for an `AWS_PROXY`
-//! integration. The composition root implements it over the Lambda engine (checking the
-//! function's resource policy for `apigateway.amazonaws.com` with the method's source ARN);
-//! [`testing::FakeInvoker`] is the in-memory fake for engine and adapter tests.
+//! The ports the engine acts through: invoking a Lambda function for an `AWS_PROXY`
+//! integration ([`FunctionInvoker`]) and sending an `HTTP_PROXY` integration's request to its
+//! backend ([`HttpForwarder`]). The composition root implements them over the Lambda engine
+//! (checking the function's resource policy for `apigateway.amazonaws.com` with the method's
+//! source ARN) and over an HTTP/1.1 client; [`testing::FakeInvoker`] and
+//! [`testing::FakeForwarder`] are the in-memory fakes for engine and adapter tests. The engine
+//! itself opens no sockets.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,12 +54,99 @@ pub trait FunctionInvoker: Send + Sync + 'static {
     ) -> InvokeFuture<'a>;
 }
 
+/// The largest backend answer an `HTTP_PROXY` integration relays: 10 MiB, API Gateway's
+/// payload limit.
+pub const MAX_FORWARD_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+
+/// Why a forwarded request got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// The backend could not be reached: name resolution, connection refused or reset, a TLS
+    /// handshake that failed, a scheme the forwarder does not speak.
+    #[error("Execution failed due to configuration error: {0}")]
+    Unreachable(String),
+    /// The backend answered with a body over [`MAX_FORWARD_RESPONSE_BYTES`].
+    #[error("Integration response of reported length {0} is larger than allowed maximum of 10485760 bytes")]
+    TooLarge(u64),
+    /// The exchange broke after it started (a malformed answer, the connection closed early).
+    #[error("Execution failed: {0}")]
+    Failed(String),
+}
+
+/// The future a forwarder returns (boxed, so the trait is usable as `dyn`).
+pub type ForwardFuture<'a> = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, ForwardError>> + Send + 'a>>;
+
+/// One HTTP exchange with an `HTTP_PROXY` integration's backend.
+pub trait HttpForwarder: Send + Sync + 'static {
+    /// Sends `req` (an absolute URI; `Host` and every other header already set by the engine,
+    /// the body complete) and answers the backend's status, headers and whole body (at most
+    /// [`MAX_FORWARD_RESPONSE_BYTES`]). The engine bounds the call with the integration's
+    /// timeout; the forwarder need not.
+    fn forward(&self, req: http::Request<Bytes>) -> ForwardFuture<'_>;
+}
+
 /// In-memory fakes for tests of the engine and the adapter.
 pub mod testing {
     use std::sync::Mutex;
     use std::time::Duration;
 
     use super::*;
+
+    /// How the fake backend answers one request.
+    pub type ForwardHandler =
+        dyn Fn(&http::Request<Bytes>) -> Result<http::Response<Bytes>, ForwardError> + Send + Sync;
+
+    /// A fake `HTTP_PROXY` backend: answers with a closure, records every request, optionally
+    /// sleeps first.
+    pub struct FakeForwarder {
+        handler: Box<ForwardHandler>,
+        delay: Duration,
+        calls: Mutex<Vec<http::Request<Bytes>>>,
+    }
+
+    impl FakeForwarder {
+        /// A fake answering with `handler`.
+        pub fn new(
+            handler: impl Fn(&http::Request<Bytes>) -> Result<http::Response<Bytes>, ForwardError> + Send + Sync + 'static,
+        ) -> Self {
+            Self {
+                handler: Box::new(handler),
+                delay: Duration::ZERO,
+                calls: Mutex::new(Vec::new()),
+            }
+        }
+
+        /// A fake whose backend is never reachable (for tests without `HTTP_PROXY` methods).
+        pub fn unreachable() -> Self {
+            Self::new(|_| Err(ForwardError::Unreachable("connection refused".into())))
+        }
+
+        /// The same fake, sleeping `delay` before answering.
+        pub fn with_delay(mut self, delay: Duration) -> Self {
+            self.delay = delay;
+            self
+        }
+
+        /// Every request so far.
+        pub fn calls(&self) -> Vec<http::Request<Bytes>> {
+            self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        }
+    }
+
+    impl HttpForwarder for FakeForwarder {
+        fn forward(&self, req: http::Request<Bytes>) -> ForwardFuture<'_> {
+            Box::pin(async move {
+                if !self.delay.is_zero() {
+                    tokio::time::sleep(self.delay).await;
+                }
+                let out = (self.handler)(&req);
+                if let Ok(mut c) = self.calls.lock() {
+                    c.push(req);
+                }
+                out
+            })
+        }
+    }
 
     /// How the fake answers one call: `(function_arn, event) → result`.
     pub type Handler = dyn Fn(&str, &serde_json::Value) -> Result<InvokeResult, InvokeError> + Send + Sync;

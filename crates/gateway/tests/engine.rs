@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use kd_gateway::ports::testing::FakeInvoker;
+use kd_gateway::ports::testing::{FakeForwarder, FakeInvoker};
 use kd_gateway::*;
 use kd_storage::{MetaStore, SystemClock};
 
@@ -25,8 +25,16 @@ fn lambda_uri(f: &str) -> String {
 }
 
 fn open(dir: &std::path::Path, invoker: Arc<dyn FunctionInvoker>) -> Arc<Gateway> {
+    open_with(dir, invoker, Arc::new(FakeForwarder::unreachable()))
+}
+
+fn open_with(
+    dir: &std::path::Path,
+    invoker: Arc<dyn FunctionInvoker>,
+    forwarder: Arc<dyn HttpForwarder>,
+) -> Arc<Gateway> {
     let meta = Arc::new(MetaStore::open(&dir.join("meta.redb")).expect("meta"));
-    Gateway::open(Config::default(), meta, Arc::new(SystemClock), invoker).expect("open")
+    Gateway::open(Config::default(), meta, Arc::new(SystemClock), invoker, forwarder).expect("open")
 }
 
 fn request(api: &str, stage: &str, method: &str, path: &str) -> InvokeRequest {
@@ -564,4 +572,213 @@ async fn apis_deployments_and_stages_survive_a_restart() {
     let r = call(&g, &api, "prod", "GET", "/7").await;
     assert_eq!(r.status(), 200);
     assert_eq!(body(&r)["stageVariables"]["fn"], "items");
+}
+
+/// `/{proxy+}` ANY → `http://backend.example:8080/base/{proxy}` (the console's mapping of
+/// `proxy`), `/items/{id}` GET → POST `http://${stageVariables.host}/things/{id}?fixed=1`
+/// (an unmapped variable, header and query-string mappings); deployed to `prod` with
+/// `host=backend.example`. `timeout_ms` applies to both. Returns the API id.
+async fn http_proxy_api(g: &Gateway, timeout_ms: Option<i64>) -> String {
+    let s = scope();
+    let api = g
+        .create_rest_api(
+            &s,
+            CreateApiInput {
+                name: "http".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create");
+    let proxy = g
+        .create_resource(&s, &api.id, &api.root_id, "{proxy+}")
+        .await
+        .expect("resource");
+    let items = g
+        .create_resource(&s, &api.id, &api.root_id, "items")
+        .await
+        .expect("resource");
+    let id = g
+        .create_resource(&s, &api.id, &items.id, "{id}")
+        .await
+        .expect("resource");
+    for (r, method, integration_method, uri, params) in [
+        (
+            &proxy.id,
+            "ANY",
+            "ANY",
+            "http://backend.example:8080/base/{proxy}",
+            vec![("integration.request.path.proxy", "method.request.path.proxy")],
+        ),
+        (
+            &id.id,
+            "GET",
+            "POST",
+            "http://${stageVariables.host}/things/{id}?fixed=1",
+            vec![
+                ("integration.request.header.x-stage", "stageVariables.host"),
+                ("integration.request.header.x-static", "'yes'"),
+                ("integration.request.querystring.src", "method.request.header.x-src"),
+            ],
+        ),
+    ] {
+        g.put_method(
+            &s,
+            &api.id,
+            r,
+            method,
+            MethodInput {
+                authorization_type: "NONE".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("method");
+        g.put_integration(
+            &s,
+            &api.id,
+            r,
+            method,
+            IntegrationInput {
+                kind: "HTTP_PROXY".into(),
+                http_method: Some(integration_method.into()),
+                uri: Some(uri.into()),
+                request_parameters: params.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+                timeout_ms,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("integration");
+    }
+    g.create_deployment(
+        &s,
+        &api.id,
+        DeploymentInput {
+            stage_name: Some("prod".into()),
+            variables: [("host".to_owned(), "backend.example".to_owned())].into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("deploy");
+    api.id.clone()
+}
+
+/// A backend answering 201 with a few headers (hop-by-hop ones among them), except for paths
+/// naming a failure.
+fn fake_backend() -> FakeForwarder {
+    FakeForwarder::new(|req| match req.uri().path() {
+        "/base/down" => Err(ForwardError::Unreachable("connection refused".into())),
+        "/base/huge" => Err(ForwardError::TooLarge(11 << 20)),
+        _ => {
+            let mut r = http::Response::new(Bytes::from_static(b"backend body"));
+            *r.status_mut() = http::StatusCode::CREATED;
+            let h = r.headers_mut();
+            h.insert("content-type", http::HeaderValue::from_static("text/plain"));
+            h.insert("x-backend", http::HeaderValue::from_static("1"));
+            h.insert("connection", http::HeaderValue::from_static("keep-alive, x-private"));
+            h.insert("x-private", http::HeaderValue::from_static("hop"));
+            h.insert("transfer-encoding", http::HeaderValue::from_static("chunked"));
+            Ok(r)
+        }
+    })
+}
+
+async fn send(g: &Gateway, api: &str, req: InvokeRequest) -> http::Response<Bytes> {
+    match g.route(api, "prod", &req.method, &req.path) {
+        Ok(route) => g.execute(&route, req).await,
+        Err(r) => r,
+    }
+}
+
+#[tokio::test]
+async fn http_proxy_forwards_the_request_and_relays_the_answer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let fake = Arc::new(fake_backend());
+    let g = open_with(dir.path(), Arc::new(FakeInvoker::echo()), fake.clone());
+    let api = http_proxy_api(&g, None).await;
+
+    // Greedy proxy, ANY: the client's method, path (re-encoded), query, headers and body.
+    let mut req = request(&api, "prod", "PUT", "/a/b%20c/d");
+    req.query = Some("x=1&y=a%20b".into());
+    req.body = Bytes::from_static(b"{\"k\":1}");
+    req.source_ip = "10.1.2.3".into();
+    for (k, v) in [
+        ("content-type", "application/json"),
+        ("x-custom", "v"),
+        ("host", "abc.execute-api.localhost"),
+        ("connection", "keep-alive, x-hop"),
+        ("x-hop", "dropped"),
+        ("te", "trailers"),
+        ("x-forwarded-for", "192.0.2.9"),
+    ] {
+        req.headers.insert(k, http::HeaderValue::from_static(v));
+    }
+    let r = send(&g, &api, req).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.body().as_ref(), b"backend body");
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.headers()["x-backend"], "1");
+    for hop in ["connection", "x-private", "transfer-encoding"] {
+        assert!(!r.headers().contains_key(hop), "{hop}");
+    }
+    assert_eq!(r.headers()["x-amzn-requestid"], "rid");
+    let calls = fake.calls();
+    let sent = calls.last().expect("forwarded");
+    assert_eq!(sent.method(), "PUT");
+    assert_eq!(
+        sent.uri().to_string(),
+        "http://backend.example:8080/base/a/b%20c/d?x=1&y=a%20b"
+    );
+    let h = sent.headers();
+    assert_eq!(h["host"], "backend.example:8080");
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["x-custom"], "v");
+    assert_eq!(h["content-length"], "7");
+    assert_eq!(h["x-forwarded-for"], "192.0.2.9, 10.1.2.3");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    let trace = h["x-amzn-trace-id"].to_str().unwrap_or_default();
+    assert!(trace.starts_with("Root=1-") && trace.len() == 7 + 8 + 1 + 24, "{trace}");
+    for hop in ["connection", "x-hop", "te"] {
+        assert!(!h.contains_key(hop), "{hop}");
+    }
+    assert_eq!(sent.body().as_ref(), b"{\"k\":1}");
+
+    // A named variable without a mapping takes the path parameter of its name; the
+    // integration's own method; stage variables in the host; header and query mappings.
+    let mut req = request(&api, "prod", "GET", "/items/x%2Fy");
+    req.headers.insert("x-src", http::HeaderValue::from_static("a&b"));
+    let r = send(&g, &api, req).await;
+    assert_eq!(r.status(), 201);
+    let calls = fake.calls();
+    let sent = calls.last().expect("forwarded");
+    assert_eq!(sent.method(), "POST");
+    assert_eq!(
+        sent.uri().to_string(),
+        "http://backend.example/things/x%2Fy?fixed=1&src=a%26b"
+    );
+    assert_eq!(sent.headers()["x-stage"], "backend.example");
+    assert_eq!(sent.headers()["x-static"], "yes");
+    assert_eq!(sent.headers()["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(sent.headers()["content-length"], "0");
+
+    // Failures: unreachable → 500, too large → 502.
+    let r = send(&g, &api, request(&api, "prod", "GET", "/down")).await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(body(&r)["message"], "Internal server error");
+    let r = send(&g, &api, request(&api, "prod", "GET", "/huge")).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(body(&r)["message"], "Internal server error");
+
+    // A backend slower than the integration timeout → 504.
+    let dir = tempfile::tempdir().expect("dir");
+    let slow = Arc::new(fake_backend().with_delay(Duration::from_secs(5)));
+    let g = open_with(dir.path(), Arc::new(FakeInvoker::echo()), slow);
+    let api = http_proxy_api(&g, Some(100)).await;
+    let started = std::time::Instant::now();
+    let r = send(&g, &api, request(&api, "prod", "GET", "/anything")).await;
+    assert_eq!(r.status(), 504);
+    assert_eq!(body(&r)["message"], "Endpoint request timed out");
+    assert!(started.elapsed() < Duration::from_secs(4));
 }

@@ -157,6 +157,7 @@ impl Server {
             meta.clone(),
             clock.clone(),
             Arc::new(apigateway::GatewayLambda::new(functions.clone())),
+            Arc::new(apigateway::GatewayHttp::new()),
         )
         .context("cannot open the API Gateway engine")?;
         let reset_gateway = gateway.clone();

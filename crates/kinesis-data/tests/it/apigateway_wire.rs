@@ -1,7 +1,8 @@
 //! API Gateway over the wire: the control plane with aws-sdk-apigateway (shapes, ids, error
 //! codes and messages, patches, paging, restart), and the data plane over plain HTTP with MOCK
 //! integrations (path-style and host-style URLs, 403 for unknown routes, CORS preflight,
-//! AWS_IAM methods that need a SigV4 signature).
+//! AWS_IAM methods that need a SigV4 signature) and HTTP_PROXY integrations against a local
+//! backend (forwarding, passthrough, 500/502/504).
 
 use aws_sdk_apigateway::types::{IntegrationType, Op, PatchOperation};
 use kd_test_support::{TestServer, sign_headers};
@@ -466,5 +467,225 @@ async fn data_plane_mock_routes_cors_and_iam() -> R {
     let (s, _, b) = http(addr, "GET", &host, "/test/secret", &signed, b"").await?;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
     assert_eq!(b, br#"{"secret":true}"#);
+    server.stop().await
+}
+
+/// What the test backend saw: method, path and query, headers, body.
+type Seen = (String, String, http::HeaderMap, bytes::Bytes);
+
+/// A tiny HTTP backend on 127.0.0.1:0: records each request and answers 201 with the request
+/// body echoed and `x-backend: yes`; `/base/huge` answers 10 MiB + 1 bytes.
+async fn backend() -> anyhow::Result<(
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let tx = tx.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+            let path = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            let _ = tx.send((parts.method.to_string(), path.clone(), parts.headers, body.clone()));
+            let body = if path == "/base/huge" {
+                bytes::Bytes::from(vec![b'x'; (10 << 20) + 1])
+            } else {
+                body
+            };
+            (
+                http::StatusCode::CREATED,
+                [("x-backend", "yes"), ("content-type", "text/plain")],
+                body,
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((addr, rx, task))
+}
+
+/// The backend's next request, waiting at most 10 s for it.
+async fn next(seen: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> anyhow::Result<Seen> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), seen.recv())
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| anyhow::anyhow!("the backend saw no request"))
+}
+
+/// A backend that accepts connections and never answers.
+async fn silent_backend() -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    Ok((addr, task))
+}
+
+#[tokio::test]
+async fn data_plane_http_proxy_forwards_to_a_backend() -> R {
+    let server = TestServer::start().await?;
+    let addr = server.inner().addr();
+    let gw = server.apigateway();
+    let (backend_addr, mut seen, backend_task) = backend().await?;
+    let (silent_addr, silent_task) = silent_backend().await?;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?
+    };
+
+    let api = gw.create_rest_api().name("http-proxy").send().await?;
+    let id = api.id().unwrap_or_default().to_owned();
+    let root = api.root_resource_id().unwrap_or_default().to_owned();
+    let resource = |parent: String, part: &'static str| {
+        let gw = gw.clone();
+        let id = id.clone();
+        async move {
+            let r = gw
+                .create_resource()
+                .rest_api_id(&id)
+                .parent_id(parent)
+                .path_part(part)
+                .send()
+                .await?;
+            anyhow::Ok(r.id().unwrap_or_default().to_owned())
+        }
+    };
+    let proxy = resource(root.clone(), "{proxy+}").await?;
+    let items = resource(root.clone(), "items").await?;
+    let item = resource(items, "{id}").await?;
+    let down = resource(root.clone(), "down").await?;
+    let slow = resource(root.clone(), "slow").await?;
+    let tls = resource(root.clone(), "tls").await?;
+    let routes = vec![
+        (
+            &proxy,
+            "ANY",
+            "ANY",
+            format!("http://{backend_addr}/base/{{proxy}}"),
+            Some(("proxy", "integration.request.path.proxy")),
+            None,
+        ),
+        (
+            &item,
+            "GET",
+            "POST",
+            "http://${stageVariables.backend}/things/{id}?fixed=1".to_owned(),
+            Some(("id", "integration.request.path.id")),
+            None,
+        ),
+        (&down, "GET", "GET", format!("http://{closed}/"), None, None),
+        (&slow, "GET", "GET", format!("http://{silent_addr}/"), None, Some(200)),
+        (&tls, "GET", "GET", format!("https://{backend_addr}/"), None, None),
+    ];
+    for (res, method, integration_method, uri, param, timeout) in routes {
+        let mut m = gw
+            .put_method()
+            .rest_api_id(&id)
+            .resource_id(res)
+            .http_method(method)
+            .authorization_type("NONE");
+        if let Some((name, _)) = param {
+            m = m.request_parameters(format!("method.request.path.{name}"), true);
+        }
+        m.send().await?;
+        let mut i = gw
+            .put_integration()
+            .rest_api_id(&id)
+            .resource_id(res)
+            .http_method(method)
+            .r#type(IntegrationType::HttpProxy)
+            .integration_http_method(integration_method)
+            .uri(uri);
+        if let Some((name, target)) = param {
+            i = i.request_parameters(target, format!("method.request.path.{name}"));
+        }
+        if let Some(t) = timeout {
+            i = i.timeout_in_millis(t);
+        }
+        i.send().await?;
+    }
+    gw.create_deployment()
+        .rest_api_id(&id)
+        .stage_name("test")
+        .variables("backend", backend_addr.to_string())
+        .send()
+        .await?;
+    let host = format!("{id}.execute-api.localhost:{}", addr.port());
+
+    // Greedy {proxy}, ANY: the client's method, path, query, headers and body go through;
+    // the backend's status, headers and body come back.
+    let (s, h, b) = http(
+        addr,
+        "PUT",
+        &host,
+        "/test/a/b%20c?x=1&y=two",
+        &[
+            ("x-custom".into(), "v1".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        br#"{"k":1}"#,
+    )
+    .await?;
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(b, br#"{"k":1}"#);
+    assert_eq!(header(&h, "x-backend"), Some("yes"));
+    assert_eq!(header(&h, "content-type"), Some("text/plain"));
+    assert!(header(&h, "x-amzn-requestid").is_some());
+    assert!(header(&h, "x-amz-apigw-id").is_some());
+    let (method, path, headers, body) = next(&mut seen).await?;
+    assert_eq!(method, "PUT");
+    assert_eq!(path, "/base/a/b%20c?x=1&y=two");
+    assert_eq!(body.as_ref(), br#"{"k":1}"#);
+    let hv = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(hv("x-custom").as_deref(), Some("v1"));
+    assert_eq!(hv("content-type").as_deref(), Some("application/json"));
+    assert_eq!(hv("host"), Some(backend_addr.to_string()));
+    assert_eq!(hv("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert!(hv("x-amzn-trace-id").is_some_and(|t| t.starts_with("Root=1-")));
+    assert_eq!(hv("connection"), None);
+
+    // A named variable, the integration's own method, a stage variable in the host, the
+    // client's query after the URI's.
+    let (s, _, _) = http(addr, "GET", &host, "/test/items/42?q=z", &[], b"").await?;
+    assert_eq!(s, 201);
+    let (method, path, _, _) = next(&mut seen).await?;
+    assert_eq!(method, "POST");
+    assert_eq!(path, "/things/42?fixed=1&q=z");
+
+    // A backend answer over 10 MiB → 502.
+    let (s, _, b) = http(addr, "GET", &host, "/test/huge", &[], b"").await?;
+    assert_eq!(s, 502);
+    assert_eq!(b, br#"{"message":"Internal server error"}"#);
+    next(&mut seen).await?;
+
+    // Nothing listening → 500.
+    let (s, h, b) = http(addr, "GET", &host, "/test/down", &[], b"").await?;
+    assert_eq!(s, 500);
+    assert_eq!(b, br#"{"message":"Internal server error"}"#);
+    assert!(header(&h, "x-amzn-requestid").is_some());
+
+    // https:// to a plain-HTTP backend: the TLS handshake fails → 500.
+    let (s, _, b) = http(addr, "GET", &host, "/test/tls", &[], b"").await?;
+    assert_eq!(s, 500);
+    assert_eq!(b, br#"{"message":"Internal server error"}"#);
+
+    // A backend that never answers within timeoutInMillis (200 ms) → 504.
+    let started = std::time::Instant::now();
+    let (s, _, b) = http(addr, "GET", &host, "/test/slow", &[], b"").await?;
+    assert_eq!(s, 504);
+    assert_eq!(b, br#"{"message":"Endpoint request timed out"}"#);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    backend_task.abort();
+    silent_task.abort();
     server.stop().await
 }

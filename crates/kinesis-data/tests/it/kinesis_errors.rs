@@ -495,7 +495,7 @@ async fn serialization_and_unknown_operation() -> R {
         "UnknownOperationException"
     );
     // Other services answer "not implemented" in their own protocol, at once.
-    let (status, _, body) = signed(&s, h("AWSGlue.GetDatabases"), b"{}").await?;
+    let (status, _, body) = signed(&s, h("DynamoDB_20120810.ListTables"), b"{}").await?;
     assert_eq!(status, 501);
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body)?["__type"],

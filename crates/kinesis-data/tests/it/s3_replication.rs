@@ -535,13 +535,11 @@ async fn batch_replication_copies_existing_and_failed_objects() -> R {
         .prefix(format!("batch/job-{id}/results/"))
         .send()
         .await?;
-    let results_key = listed
-        .contents()
-        .first()
-        .and_then(|o| o.key())
-        .unwrap_or_default()
-        .to_owned();
-    let results = read(&s3, "reports", &results_key).await?;
+    // Succeeded and failed tasks go to separate results files.
+    let mut results = String::new();
+    for o in listed.contents() {
+        results.push_str(&read(&s3, "reports", o.key().unwrap_or_default()).await?);
+    }
     assert!(
         results.contains("src,missing,") && results.contains("failed,404,NoSuchKey")
             || results.contains("NoSuchVersion"),

@@ -344,7 +344,8 @@ async fn suspended_copy_tagging_and_batch_delete() -> R {
 #[tokio::test]
 async fn replication_configuration_needs_versioned_buckets() -> R {
     use aws_sdk_s3::types::{
-        Destination, ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus,
+        DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination, ReplicationConfiguration,
+        ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus,
     };
     let s = TestServer::start().await?;
     let c = s.s3();
@@ -359,6 +360,11 @@ async fn replication_configuration_needs_versioned_buckets() -> R {
                 .priority(1)
                 .status(ReplicationRuleStatus::Enabled)
                 .filter(ReplicationRuleFilter::builder().prefix("").build())
+                .delete_marker_replication(
+                    DeleteMarkerReplication::builder()
+                        .status(DeleteMarkerReplicationStatus::Disabled)
+                        .build(),
+                )
                 .destination(Destination::builder().bucket("arn:aws:s3:::repl-dst").build()?)
                 .build()?,
         )
