@@ -29,6 +29,7 @@ pub const ALL_SERVICES: &[&str] = &[
     "apigateway",
     "glue",
     "athena",
+    "cloudformation",
 ];
 
 /// The service a request is for.
@@ -56,6 +57,8 @@ pub enum Service {
     Iam,
     /// STS.
     Sts,
+    /// CloudFormation (query protocol, told apart by its SigV4 scope).
+    CloudFormation,
     /// S3.
     S3,
 }
@@ -69,7 +72,7 @@ impl Service {
             }
             Service::Lambda | Service::ApiGateway | Service::ApiGatewayInvoke => Protocol::RestJson,
             Service::S3Control | Service::S3 => Protocol::RestXml,
-            Service::Iam | Service::Sts => Protocol::Query,
+            Service::Iam | Service::Sts | Service::CloudFormation => Protocol::Query,
         }
     }
 
@@ -86,6 +89,7 @@ impl Service {
             Service::ApiGateway | Service::ApiGatewayInvoke => "API Gateway",
             Service::Iam => "IAM",
             Service::Sts => "STS",
+            Service::CloudFormation => "CloudFormation",
             Service::S3 => "S3",
         }
     }
@@ -195,6 +199,7 @@ pub fn route(parts: &http::request::Parts) -> Service {
         Some("iam") if form || parts.uri.query().is_some_and(|q| q.contains("Action=")) => Service::Iam,
         Some("sts") if form || parts.uri.query().is_some_and(|q| q.contains("Action=")) => Service::Sts,
         Some("iam") => Service::Iam,
+        Some("cloudformation") => Service::CloudFormation,
         Some("kinesis") => Service::Kinesis(String::new()),
         Some("firehose") => Service::Firehose(String::new()),
         Some("glue") => Service::Glue,
@@ -255,6 +260,18 @@ mod tests {
                 ]
             )),
             Service::Iam
+        );
+        let cfn_auth = "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/cloudformation/aws4_request, SignedHeaders=host, Signature=00";
+        assert_eq!(
+            route(&parts(
+                "POST",
+                "/",
+                &[
+                    ("authorization", cfn_auth),
+                    ("content-type", "application/x-www-form-urlencoded")
+                ]
+            )),
+            Service::CloudFormation
         );
         assert_eq!(route(&parts("GET", "/bucket/key", &[])), Service::S3);
     }

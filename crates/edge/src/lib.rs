@@ -1,6 +1,7 @@
 //! The HTTP edge of kinesis-data: one listener for every service. For each request it assigns
 //! a request id, bounds the body, picks the service (X-Amz-Target prefix, then path prefixes,
-//! then form `Action=` with the IAM/STS scope, then the SigV4 scope's service, else S3),
+//! then form `Action=` with the IAM/STS scope, then the SigV4 scope's service (e.g.
+//! `cloudformation`, the other query-protocol service), else S3),
 //! verifies the SigV4 signature against the access keys `kd-iam` holds, and hands the request
 //! to that service's adapter (`api-*`), or answers in that protocol's error envelope. It also
 //! serves the `/_kinesis-data/*` endpoints (health, reset). Everything below it (adapters,
@@ -21,6 +22,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kd_api_apigateway::ApiGatewayApi;
 use kd_api_athena::AthenaApi;
+use kd_api_cloudformation::CloudFormationApi;
 use kd_api_firehose::FirehoseApi;
 use kd_api_glue::GlueApi;
 use kd_api_iam::{Endpoint, IamApi};
@@ -73,6 +75,8 @@ pub struct Services {
     pub glue: GlueApi,
     /// Amazon Athena.
     pub athena: AthenaApi,
+    /// AWS CloudFormation.
+    pub cloudformation: CloudFormationApi,
 }
 
 /// The services the edge dispatches to.
@@ -90,6 +94,7 @@ pub struct Edge {
     apigateway: ApiGatewayApi,
     glue: GlueApi,
     athena: AthenaApi,
+    cloudformation: CloudFormationApi,
     reset: ResetHook,
 }
 
@@ -115,6 +120,7 @@ impl Edge {
             apigateway: services.apigateway,
             glue: services.glue,
             athena: services.athena,
+            cloudformation: services.cloudformation,
             reset,
         }
     }
@@ -145,6 +151,7 @@ impl Edge {
         let protocol = service.protocol();
         let limit = match service {
             Service::Iam | Service::Sts => kd_api_iam::MAX_BODY,
+            Service::CloudFormation => kd_api_cloudformation::MAX_BODY,
             Service::Lambda => kd_api_lambda::MAX_BODY,
             Service::ApiGateway => kd_api_apigateway::MAX_BODY,
             _ if protocol == Protocol::AwsJson => MAX_JSON_BODY,
@@ -237,6 +244,7 @@ impl Edge {
                     .handle(&ctx, &parts.method, parts.uri.path(), parts.uri.query(), &body)
                     .await
             }
+            Service::CloudFormation => self.cloudformation.handle(&ctx, parts.uri.query(), &body).await,
             Service::Iam | Service::Sts => {
                 let endpoint = if service == Service::Iam {
                     Endpoint::Iam

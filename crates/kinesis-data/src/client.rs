@@ -549,12 +549,15 @@ impl Client {
         action: &str,
         params: &[(&str, &str)],
     ) -> anyhow::Result<Node> {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("Action", action).append_pair("Version", version);
-        for (k, v) in params {
-            form.append_pair(k, v);
-        }
-        let body = form.finish();
+        // The serializer is not `Send`: it must be gone before the first await.
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("Action", action).append_pair("Version", version);
+            for (k, v) in params {
+                form.append_pair(k, v);
+            }
+            form.finish()
+        };
         let resp = self
             .request_as(
                 service,

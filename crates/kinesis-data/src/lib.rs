@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod pipeline;
 pub mod ports;
 pub mod replication;
+pub mod stacks;
 pub mod tools;
 
 use std::net::SocketAddr;
@@ -169,6 +170,16 @@ impl Server {
             functions.clone(),
             batch.clone(),
         );
+        let stacks = kd_stacks::Stacks::open(
+            meta.clone(),
+            clock.clone(),
+            Arc::new(stacks::ServiceProvisioner::new(
+                format!("http://{addr}"),
+                pipeline::root_credentials(&config),
+            )),
+        )
+        .context("cannot open the CloudFormation engine")?;
+        let reset_stacks = stacks.clone();
         let reset: ResetHook = Arc::new(move || {
             let c = reset_catalog.clone();
             let q = reset_query.clone();
@@ -181,8 +192,10 @@ impl Server {
                 reset_functions.clone(),
                 reset_batch.clone(),
             );
+            let st = reset_stacks.clone();
             Box::pin(async move {
-                // Jobs and delivery first: they read and write the other engines.
+                // Stacks, jobs and delivery first: they read and write the other engines.
+                st.reset().await.map_err(|e| e.to_string())?;
                 g.reset().await.map_err(|e| e.to_string())?;
                 b.reset().await.map_err(|e| e.to_string())?;
                 d.reset().await.map_err(|e| e.to_string())?;
@@ -221,6 +234,10 @@ impl Server {
                 glue: kd_api_glue::GlueApi::new(catalog.clone()),
                 athena: kd_api_athena::AthenaApi::new(query.clone()),
                 apigateway: kd_api_apigateway::ApiGatewayApi::new(gateway.clone()),
+                cloudformation: kd_api_cloudformation::CloudFormationApi::new(
+                    stacks.clone(),
+                    Arc::new(stacks::BucketTemplates::new(objects.clone())),
+                ),
             },
             reset,
         );

@@ -3,8 +3,9 @@
 //!
 //! The template engine raises `ValidationError`s (a bad template, parameter or rule, with
 //! CloudFormation's message), `InsufficientCapabilitiesException` and, for a broken invariant,
-//! `InternalFailure`. The lifecycle milestone adds its own variants (stack and change-set
-//! states, the metadata store) here.
+//! `InternalFailure`. The lifecycle ([`crate::lifecycle`]) adds stack and change-set
+//! facts (a missing stack, a duplicate name, a change set in the wrong state) and the
+//! metadata store's failures.
 
 /// What can go wrong in a CloudFormation call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,6 +16,21 @@ pub enum Error {
     /// `InsufficientCapabilitiesException` (400): IAM resources without the capability.
     #[error("Requires capabilities : [{0}]")]
     InsufficientCapabilities(String),
+    /// `AlreadyExistsException` (400): a live stack already has this name.
+    #[error("Stack [{0}] already exists")]
+    AlreadyExists(String),
+    /// `ValidationError` (400): no stack has this name (or id): `Stack with id X does not exist`.
+    #[error("Stack with id {0} does not exist")]
+    StackNotFound(String),
+    /// `ChangeSetNotFound` (404): no such change set.
+    #[error("ChangeSet [{0}] does not exist")]
+    ChangeSetNotFound(String),
+    /// `InvalidChangeSetStatus` (400): the change set cannot be executed (or deleted) now.
+    #[error("{0}")]
+    InvalidChangeSetStatus(String),
+    /// `InternalFailure` (500): the metadata store failed.
+    #[error("metadata store: {0}")]
+    Storage(String),
     /// `InternalFailure` (500): an invariant broke (e.g. a resolver asked for a resource the
     /// lifecycle has not created yet).
     #[error("{0}")]
@@ -45,15 +61,24 @@ impl Error {
         match self {
             Error::Validation(_) => "ValidationError",
             Error::InsufficientCapabilities(_) => "InsufficientCapabilitiesException",
-            Error::Internal(_) => "InternalFailure",
+            Error::AlreadyExists(_) => "AlreadyExistsException",
+            Error::StackNotFound(_) => "ValidationError",
+            Error::ChangeSetNotFound(_) => "ChangeSetNotFound",
+            Error::InvalidChangeSetStatus(_) => "InvalidChangeSetStatus",
+            Error::Storage(_) | Error::Internal(_) => "InternalFailure",
         }
     }
 
     /// The HTTP status of the error answer.
     pub fn status(&self) -> u16 {
         match self {
-            Error::Validation(_) | Error::InsufficientCapabilities(_) => 400,
-            Error::Internal(_) => 500,
+            Error::Validation(_)
+            | Error::InsufficientCapabilities(_)
+            | Error::AlreadyExists(_)
+            | Error::StackNotFound(_)
+            | Error::InvalidChangeSetStatus(_) => 400,
+            Error::ChangeSetNotFound(_) => 404,
+            Error::Storage(_) | Error::Internal(_) => 500,
         }
     }
 }

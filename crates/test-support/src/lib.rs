@@ -135,6 +135,11 @@ impl TestServer {
         glue_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
+    /// A CloudFormation client for us-east-1 with the default keys.
+    pub fn cloudformation(&self) -> aws_sdk_cloudformation::Client {
+        cloudformation_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
+    }
+
     /// Shuts down cleanly, then starts again on the same data directory (and a new port).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         if let Some(s) = self.server.take() {
@@ -268,6 +273,30 @@ pub fn glue_client(endpoint: &str, region: &str, access_key: &str, secret: &str)
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_glue::Client::from_conf(conf)
+}
+
+/// A CloudFormation client for `endpoint` with static keys, plain HTTP and no retries.
+pub fn cloudformation_client(
+    endpoint: &str,
+    region: &str,
+    access_key: &str,
+    secret: &str,
+) -> aws_sdk_cloudformation::Client {
+    let conf = aws_sdk_cloudformation::Config::builder()
+        .behavior_version(aws_sdk_cloudformation::config::BehaviorVersion::latest())
+        .region(aws_sdk_cloudformation::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_cloudformation::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_cloudformation::Client::from_conf(conf)
 }
 
 /// A Lambda client for `endpoint` with static keys, plain HTTP and no retries.
@@ -437,10 +466,23 @@ pub async fn raw_http(
     headers: &[(String, String)],
     body: &[u8],
 ) -> anyhow::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+    raw_http_host(addr, method, &addr.to_string(), path, headers, body).await
+}
+
+/// [`raw_http`] with an explicit `Host` header (virtual-host routing: `{api}.execute-api.…`,
+/// `{bucket}.s3.…`).
+pub async fn raw_http_host(
+    addr: std::net::SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {

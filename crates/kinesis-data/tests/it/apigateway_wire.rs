@@ -12,47 +12,7 @@ use crate::assert_aws_error;
 type R = anyhow::Result<()>;
 
 /// One HTTP/1.1 exchange with an explicit `Host` header. Returns status, lowercase headers, body.
-pub async fn http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    host: &str,
-    path: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> anyhow::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await?;
-    s.write_all(body).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("no header end"))?;
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let hdrs: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        })
-        .collect();
-    Ok((status, hdrs, buf[split + 4..].to_vec()))
-}
+pub use kd_test_support::raw_http_host as http;
 
 /// The value of header `name` (lowercase).
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

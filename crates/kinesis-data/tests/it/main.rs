@@ -8,6 +8,7 @@ mod athena_wire;
 mod authz_wire;
 mod batch_cli;
 mod batch_wire;
+mod cloudformation_wire;
 mod common;
 mod demo_e2e;
 mod e2e;

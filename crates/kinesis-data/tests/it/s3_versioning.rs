@@ -344,8 +344,8 @@ async fn suspended_copy_tagging_and_batch_delete() -> R {
 #[tokio::test]
 async fn replication_configuration_needs_versioned_buckets() -> R {
     use aws_sdk_s3::types::{
-        DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination, ReplicationConfiguration,
-        ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus,
+        DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination, ReplicationConfiguration, ReplicationRule,
+        ReplicationRuleFilter, ReplicationRuleStatus,
     };
     let s = TestServer::start().await?;
     let c = s.s3();

@@ -1,0 +1,956 @@
+//! CloudFormation's resource providers: the `kd_stacks::Provisioner` port implemented by
+//! calling the server's own public APIs through the thin SigV4 client (`client.rs`), with the
+//! server's root keys, exactly as the pipeline applier does. So a stack's resources are made
+//! by the same code paths (validation, durability, notifications) as API calls, and a
+//! resource is complete only when its service says it is usable (a stream ACTIVE, a function
+//! Active). Also the `TemplateSource` port of the CloudFormation adapter, over the objects
+//! engine.
+//!
+//! Types: `AWS::S3::Bucket`, `AWS::IAM::Role`, `AWS::IAM::Policy`, `AWS::Kinesis::Stream`,
+//! `AWS::Lambda::Function`, `AWS::Lambda::Permission`, and `AWS::CDK::Metadata` (recorded:
+//! it has no service on AWS either). Any other type fails with `Resource type X is not
+//! supported by kinesis-data`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use kd_stacks::{ProvisionError, Provisioned, Provisioner, ResourceRequest, StackContext};
+use serde_json::{Map, Value, json};
+
+use crate::client::{ApiError, Client, Credentials, uri_encode};
+use crate::pipeline::apply::deterministic_zip;
+
+const IAM_VERSION: &str = "2010-05-08";
+/// How long a resource may take to become usable.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The provisioner over the server's own APIs.
+pub struct ServiceProvisioner {
+    endpoint: String,
+    credentials: Credentials,
+}
+
+impl ServiceProvisioner {
+    /// Calls the server at `endpoint` with `credentials` (its root keys).
+    pub fn new(endpoint: String, credentials: Credentials) -> Self {
+        Self { endpoint, credentials }
+    }
+
+    fn client(&self, stack: &StackContext) -> Result<Client, ProvisionError> {
+        Client::new(&self.endpoint, &stack.region, self.credentials.clone()).map_err(failed)
+    }
+}
+
+/// A service's refusal as a resource's status reason.
+fn failed(e: anyhow::Error) -> ProvisionError {
+    match e.downcast_ref::<ApiError>() {
+        Some(a) => ProvisionError::Failed(format!(
+            "{} (Service: {}, Status Code: {}, Error Code: {})",
+            a.message, a.request, a.status, a.code
+        )),
+        None => ProvisionError::Failed(format!("{e:#}")),
+    }
+}
+
+fn code_of(e: &anyhow::Error) -> Option<&str> {
+    e.downcast_ref::<ApiError>().map(|a| a.code.as_str())
+}
+
+fn is_missing(e: &anyhow::Error) -> bool {
+    matches!(
+        code_of(e),
+        Some("NoSuchEntity" | "ResourceNotFoundException" | "NoSuchBucket" | "HTTP404")
+    )
+}
+
+fn invalid(msg: impl Into<String>) -> ProvisionError {
+    ProvisionError::Failed(msg.into())
+}
+
+/// A name as CloudFormation generates one: `<stack>-<LogicalId>-<RANDOM>`, cut to `max`
+/// characters (lower-cased for buckets).
+pub fn generated_name(stack: &str, logical_id: &str, max: usize, lowercase: bool) -> String {
+    let random: String = uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .to_ascii_uppercase()
+        .chars()
+        .take(12)
+        .collect();
+    let budget = max.saturating_sub(random.len() + 2);
+    let logical: String = logical_id.chars().take(budget / 2).collect();
+    let stack: String = stack.chars().take(budget - logical.len()).collect();
+    let name = format!("{stack}-{logical}-{random}");
+    if lowercase { name.to_ascii_lowercase() } else { name }
+}
+
+fn s(props: &Value, key: &str) -> Option<String> {
+    match props.get(key)? {
+        Value::String(v) => Some(v.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn list(props: &Value, key: &str) -> Vec<Value> {
+    props.get(key).and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+fn strings(props: &Value, key: &str) -> Vec<String> {
+    list(props, key)
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A policy document property (an object, or JSON text) as JSON text.
+fn document(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn tags(props: &Value) -> Vec<(String, String)> {
+    list(props, "Tags")
+        .iter()
+        .filter_map(|t| Some((s(t, "Key")?, s(t, "Value").unwrap_or_default())))
+        .collect()
+}
+
+fn xml_escape(s: &str) -> String {
+    kd_wire::xml_escape(s)
+}
+
+async fn wait_for<F, Fut>(what: &str, mut check: F) -> Result<(), ProvisionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, ProvisionError>>,
+{
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(invalid(format!(
+                "{what} did not become usable within {READY_TIMEOUT:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Provisioner for ServiceProvisioner {
+    fn requires_replacement(&self, resource_type: &str, old: &Value, new: &Value) -> bool {
+        let differs = |k: &str| old.get(k) != new.get(k);
+        match resource_type {
+            "AWS::S3::Bucket" => differs("BucketName"),
+            "AWS::IAM::Role" => differs("RoleName") || differs("Path"),
+            "AWS::Kinesis::Stream" => differs("Name"),
+            "AWS::Lambda::Function" => differs("FunctionName") || differs("PackageType"),
+            // Every property of a permission needs a new statement.
+            "AWS::Lambda::Permission" => old != new,
+            _ => false,
+        }
+    }
+
+    async fn create(&self, r: ResourceRequest<'_>) -> Result<Provisioned, ProvisionError> {
+        let c = self.client(r.stack)?;
+        let p = r.properties;
+        match r.resource_type {
+            "AWS::S3::Bucket" => {
+                let name =
+                    s(p, "BucketName").unwrap_or_else(|| generated_name(&r.stack.stack_name, r.logical_id, 63, true));
+                let path = format!("/{}", uri_encode(&name, false));
+                c.request("PUT", &path, &[], &[], &[]).await.map_err(failed)?;
+                let configured = async {
+                    bucket_configure(&c, &name, p, None).await?;
+                    Ok::<_, ProvisionError>(())
+                }
+                .await;
+                if let Err(e) = configured {
+                    // Leave nothing half-made.
+                    let _ = c.request("DELETE", &path, &[], &[], &[]).await;
+                    return Err(e);
+                }
+                Ok(bucket_provisioned(&name, &r.stack.region))
+            }
+            "AWS::IAM::Role" => {
+                let name =
+                    s(p, "RoleName").unwrap_or_else(|| generated_name(&r.stack.stack_name, r.logical_id, 64, false));
+                let trust = document(p.get("AssumeRolePolicyDocument"))
+                    .ok_or_else(|| invalid("Property AssumeRolePolicyDocument cannot be empty."))?;
+                let mut params = vec![("RoleName", name.clone()), ("AssumeRolePolicyDocument", trust)];
+                for (k, v) in [
+                    ("Path", s(p, "Path")),
+                    ("Description", s(p, "Description")),
+                    ("MaxSessionDuration", s(p, "MaxSessionDuration")),
+                ] {
+                    if let Some(v) = v {
+                        params.push((k, v));
+                    }
+                }
+                let mut tag_params = Vec::new();
+                for (i, (k, v)) in tags(p).into_iter().enumerate() {
+                    tag_params.push((format!("Tags.member.{}.Key", i + 1), k));
+                    tag_params.push((format!("Tags.member.{}.Value", i + 1), v));
+                }
+                let mut all: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                all.extend(tag_params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let made = c.query("iam", IAM_VERSION, "CreateRole", &all).await.map_err(failed)?;
+                let role = made.find("Role");
+                let arn = role.and_then(|x| x.text_of("Arn")).unwrap_or_default().to_owned();
+                let id = role.and_then(|x| x.text_of("RoleId")).unwrap_or_default().to_owned();
+                if let Err(e) = role_policies(&c, &name, p, &Value::Null).await {
+                    let _ = delete_role(&c, &name).await;
+                    return Err(e);
+                }
+                Ok(Provisioned::named(
+                    name,
+                    [("Arn".to_owned(), json!(arn)), ("RoleId".to_owned(), json!(id))],
+                ))
+            }
+            "AWS::IAM::Policy" => {
+                check_policy_targets(p)?;
+                let physical = generated_name(&r.stack.stack_name, r.logical_id, 128, false);
+                put_policy(&c, p, &Value::Null).await?;
+                Ok(Provisioned::named(physical, []))
+            }
+            "AWS::Kinesis::Stream" => {
+                let name =
+                    s(p, "Name").unwrap_or_else(|| generated_name(&r.stack.stack_name, r.logical_id, 128, false));
+                let mode = p
+                    .get("StreamModeDetails")
+                    .and_then(|m| s(m, "StreamMode"))
+                    .unwrap_or_else(|| "PROVISIONED".to_owned());
+                let mut body = json!({"StreamName": name, "StreamModeDetails": {"StreamMode": mode}});
+                if mode == "PROVISIONED" {
+                    let shards = p.get("ShardCount").and_then(number).unwrap_or(1);
+                    body["ShardCount"] = json!(shards);
+                }
+                kinesis(&c, "CreateStream", body).await?;
+                wait_stream(&c, &name).await?;
+                stream_configure(&c, &name, p, &Value::Null).await?;
+                let arn = format!(
+                    "arn:{}:kinesis:{}:{}:stream/{name}",
+                    r.stack.partition(),
+                    r.stack.region,
+                    r.stack.account_id
+                );
+                Ok(Provisioned::named(name, [("Arn".to_owned(), json!(arn))]))
+            }
+            "AWS::Lambda::Function" => {
+                let name = s(p, "FunctionName")
+                    .unwrap_or_else(|| generated_name(&r.stack.stack_name, r.logical_id, 64, false));
+                let mut body = function_config(p);
+                body["FunctionName"] = json!(name);
+                body["Code"] = function_code(p)?;
+                let t: Map<String, Value> = tags(p).into_iter().map(|(k, v)| (k, json!(v))).collect();
+                if !t.is_empty() {
+                    body["Tags"] = Value::Object(t);
+                }
+                let made = c
+                    .rest_json("lambda", "POST", "/2015-03-31/functions", &[], Some(&body))
+                    .await
+                    .map_err(failed)?;
+                wait_function(&c, &name).await?;
+                let arn = made["FunctionArn"].as_str().unwrap_or_default().to_owned();
+                Ok(Provisioned::named(name, [("Arn".to_owned(), json!(arn))]))
+            }
+            "AWS::Lambda::Permission" => {
+                let function = s(p, "FunctionName").ok_or_else(|| invalid("Property FunctionName cannot be empty."))?;
+                let sid = generated_name(&r.stack.stack_name, r.logical_id, 100, false);
+                let mut body = json!({"StatementId": sid});
+                for k in [
+                    "Action",
+                    "Principal",
+                    "SourceArn",
+                    "SourceAccount",
+                    "EventSourceToken",
+                    "PrincipalOrgID",
+                ] {
+                    if let Some(v) = s(p, k) {
+                        body[k] = json!(v);
+                    }
+                }
+                let path = format!("/2015-03-31/functions/{}/policy", uri_encode(&function, false));
+                c.rest_json("lambda", "POST", &path, &[], Some(&body))
+                    .await
+                    .map_err(failed)?;
+                Ok(Provisioned::named(sid, []))
+            }
+            "AWS::CDK::Metadata" => Ok(Provisioned::named(
+                generated_name(&r.stack.stack_name, r.logical_id, 128, false),
+                [],
+            )),
+            other => Err(ProvisionError::Unsupported(other.to_owned())),
+        }
+    }
+
+    async fn update(&self, r: ResourceRequest<'_>, physical: &str, old: &Value) -> Result<Provisioned, ProvisionError> {
+        let c = self.client(r.stack)?;
+        let p = r.properties;
+        match r.resource_type {
+            "AWS::S3::Bucket" => {
+                bucket_configure(&c, physical, p, Some(old)).await?;
+                Ok(bucket_provisioned(physical, &r.stack.region))
+            }
+            "AWS::IAM::Role" => {
+                let trust = document(p.get("AssumeRolePolicyDocument"))
+                    .ok_or_else(|| invalid("Property AssumeRolePolicyDocument cannot be empty."))?;
+                if p.get("AssumeRolePolicyDocument") != old.get("AssumeRolePolicyDocument") {
+                    c.query(
+                        "iam",
+                        IAM_VERSION,
+                        "UpdateAssumeRolePolicy",
+                        &[("RoleName", physical), ("PolicyDocument", &trust)],
+                    )
+                    .await
+                    .map_err(failed)?;
+                }
+                role_policies(&c, physical, p, old).await?;
+                let got = c
+                    .query("iam", IAM_VERSION, "GetRole", &[("RoleName", physical)])
+                    .await
+                    .map_err(failed)?;
+                let role = got.find("Role");
+                let arn = role.and_then(|x| x.text_of("Arn")).unwrap_or_default().to_owned();
+                let id = role.and_then(|x| x.text_of("RoleId")).unwrap_or_default().to_owned();
+                Ok(Provisioned::named(
+                    physical,
+                    [("Arn".to_owned(), json!(arn)), ("RoleId".to_owned(), json!(id))],
+                ))
+            }
+            "AWS::IAM::Policy" => {
+                check_policy_targets(p)?;
+                put_policy(&c, p, old).await?;
+                Ok(Provisioned::named(physical, []))
+            }
+            "AWS::Kinesis::Stream" => {
+                stream_configure(&c, physical, p, old).await?;
+                let arn = format!(
+                    "arn:{}:kinesis:{}:{}:stream/{physical}",
+                    r.stack.partition(),
+                    r.stack.region,
+                    r.stack.account_id
+                );
+                Ok(Provisioned::named(physical, [("Arn".to_owned(), json!(arn))]))
+            }
+            "AWS::Lambda::Function" => {
+                let path = format!("/2015-03-31/functions/{}", uri_encode(physical, false));
+                if p.get("Code") != old.get("Code") {
+                    let code = function_code(p)?;
+                    c.rest_json("lambda", "PUT", &format!("{path}/code"), &[], Some(&code))
+                        .await
+                        .map_err(failed)?;
+                    wait_function(&c, physical).await?;
+                }
+                let config = function_config(p);
+                if config != function_config(old) {
+                    c.rest_json("lambda", "PUT", &format!("{path}/configuration"), &[], Some(&config))
+                        .await
+                        .map_err(failed)?;
+                    wait_function(&c, physical).await?;
+                }
+                let got = c.rest_json("lambda", "GET", &path, &[], None).await.map_err(failed)?;
+                let arn = got["Configuration"]["FunctionArn"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                Ok(Provisioned::named(physical, [("Arn".to_owned(), json!(arn))]))
+            }
+            "AWS::CDK::Metadata" => Ok(Provisioned::named(physical, [])),
+            other => Err(invalid(format!(
+                "Resource type {other} cannot be updated in place by kinesis-data"
+            ))),
+        }
+    }
+
+    async fn delete(&self, r: ResourceRequest<'_>, physical: &str) -> Result<(), ProvisionError> {
+        let c = self.client(r.stack)?;
+        let p = r.properties;
+        let gone = |res: anyhow::Result<()>| match res {
+            Ok(()) => Ok(()),
+            Err(e) if is_missing(&e) => Ok(()),
+            Err(e) => Err(failed(e)),
+        };
+        match r.resource_type {
+            "AWS::S3::Bucket" => {
+                let path = format!("/{}", uri_encode(physical, false));
+                gone(c.request("DELETE", &path, &[], &[], &[]).await.map(drop))
+            }
+            "AWS::IAM::Role" => gone(delete_role(&c, physical).await),
+            "AWS::IAM::Policy" => {
+                let name = s(p, "PolicyName").unwrap_or_default();
+                for role in strings(p, "Roles") {
+                    gone(
+                        c.query(
+                            "iam",
+                            IAM_VERSION,
+                            "DeleteRolePolicy",
+                            &[("RoleName", &role), ("PolicyName", &name)],
+                        )
+                        .await
+                        .map(drop),
+                    )?;
+                }
+                Ok(())
+            }
+            "AWS::Kinesis::Stream" => gone(
+                c.json(
+                    "kinesis",
+                    "Kinesis_20131202.DeleteStream",
+                    &json!({"StreamName": physical, "EnforceConsumerDeletion": true}),
+                )
+                .await
+                .map(drop),
+            ),
+            "AWS::Lambda::Function" => {
+                let path = format!("/2015-03-31/functions/{}", uri_encode(physical, false));
+                gone(c.rest_json("lambda", "DELETE", &path, &[], None).await.map(drop))
+            }
+            "AWS::Lambda::Permission" => {
+                let function = s(p, "FunctionName").unwrap_or_default();
+                let path = format!(
+                    "/2015-03-31/functions/{}/policy/{}",
+                    uri_encode(&function, false),
+                    uri_encode(physical, false)
+                );
+                gone(c.rest_json("lambda", "DELETE", &path, &[], None).await.map(drop))
+            }
+            "AWS::CDK::Metadata" => Ok(()),
+            // Nothing of an unsupported type was ever made.
+            _ => Ok(()),
+        }
+    }
+}
+
+fn number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------- S3
+
+fn bucket_provisioned(name: &str, region: &str) -> Provisioned {
+    Provisioned::named(
+        name,
+        [
+            ("Arn".to_owned(), json!(format!("arn:aws:s3:::{name}"))),
+            ("DomainName".to_owned(), json!(format!("{name}.s3.amazonaws.com"))),
+            (
+                "RegionalDomainName".to_owned(),
+                json!(format!("{name}.s3.{region}.amazonaws.com")),
+            ),
+            (
+                "DualStackDomainName".to_owned(),
+                json!(format!("{name}.s3.dualstack.{region}.amazonaws.com")),
+            ),
+            (
+                "WebsiteURL".to_owned(),
+                json!(format!("http://{name}.s3-website-{region}.amazonaws.com")),
+            ),
+        ],
+    )
+}
+
+/// Versioning, tags and Lambda notifications of a bucket (`old`: what it had).
+async fn bucket_configure(c: &Client, name: &str, p: &Value, old: Option<&Value>) -> Result<(), ProvisionError> {
+    let path = format!("/{}", uri_encode(name, false));
+    let changed = |k: &str| old.is_none_or(|o| o.get(k) != p.get(k));
+    if let Some(n) = p.get("NotificationConfiguration") {
+        for unsupported in ["QueueConfigurations", "TopicConfigurations", "EventBridgeConfiguration"] {
+            if n.get(unsupported).is_some() {
+                return Err(invalid(format!(
+                    "NotificationConfiguration.{unsupported} is not supported by kinesis-data"
+                )));
+            }
+        }
+    }
+    if changed("VersioningConfiguration")
+        && let Some(status) = p.get("VersioningConfiguration").and_then(|v| s(v, "Status"))
+    {
+        let body = format!(
+            r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>{}</Status></VersioningConfiguration>"#,
+            xml_escape(&status)
+        );
+        c.request(
+            "PUT",
+            &path,
+            &[("versioning", "")],
+            &[("content-type", "application/xml")],
+            body.as_bytes(),
+        )
+        .await
+        .map_err(failed)?;
+    }
+    if changed("Tags") {
+        let t = tags(p);
+        if t.is_empty() {
+            if old.is_some() {
+                c.request("DELETE", &path, &[("tagging", "")], &[], &[])
+                    .await
+                    .map_err(failed)?;
+            }
+        } else {
+            let mut body = String::from("<Tagging><TagSet>");
+            for (k, v) in t {
+                body.push_str(&format!(
+                    "<Tag><Key>{}</Key><Value>{}</Value></Tag>",
+                    xml_escape(&k),
+                    xml_escape(&v)
+                ));
+            }
+            body.push_str("</TagSet></Tagging>");
+            c.request(
+                "PUT",
+                &path,
+                &[("tagging", "")],
+                &[("content-type", "application/xml")],
+                body.as_bytes(),
+            )
+            .await
+            .map_err(failed)?;
+        }
+    }
+    if changed("NotificationConfiguration") {
+        let mut xml = String::from(r#"<NotificationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#);
+        let configs = p
+            .get("NotificationConfiguration")
+            .map(|n| list(n, "LambdaConfigurations"))
+            .unwrap_or_default();
+        for (i, l) in configs.iter().enumerate() {
+            let function = s(l, "Function").ok_or_else(|| invalid("LambdaConfigurations need a Function"))?;
+            let event = s(l, "Event").ok_or_else(|| invalid("LambdaConfigurations need an Event"))?;
+            xml.push_str(&format!(
+                "<CloudFunctionConfiguration><Id>cfn-{i}</Id><CloudFunction>{}</CloudFunction><Event>{}</Event>",
+                xml_escape(&function),
+                xml_escape(&event)
+            ));
+            let rules = l
+                .get("Filter")
+                .and_then(|f| f.get("S3Key"))
+                .map(|k| list(k, "Rules"))
+                .unwrap_or_default();
+            if !rules.is_empty() {
+                xml.push_str("<Filter><S3Key>");
+                for rule in rules {
+                    xml.push_str(&format!(
+                        "<FilterRule><Name>{}</Name><Value>{}</Value></FilterRule>",
+                        xml_escape(&s(&rule, "Name").unwrap_or_default()),
+                        xml_escape(&s(&rule, "Value").unwrap_or_default())
+                    ));
+                }
+                xml.push_str("</S3Key></Filter>");
+            }
+            xml.push_str("</CloudFunctionConfiguration>");
+        }
+        xml.push_str("</NotificationConfiguration>");
+        if !configs.is_empty() || old.is_some() {
+            c.request(
+                "PUT",
+                &path,
+                &[("notification", "")],
+                &[("content-type", "application/xml")],
+                xml.as_bytes(),
+            )
+            .await
+            .map_err(failed)?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- IAM
+
+fn check_policy_targets(p: &Value) -> Result<(), ProvisionError> {
+    if !list(p, "Users").is_empty() || !list(p, "Groups").is_empty() {
+        return Err(invalid(
+            "AWS::IAM::Policy Users and Groups are not supported by kinesis-data (Roles are)",
+        ));
+    }
+    if s(p, "PolicyName").is_none() || p.get("PolicyDocument").is_none() {
+        return Err(invalid("Properties PolicyName and PolicyDocument are required."));
+    }
+    Ok(())
+}
+
+/// Puts the policy on its roles and takes the old one off roles (or names) it left.
+async fn put_policy(c: &Client, p: &Value, old: &Value) -> Result<(), ProvisionError> {
+    let name = s(p, "PolicyName").unwrap_or_default();
+    let doc = document(p.get("PolicyDocument")).unwrap_or_default();
+    let roles = strings(p, "Roles");
+    for role in &roles {
+        c.query(
+            "iam",
+            IAM_VERSION,
+            "PutRolePolicy",
+            &[("RoleName", role), ("PolicyName", &name), ("PolicyDocument", &doc)],
+        )
+        .await
+        .map_err(failed)?;
+    }
+    let old_name = s(old, "PolicyName").unwrap_or_default();
+    for role in strings(old, "Roles") {
+        if old_name != name || !roles.contains(&role) {
+            match c
+                .query(
+                    "iam",
+                    IAM_VERSION,
+                    "DeleteRolePolicy",
+                    &[("RoleName", &role), ("PolicyName", &old_name)],
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_missing(&e) => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Inline `Policies` and `ManagedPolicyArns` of a role, from `old` to `p`.
+async fn role_policies(c: &Client, role: &str, p: &Value, old: &Value) -> Result<(), ProvisionError> {
+    let inline = |v: &Value| -> BTreeMap<String, String> {
+        list(v, "Policies")
+            .iter()
+            .filter_map(|x| Some((s(x, "PolicyName")?, document(x.get("PolicyDocument"))?)))
+            .collect()
+    };
+    let (want, had) = (inline(p), inline(old));
+    for (name, doc) in &want {
+        if had.get(name) != Some(doc) {
+            c.query(
+                "iam",
+                IAM_VERSION,
+                "PutRolePolicy",
+                &[("RoleName", role), ("PolicyName", name), ("PolicyDocument", doc)],
+            )
+            .await
+            .map_err(failed)?;
+        }
+    }
+    for name in had.keys().filter(|n| !want.contains_key(*n)) {
+        c.query(
+            "iam",
+            IAM_VERSION,
+            "DeleteRolePolicy",
+            &[("RoleName", role), ("PolicyName", name)],
+        )
+        .await
+        .map_err(failed)?;
+    }
+    let want: BTreeSet<String> = strings(p, "ManagedPolicyArns").into_iter().collect();
+    let had: BTreeSet<String> = strings(old, "ManagedPolicyArns").into_iter().collect();
+    for arn in want.difference(&had) {
+        c.query(
+            "iam",
+            IAM_VERSION,
+            "AttachRolePolicy",
+            &[("RoleName", role), ("PolicyArn", arn)],
+        )
+        .await
+        .map_err(failed)?;
+    }
+    for arn in had.difference(&want) {
+        c.query(
+            "iam",
+            IAM_VERSION,
+            "DetachRolePolicy",
+            &[("RoleName", role), ("PolicyArn", arn)],
+        )
+        .await
+        .map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Detaches and deletes every policy of the role, then the role.
+async fn delete_role(c: &Client, role: &str) -> anyhow::Result<()> {
+    let attached = c
+        .query("iam", IAM_VERSION, "ListAttachedRolePolicies", &[("RoleName", role)])
+        .await?;
+    let arns: Vec<String> = attached
+        .find("AttachedPolicies")
+        .map(|a| {
+            a.all("member")
+                .filter_map(|m| m.text_of("PolicyArn"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    for arn in arns {
+        c.query(
+            "iam",
+            IAM_VERSION,
+            "DetachRolePolicy",
+            &[("RoleName", role), ("PolicyArn", &arn)],
+        )
+        .await?;
+    }
+    let inline = c
+        .query("iam", IAM_VERSION, "ListRolePolicies", &[("RoleName", role)])
+        .await?;
+    let names: Vec<String> = inline
+        .find("PolicyNames")
+        .map(|a| a.all("member").map(|m| m.text.clone()).collect())
+        .unwrap_or_default();
+    for name in names {
+        c.query(
+            "iam",
+            IAM_VERSION,
+            "DeleteRolePolicy",
+            &[("RoleName", role), ("PolicyName", &name)],
+        )
+        .await?;
+    }
+    c.query("iam", IAM_VERSION, "DeleteRole", &[("RoleName", role)]).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- Kinesis
+
+async fn kinesis(c: &Client, op: &str, body: Value) -> Result<Value, ProvisionError> {
+    c.json("kinesis", &format!("Kinesis_20131202.{op}"), &body)
+        .await
+        .map_err(failed)
+}
+
+async fn wait_stream(c: &Client, name: &str) -> Result<(), ProvisionError> {
+    wait_for(&format!("stream {name}"), || async {
+        let v = kinesis(c, "DescribeStreamSummary", json!({"StreamName": name})).await?;
+        Ok(v["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE")
+    })
+    .await
+}
+
+/// Shard count, retention and tags of a stream, from `old` to `p`.
+async fn stream_configure(c: &Client, name: &str, p: &Value, old: &Value) -> Result<(), ProvisionError> {
+    let summary = kinesis(c, "DescribeStreamSummary", json!({"StreamName": name})).await?;
+    let summary = &summary["StreamDescriptionSummary"];
+    let mode = p
+        .get("StreamModeDetails")
+        .and_then(|m| s(m, "StreamMode"))
+        .unwrap_or_else(|| "PROVISIONED".to_owned());
+    let mode_now = summary["StreamModeDetails"]["StreamMode"]
+        .as_str()
+        .unwrap_or("PROVISIONED")
+        .to_owned();
+    if mode != mode_now {
+        let arn = summary["StreamARN"].as_str().unwrap_or_default();
+        kinesis(
+            c,
+            "UpdateStreamMode",
+            json!({"StreamARN": arn, "StreamModeDetails": {"StreamMode": mode}}),
+        )
+        .await?;
+        wait_stream(c, name).await?;
+    }
+    if mode == "PROVISIONED" {
+        let want = p.get("ShardCount").and_then(number).unwrap_or(1);
+        let have = summary["OpenShardCount"].as_u64().unwrap_or(want);
+        if want != have {
+            kinesis(
+                c,
+                "UpdateShardCount",
+                json!({"StreamName": name, "TargetShardCount": want, "ScalingType": "UNIFORM_SCALING"}),
+            )
+            .await?;
+            wait_stream(c, name).await?;
+        }
+    }
+    let want = p.get("RetentionPeriodHours").and_then(number).unwrap_or(24);
+    let have = summary["RetentionPeriodHours"].as_u64().unwrap_or(24);
+    if want != have {
+        let op = if want > have {
+            "IncreaseStreamRetentionPeriod"
+        } else {
+            "DecreaseStreamRetentionPeriod"
+        };
+        kinesis(c, op, json!({"StreamName": name, "RetentionPeriodHours": want})).await?;
+        wait_stream(c, name).await?;
+    }
+    if p.get("Tags") != old.get("Tags") {
+        let t: Map<String, Value> = tags(p).into_iter().map(|(k, v)| (k, json!(v))).collect();
+        if !t.is_empty() {
+            kinesis(c, "AddTagsToStream", json!({"StreamName": name, "Tags": t})).await?;
+        }
+        let keep: BTreeSet<String> = t.keys().cloned().collect();
+        let gone: Vec<String> = tags(old)
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !keep.contains(k))
+            .collect();
+        if !gone.is_empty() {
+            kinesis(c, "RemoveTagsFromStream", json!({"StreamName": name, "TagKeys": gone})).await?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- Lambda
+
+/// The configuration part of CreateFunction / UpdateFunctionConfiguration.
+fn function_config(p: &Value) -> Value {
+    let mut body = json!({});
+    for k in [
+        "Runtime",
+        "Role",
+        "Handler",
+        "Description",
+        "Timeout",
+        "MemorySize",
+        "Environment",
+        "Architectures",
+        "Layers",
+        "EphemeralStorage",
+    ] {
+        if let Some(v) = p.get(k) {
+            body[k] = match (k, v) {
+                ("Timeout" | "MemorySize", v) => number(v).map_or(v.clone(), |n| json!(n)),
+                _ => v.clone(),
+            };
+        }
+    }
+    body
+}
+
+/// `Code`: inline `ZipFile` source zipped as `index.py` / `index.js` (as CloudFormation
+/// does), or the `S3Bucket`/`S3Key` object.
+fn function_code(p: &Value) -> Result<Value, ProvisionError> {
+    let code = p.get("Code").ok_or_else(|| invalid("Property Code cannot be empty."))?;
+    if let Some(source) = s(code, "ZipFile") {
+        let runtime = s(p, "Runtime").unwrap_or_default();
+        let file = if runtime.starts_with("python") {
+            "index.py"
+        } else if runtime.starts_with("nodejs") {
+            "index.js"
+        } else {
+            return Err(invalid(format!(
+                "ZipFile can only be used when Runtime is set to either of nodejs or python (not {runtime})"
+            )));
+        };
+        let zip = deterministic_zip(&[(file.to_owned(), source.into_bytes(), 0o644)]).map_err(failed)?;
+        return Ok(json!({"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)}));
+    }
+    if code.get("ImageUri").is_some() {
+        return Err(invalid(
+            "Container image functions (Code.ImageUri) are not supported by kinesis-data",
+        ));
+    }
+    let mut out = json!({});
+    for k in ["S3Bucket", "S3Key", "S3ObjectVersion"] {
+        if let Some(v) = s(code, k) {
+            out[k] = json!(v);
+        }
+    }
+    if out.get("S3Bucket").is_none() || out.get("S3Key").is_none() {
+        return Err(invalid("Code needs ZipFile, or S3Bucket and S3Key"));
+    }
+    Ok(out)
+}
+
+async fn wait_function(c: &Client, name: &str) -> Result<(), ProvisionError> {
+    let path = format!("/2015-03-31/functions/{}", uri_encode(name, false));
+    wait_for(&format!("function {name}"), || async {
+        let v = c.rest_json("lambda", "GET", &path, &[], None).await.map_err(failed)?;
+        let conf = &v["Configuration"];
+        if conf["State"] == "Failed" {
+            return Err(invalid(format!(
+                "function {name} failed: {}",
+                conf["StateReason"].as_str().unwrap_or_default()
+            )));
+        }
+        Ok(conf["State"] == "Active" && conf["LastUpdateStatus"] != "InProgress")
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------- templates
+
+/// `TemplateURL`s read from the objects engine, as the caller's account.
+pub struct BucketTemplates {
+    objects: Arc<kd_objects::Objects>,
+}
+
+impl BucketTemplates {
+    /// Over the objects engine.
+    pub fn new(objects: Arc<kd_objects::Objects>) -> Self {
+        Self { objects }
+    }
+}
+
+#[async_trait::async_trait]
+impl kd_api_cloudformation::TemplateSource for BucketTemplates {
+    async fn template(&self, account: &str, bucket: &str, key: &str, limit: usize) -> Result<String, String> {
+        use futures_util::StreamExt as _;
+        let info = self
+            .objects
+            .bucket(bucket)
+            .map_err(|_| "S3 error: The specified bucket does not exist".to_owned())?;
+        if info.owner_account != account {
+            return Err("S3 error: Access Denied".to_owned());
+        }
+        let (obj, _, mut body) = self
+            .objects
+            .get_object(bucket, key, None)
+            .await
+            .map_err(|_| "S3 error: The specified key does not exist.".to_owned())?;
+        let too_big = || format!("Template may not exceed {limit} bytes in size.");
+        if obj.size > limit as u64 {
+            return Err(too_big());
+        }
+        let mut out = Vec::with_capacity(usize::try_from(obj.size).unwrap_or(0));
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| format!("S3 error: {e}"))?;
+            out.extend_from_slice(&chunk);
+            if out.len() > limit {
+                return Err(too_big());
+            }
+        }
+        String::from_utf8(out).map_err(|_| "Template format error: the template is not UTF-8 text".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_names_fit_and_differ() {
+        let a = generated_name("my-stack", "DataBucket", 63, true);
+        assert!(a.starts_with("my-stack-databucket-"), "{a}");
+        assert!(a.len() <= 63);
+        assert_ne!(a, generated_name("my-stack", "DataBucket", 63, true));
+        let long = generated_name(&"s".repeat(100), &"L".repeat(100), 64, false);
+        assert_eq!(long.len(), 64);
+    }
+
+    #[test]
+    fn inline_code_is_zipped_by_runtime() {
+        let p = json!({"Runtime": "python3.12", "Code": {"ZipFile": "def handler(e, c): return 1"}});
+        let code = function_code(&p).expect("code");
+        let zip = base64::engine::general_purpose::STANDARD
+            .decode(code["ZipFile"].as_str().unwrap_or_default())
+            .expect("base64");
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("zip");
+        assert_eq!(archive.by_index(0).expect("entry").name().expect("name"), "index.py");
+        let bad = json!({"Runtime": "java21", "Code": {"ZipFile": "x"}});
+        assert!(function_code(&bad).is_err());
+        let s3 = json!({"Code": {"S3Bucket": "b", "S3Key": "k.zip"}});
+        assert_eq!(
+            function_code(&s3).expect("s3"),
+            json!({"S3Bucket": "b", "S3Key": "k.zip"})
+        );
+    }
+}
