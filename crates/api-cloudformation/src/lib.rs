@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
+use kd_stacks::custom::CustomResponses;
 use kd_stacks::{
     ChangeSetDoc, MAX_TEMPLATE_BODY_BYTES, MAX_TEMPLATE_BYTES, ParameterInput, Scope, StackDoc, StackInput,
     StackStatus, Stacks, Tag, Template,
@@ -28,6 +29,8 @@ use crate::xml::{Xml, response, timestamp};
 
 /// Largest request body the adapter accepts (a 51,200-byte template, form-encoded, fits).
 pub const MAX_BODY: usize = 1024 * 1024;
+/// Where custom resources' response URLs live on the edge.
+pub const RESPONSE_PATH: &str = kd_stacks::custom::RESPONSE_PATH;
 /// The API version.
 pub const VERSION: &str = "2010-05-15";
 
@@ -44,6 +47,7 @@ pub trait TemplateSource: Send + Sync {
 pub struct CloudFormationApi {
     stacks: Arc<Stacks>,
     templates: Arc<dyn TemplateSource>,
+    responses: Option<Arc<CustomResponses>>,
 }
 
 impl std::fmt::Debug for CloudFormationApi {
@@ -88,6 +92,16 @@ impl Params {
     }
 
     /// `Name.member.1`, `Name.member.2`, … until one is missing.
+    /// `RoleARN`, checked for its modeled length.
+    fn role_arn(&self) -> Result<Option<String>, ServiceError> {
+        match self.opt("RoleARN") {
+            Some(r) if r.len() < 20 || r.len() > 2048 => Err(validation(format!(
+                "1 validation error detected: Value '{r}' at 'roleARN' failed to satisfy constraint: Member must have length between 20 and 2048"
+            ))),
+            other => Ok(other),
+        }
+    }
+
     fn list(&self, name: &str) -> Vec<String> {
         (1..).map_while(|n| self.opt(&format!("{name}.member.{n}"))).collect()
     }
@@ -173,7 +187,49 @@ pub fn parse_template_url(url: &str) -> Option<(String, String)> {
 impl CloudFormationApi {
     /// The adapter over the engine, reading template URLs from `templates`.
     pub fn new(stacks: Arc<Stacks>, templates: Arc<dyn TemplateSource>) -> Self {
-        Self { stacks, templates }
+        Self {
+            stacks,
+            templates,
+            responses: None,
+        }
+    }
+
+    /// Serves custom resources' response URLs ([`CloudFormationApi::custom_resource_response`])
+    /// from `responses`, the registry the provisioner waits on.
+    pub fn with_responses(mut self, responses: Arc<CustomResponses>) -> Self {
+        self.responses = Some(responses);
+        self
+    }
+
+    /// A custom resource handler's `PUT` to its response URL (`<RESPONSE_PATH><token>`,
+    /// any query, any or no Content-Type): 200 with an empty body as S3 answers a presigned
+    /// PUT, or S3's 403 `AccessDenied` for a URL no request waits on.
+    pub fn custom_resource_response(&self, method: &http::Method, path: &str, body: &[u8]) -> http::Response<Bytes> {
+        let token = path.strip_prefix(kd_stacks::custom::RESPONSE_PATH).unwrap_or_default();
+        let refused = |status: StatusCode, code: &str, message: &str| {
+            let err = ServiceError::with_status(status, code, message);
+            render_error(Protocol::RestXml, &err, "")
+        };
+        if method != http::Method::PUT {
+            return refused(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "The specified method is not allowed against this resource.",
+            );
+        }
+        let delivered = match &self.responses {
+            Some(r) if !token.is_empty() => r.deliver(token, body),
+            _ => Err(kd_stacks::custom::DeliverError::Expired),
+        };
+        match delivered {
+            Ok(()) => {
+                let mut r = http::Response::new(Bytes::new());
+                r.headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+                r
+            }
+            Err(e) => refused(StatusCode::FORBIDDEN, "AccessDenied", &e.to_string()),
+        }
     }
 
     /// The engine.
@@ -181,8 +237,20 @@ impl CloudFormationApi {
         &self.stacks
     }
 
-    /// Handles one request.
+    /// Handles one request (resources are made with the provisioner's own credentials).
     pub async fn handle(&self, ctx: &RequestContext, query: Option<&str>, body: &[u8]) -> http::Response<Bytes> {
+        self.handle_as(ctx, None, query, body).await
+    }
+
+    /// Handles one request of the caller whose access key id is `caller`: operations it
+    /// starts make resources with its credentials (or the stack's `RoleARN`).
+    pub async fn handle_as(
+        &self,
+        ctx: &RequestContext,
+        caller: Option<&str>,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> http::Response<Bytes> {
         let params = Params::parse(query, body);
         let Some(action) = params.opt("Action") else {
             let err = ServiceError::client("MissingAction", "Missing Action");
@@ -195,9 +263,21 @@ impl CloudFormationApi {
                 return render_error(Protocol::Query, &err, &ctx.request_id);
             }
         }
+        if ctx.authz.enforced()
+            && let Some(role) = params.opt("RoleARN")
+            && matches!(
+                action.as_str(),
+                "CreateStack" | "UpdateStack" | "DeleteStack" | "CreateChangeSet"
+            )
+            && let Err(message) = ctx.authz.authorize("iam:PassRole", &role)
+        {
+            let err = ServiceError::with_status(StatusCode::FORBIDDEN, "AccessDenied", message);
+            return render_error(Protocol::Query, &err, &ctx.request_id);
+        }
         let scope = Scope {
             account: ctx.account_id.clone(),
             region: ctx.region.clone(),
+            caller: caller.map(str::to_owned),
         };
         match self.dispatch(&action, &params, &scope).await {
             Ok(inner) => response(&action, inner.as_deref(), &ctx.request_id),
@@ -234,7 +314,8 @@ impl CloudFormationApi {
             }
             "DeleteStack" => {
                 let name = p.req("StackName", "stackName")?;
-                self.stacks.delete_stack(scope, &name).await.map_err(e)?;
+                let role = p.role_arn()?;
+                self.stacks.delete_stack_as(scope, &name, role).await.map_err(e)?;
                 Ok(None)
             }
             "DescribeStacks" => {
@@ -522,6 +603,7 @@ impl CloudFormationApi {
             capabilities: p.list("Capabilities"),
             tags: p.tags(),
             disable_rollback,
+            role_arn: p.role_arn()?,
         })
     }
 }
@@ -575,6 +657,7 @@ fn stack_xml(x: &mut Xml, s: &StackDoc) {
     x.el("StackStatus", s.status.as_str());
     x.opt("StackStatusReason", s.status_reason.as_deref());
     x.el("DisableRollback", if s.disable_rollback { "true" } else { "false" });
+    x.opt("RoleARN", s.role_arn.as_deref());
     x.members("NotificationARNs", Vec::<&str>::new(), |x, n| x.out_text(n));
     x.members("Capabilities", &s.capabilities, |x, c| x.out_text(c));
     x.members("Outputs", &s.outputs, |x, o| {

@@ -30,6 +30,7 @@ pub const ALL_SERVICES: &[&str] = &[
     "glue",
     "athena",
     "cloudformation",
+    "ssm",
 ];
 
 /// The service a request is for.
@@ -43,6 +44,8 @@ pub enum Service {
     Glue,
     /// Amazon Athena.
     Athena,
+    /// SSM Parameter Store.
+    Ssm,
     /// An awsJson service we do not know.
     UnknownJson,
     /// AWS Lambda.
@@ -67,9 +70,12 @@ impl Service {
     /// The wire protocol the service speaks (and renders errors in).
     pub fn protocol(&self) -> Protocol {
         match self {
-            Service::Kinesis(_) | Service::Firehose(_) | Service::Glue | Service::Athena | Service::UnknownJson => {
-                Protocol::AwsJson
-            }
+            Service::Kinesis(_)
+            | Service::Firehose(_)
+            | Service::Glue
+            | Service::Athena
+            | Service::Ssm
+            | Service::UnknownJson => Protocol::AwsJson,
             Service::Lambda | Service::ApiGateway | Service::ApiGatewayInvoke => Protocol::RestJson,
             Service::S3Control | Service::S3 => Protocol::RestXml,
             Service::Iam | Service::Sts | Service::CloudFormation => Protocol::Query,
@@ -83,6 +89,7 @@ impl Service {
             Service::Firehose(_) => "Firehose",
             Service::Glue => "Glue",
             Service::Athena => "Athena",
+            Service::Ssm => "SSM",
             Service::UnknownJson => "This service",
             Service::Lambda => "Lambda",
             Service::S3Control => "S3 Control",
@@ -172,6 +179,7 @@ pub fn route(parts: &http::request::Parts) -> Service {
             }
             "AWSGlue" => Service::Glue,
             "AmazonAthena" => Service::Athena,
+            "AmazonSSM" => Service::Ssm,
             _ => Service::UnknownJson,
         };
     }
@@ -204,6 +212,7 @@ pub fn route(parts: &http::request::Parts) -> Service {
         Some("firehose") => Service::Firehose(String::new()),
         Some("glue") => Service::Glue,
         Some("athena") => Service::Athena,
+        Some("ssm") => Service::Ssm,
         Some("lambda") => Service::Lambda,
         Some("apigateway") => Service::ApiGateway,
         Some("execute-api") => Service::ApiGatewayInvoke,
@@ -240,6 +249,10 @@ mod tests {
                 &[("x-amz-target", "AmazonAthena.StartQueryExecution")]
             )),
             Service::Athena
+        );
+        assert_eq!(
+            route(&parts("POST", "/", &[("x-amz-target", "AmazonSSM.GetParameter")])),
+            Service::Ssm
         );
         assert_eq!(route(&parts("GET", "/2015-03-31/functions/", &[])), Service::Lambda);
         assert_eq!(route(&parts("GET", "/v20180820/jobs", &[])), Service::S3Control);

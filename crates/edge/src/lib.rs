@@ -29,6 +29,7 @@ use kd_api_iam::{Endpoint, IamApi};
 use kd_api_kinesis::KinesisApi;
 use kd_api_lambda::LambdaApi;
 use kd_api_s3control::S3ControlApi;
+use kd_api_ssm::SsmApi;
 use kd_iam::authz::Authorizer;
 use kd_iam::{Iam, Principal, TokenError};
 use kd_wire::json::Encoding;
@@ -77,6 +78,8 @@ pub struct Services {
     pub athena: AthenaApi,
     /// AWS CloudFormation.
     pub cloudformation: CloudFormationApi,
+    /// SSM Parameter Store.
+    pub ssm: SsmApi,
 }
 
 /// The services the edge dispatches to.
@@ -95,6 +98,7 @@ pub struct Edge {
     glue: GlueApi,
     athena: AthenaApi,
     cloudformation: CloudFormationApi,
+    ssm: SsmApi,
     reset: ResetHook,
 }
 
@@ -121,6 +125,7 @@ impl Edge {
             glue: services.glue,
             athena: services.athena,
             cloudformation: services.cloudformation,
+            ssm: services.ssm,
             reset,
         }
     }
@@ -138,6 +143,23 @@ impl Edge {
     pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let (parts, body) = req.into_parts();
+        if parts.uri.path().starts_with(kd_api_cloudformation::RESPONSE_PATH) {
+            // A custom resource's answer to its (presigned-looking) response URL.
+            return match read_body(body, kd_api_cloudformation::MAX_BODY).await {
+                Ok(b) => into_body(
+                    self.cloudformation
+                        .custom_resource_response(&parts.method, parts.uri.path(), &b),
+                ),
+                Err(status) => {
+                    let err = ServiceError::with_status(
+                        status,
+                        "EntityTooLarge",
+                        "Your proposed upload exceeds the maximum allowed size",
+                    );
+                    into_body(render_error(Protocol::RestXml, &err, &request_id))
+                }
+            };
+        }
         if let Some(resp) = self.internal(&parts, &request_id).await {
             return resp;
         }
@@ -208,6 +230,15 @@ impl Edge {
                 let op = kd_wire::json::operation(target, kd_api_athena::TARGET_PREFIX).unwrap_or_default();
                 self.athena.handle(&ctx, op, &body).await
             }
+            Service::Ssm => {
+                let target = parts
+                    .headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let op = kd_wire::json::operation(target, kd_api_ssm::TARGET_PREFIX).unwrap_or_default();
+                self.ssm.handle(&ctx, op, &body).await
+            }
             Service::S3Control => {
                 self.s3control
                     .handle(
@@ -244,7 +275,11 @@ impl Edge {
                     .handle(&ctx, &parts.method, parts.uri.path(), parts.uri.query(), &body)
                     .await
             }
-            Service::CloudFormation => self.cloudformation.handle(&ctx, parts.uri.query(), &body).await,
+            Service::CloudFormation => {
+                self.cloudformation
+                    .handle_as(&ctx, Some(&principal.access_key_id), parts.uri.query(), &body)
+                    .await
+            }
             Service::Iam | Service::Sts => {
                 let endpoint = if service == Service::Iam {
                     Endpoint::Iam

@@ -1,9 +1,10 @@
 //! A thin AWS client of our own, for the commands that talk to a running server
-//! (`kinesis-data batch`, `plan`, `demo`, `put`, `tail`, `ls`, `query`) and for applying
-//! pipeline files: plain HTTP/1.1 over a tokio `TcpStream` (`Content-Length` bodies,
-//! `Connection: close`), signed with SigV4, with bounded answers. It speaks the four wire
-//! protocols the server does: awsJson (`X-Amz-Target`), restJson, query (IAM/STS) and
-//! restXml (S3, S3 Control). No AWS SDK: the binary stays small and fast to build.
+//! (`kinesis-data batch`, `plan`, `demo`, `put`, `tail`, `ls`, `query`, `deploy`,
+//! `destroy`) and for applying pipeline files: plain HTTP/1.1 over a tokio `TcpStream`
+//! (`Content-Length` bodies, `Connection: close`), signed with SigV4, with bounded answers.
+//! It speaks the four wire protocols the server does: awsJson (`X-Amz-Target`), restJson,
+//! query (IAM/STS) and restXml (S3, S3 Control). No AWS SDK: the binary stays small and
+//! fast to build.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -348,13 +349,19 @@ impl Client {
             .duration_since(UNIX_EPOCH)
             .context("the clock is before 1970")?
             .as_secs();
+        // Services other than S3 sign the path encoded once more (`%3A` → `%253A`).
+        let canonical_path = if service == "s3" {
+            path.to_owned()
+        } else {
+            uri_encode(path, true)
+        };
         let signed = sign(
             &self.creds,
             &self.region,
             service,
             &SignInput {
                 method,
-                path,
+                path: &canonical_path,
                 query: &query,
                 headers: &hs,
                 body,

@@ -88,6 +88,25 @@ pub struct Config {
     pub apigateway: ApiGatewayConfig,
     /// Athena settings.
     pub athena: AthenaConfig,
+    /// CloudFormation settings.
+    pub cloudformation: CloudFormationConfig,
+}
+
+/// CloudFormation settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudFormationConfig {
+    /// How long a custom resource's function has to answer at its ResponseURL before the
+    /// resource fails (AWS: one hour).
+    pub custom_resource_timeout_secs: u64,
+}
+
+impl Default for CloudFormationConfig {
+    fn default() -> Self {
+        Self {
+            custom_resource_timeout_secs: 3600,
+        }
+    }
 }
 
 /// Athena settings.
@@ -324,6 +343,7 @@ impl Default for Config {
             batch: BatchConfig::default(),
             apigateway: ApiGatewayConfig::default(),
             athena: AthenaConfig::default(),
+            cloudformation: CloudFormationConfig::default(),
         }
     }
 }

@@ -10,11 +10,13 @@ pub mod batch;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod deploy;
 pub mod lambda;
 pub mod pipeline;
 pub mod ports;
 pub mod replication;
 pub mod stacks;
+pub mod stacks_ssm;
 pub mod tools;
 
 use std::net::SocketAddr;
@@ -170,16 +172,25 @@ impl Server {
             functions.clone(),
             batch.clone(),
         );
+        let custom_responses = Arc::new(kd_stacks::custom::CustomResponses::new());
         let stacks = kd_stacks::Stacks::open(
             meta.clone(),
             clock.clone(),
             Arc::new(stacks::ServiceProvisioner::new(
                 format!("http://{addr}"),
                 pipeline::root_credentials(&config),
+                iam.clone(),
+                enforce,
+                custom_responses.clone(),
+                Duration::from_secs(config.cloudformation.custom_resource_timeout_secs.max(1)),
             )),
         )
         .context("cannot open the CloudFormation engine")?;
+        let ssm =
+            kd_ssm::ParameterStore::open(meta.clone(), clock.clone()).context("cannot open the SSM parameter store")?;
+        stacks.set_parameter_source(Arc::new(stacks_ssm::StoreParameters::new(ssm.clone())));
         let reset_stacks = stacks.clone();
+        let reset_ssm = ssm.clone();
         let reset: ResetHook = Arc::new(move || {
             let c = reset_catalog.clone();
             let q = reset_query.clone();
@@ -193,6 +204,7 @@ impl Server {
                 reset_batch.clone(),
             );
             let st = reset_stacks.clone();
+            let sp = reset_ssm.clone();
             Box::pin(async move {
                 // Stacks, jobs and delivery first: they read and write the other engines.
                 st.reset().await.map_err(|e| e.to_string())?;
@@ -204,6 +216,7 @@ impl Server {
                 o.reset().await.map_err(|e| e.to_string())?;
                 q.reset().await.map_err(|e| e.to_string())?;
                 c.reset().await.map_err(|e| e.to_string())?;
+                sp.reset().await.map_err(|e| e.to_string())?;
                 tokio::task::spawn_blocking(move || i.reset())
                     .await
                     .map_err(|e| e.to_string())?
@@ -237,7 +250,9 @@ impl Server {
                 cloudformation: kd_api_cloudformation::CloudFormationApi::new(
                     stacks.clone(),
                     Arc::new(stacks::BucketTemplates::new(objects.clone())),
-                ),
+                )
+                .with_responses(custom_responses),
+                ssm: kd_api_ssm::SsmApi::new(ssm.clone()),
             },
             reset,
         );

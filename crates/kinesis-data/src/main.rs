@@ -137,6 +137,40 @@ enum Command {
         #[arg(long)]
         no_follow: bool,
     },
+    /// Deploy a CDK cloud assembly (cdk.out/) or one CloudFormation template (JSON or YAML)
+    /// to a running server: bootstrap resources made if absent, file assets published,
+    /// stacks created or updated in dependency order with per-resource progress, outputs
+    /// printed. Exit code 1 when a stack fails.
+    Deploy {
+        /// The cloud assembly directory or the template file.
+        path: PathBuf,
+        /// Deploy only this stack (artifact id or stack name; repeatable).
+        #[arg(long = "stack")]
+        stacks: Vec<String>,
+        /// Stack name of a single template (default: the file name up to its first dot).
+        #[arg(long)]
+        stack_name: Option<String>,
+        /// A parameter: Stack:Key=Value, or Key=Value for every stack that declares Key
+        /// (repeatable).
+        #[arg(long = "parameters")]
+        parameters: Vec<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete stacks and wait: the ones named, or with --app PATH --all every stack of the
+    /// assembly, each after the stacks that depend on it.
+    Destroy {
+        /// Stack names.
+        stacks: Vec<String>,
+        /// The cloud assembly the stacks come from (orders the deletions).
+        #[arg(long)]
+        app: Option<PathBuf>,
+        /// Every stack of the --app assembly.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Create an S3 Batch Operations job on a running server (manifest from a local CSV or a
     /// bucket prefix) and follow it with a progress bar. Exit code 0: Complete without
     /// failed tasks; 1: Complete with failed tasks; 2: Failed or Cancelled; 3: an error.
@@ -320,6 +354,33 @@ fn main() -> anyhow::Result<()> {
             let dir = data_dir.unwrap_or(cfg.data_dir);
             logs(&dir, &function, !no_follow)
         }
+        Command::Deploy {
+            path,
+            stacks,
+            stack_name,
+            parameters,
+            target,
+        } => client_command(async move {
+            let t = target.resolve();
+            let opts = kinesis_data::deploy::DeployOptions {
+                path,
+                stacks,
+                stack_name,
+                parameters,
+            };
+            kinesis_data::deploy::deploy(&t, &opts, &mut std::io::stdout().lock()).await?;
+            Ok(())
+        }),
+        Command::Destroy {
+            stacks,
+            app,
+            all,
+            target,
+        } => client_command(async move {
+            let t = target.resolve();
+            kinesis_data::deploy::destroy(&t, app.as_deref(), &stacks, all, &mut std::io::stdout().lock()).await?;
+            Ok(())
+        }),
         Command::Batch(args) => std::process::exit(batch_cli::run(*args)),
     }
 }

@@ -18,10 +18,12 @@
 //! Modules: [`parse`] (bodies to the long form), [`template`] (sections, declarations,
 //! static validation), [`params`] (parameter types and constraints), [`graph`]
 //! (dependency graph and orders), [`prepare`] (a template prepared for one stack),
-//! [`lifecycle`] (the engine and its port), [`store`] (durable documents).
+//! [`lifecycle`] (the engine and its port), [`store`] (durable documents), [`custom`]
+//! (custom resources' request and response protocol).
 
 #![warn(missing_docs)]
 
+pub mod custom;
 mod error;
 mod eval;
 pub mod graph;
@@ -36,7 +38,8 @@ pub mod template;
 pub use error::{Error, Result};
 pub use graph::DependencyGraph;
 pub use lifecycle::{
-    Export, ParameterInput, ProvisionError, Provisioned, Provisioner, ResourceRequest, Scope, StackInput, Stacks,
+    Export, ParameterInput, ParameterSource, ProvisionError, Provisioned, Provisioner, ResourceRequest, Scope,
+    StackInput, Stacks,
 };
 pub use params::{ParameterDecl, ParameterShape, ParameterType};
 pub use parse::{MAX_TEMPLATE_BODY_BYTES, MAX_TEMPLATE_BYTES};

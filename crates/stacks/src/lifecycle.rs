@@ -31,14 +31,14 @@
 //! engine's lock is held, so the last queued document of a stack is its newest.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use futures_util::future::join_all;
 use kd_storage::{Clock, GroupedWrite, MetaOp, MetaStore};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::prepare::{Prepared, ResolvedResources, StackContext, StaticEnvironment, stack_id};
+use crate::prepare::{Environment, Prepared, ResolvedResources, StackContext, StaticEnvironment, stack_id};
 use crate::store::{
     ChangeDoc, ChangeSetDoc, EventDoc, FORMAT_VERSION, OutputDoc, ParameterValue, ResourceDoc, ResourceStatus,
     StackDoc, StackStatus, StoredPolicy, T_CHANGE_SETS, T_EVENTS, T_STACKS, Tag, event_key, from_json, stack_uuid,
@@ -54,13 +54,16 @@ pub const INTERRUPTED: &str = "Stack was interrupted by a restart";
 pub const NO_CHANGES: &str =
     "The submitted information didn't contain changes. Submit different information to create a change set.";
 
-/// The account and region a call acts in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The account and region a call acts in, and who calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     /// The account.
     pub account: String,
     /// The region.
     pub region: String,
+    /// The caller's access key id: an operation it starts makes resources with its
+    /// credentials (unless the stack has a service role). `None`: the provisioner's own.
+    pub caller: Option<String>,
 }
 
 /// One resource a provisioner is asked to act on.
@@ -85,6 +88,8 @@ pub struct Provisioned {
     pub ref_value: Value,
     /// What `Fn::GetAtt` gives.
     pub attributes: BTreeMap<String, Value>,
+    /// The attributes are secret (a custom resource's `NoEcho`): outputs show them masked.
+    pub no_echo: bool,
 }
 
 impl Provisioned {
@@ -95,6 +100,7 @@ impl Provisioned {
             ref_value: Value::String(physical_id.clone()),
             physical_id,
             attributes: attributes.into_iter().collect(),
+            no_echo: false,
         }
     }
 }
@@ -136,6 +142,44 @@ pub trait Provisioner: Send + Sync {
 
     /// Deletes `physical_id`.
     async fn delete(&self, request: ResourceRequest<'_>, physical_id: &str) -> Result<(), ProvisionError>;
+
+    /// Whether the stack's service role `role_arn` (of `account`) may be used: it exists and
+    /// trusts CloudFormation. `Err` is the ValidationError's message.
+    fn check_role(&self, account: &str, role_arn: &str) -> Result<(), String> {
+        let _ = (account, role_arn);
+        Ok(())
+    }
+}
+
+/// Where `AWS::SSM::Parameter::Value<…>` template parameters are read from: the composition
+/// root implements it over the SSM parameter store ([`Stacks::set_parameter_source`]).
+/// Without one, every such parameter is unknown.
+pub trait ParameterSource: Send + Sync {
+    /// The value of parameter store parameter `name` (or a `name:version` selector) in the
+    /// scope; `None` when there is no such parameter.
+    fn parameter(&self, scope: &Scope, name: &str) -> Option<String>;
+}
+
+/// The [`Environment`] of a stack operation: other stacks' exports (a snapshot) and the
+/// parameter store.
+struct LiveEnvironment {
+    exports: StaticEnvironment,
+    scope: Scope,
+    parameters: Option<Arc<dyn ParameterSource>>,
+}
+
+impl Environment for LiveEnvironment {
+    fn ssm_parameter(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.parameters.as_ref().and_then(|p| p.parameter(&self.scope, name)))
+    }
+
+    fn export(&self, name: &str) -> Result<Option<String>> {
+        self.exports.export(name)
+    }
+
+    fn ref_all(&self, parameter_type: &str) -> Result<Vec<String>> {
+        self.exports.ref_all(parameter_type)
+    }
 }
 
 /// A parameter of a CreateStack / UpdateStack / CreateChangeSet call.
@@ -166,6 +210,8 @@ pub struct StackInput {
     pub tags: Option<Vec<Tag>>,
     /// `DisableRollback` (or `OnFailure=DO_NOTHING`).
     pub disable_rollback: bool,
+    /// `RoleARN` (`None`: on update, keep the stack's).
+    pub role_arn: Option<String>,
 }
 
 /// An export of a stack output.
@@ -215,6 +261,23 @@ fn parameter_values(prepared: &Prepared) -> Vec<ParameterValue> {
             no_echo: p.no_echo,
         })
         .collect()
+}
+
+/// Who runs an operation: the caller, and the service role given with the call (`None`
+/// keeps the stack's).
+#[derive(Debug, Clone)]
+struct Actor {
+    caller: Option<String>,
+    role_arn: Option<String>,
+}
+
+impl Actor {
+    fn apply(&self, doc: &mut StackDoc) {
+        doc.operator = self.caller.clone();
+        if self.role_arn.is_some() {
+            doc.role_arn = self.role_arn.clone();
+        }
+    }
 }
 
 /// What an update did to one resource (undone in reverse on rollback).
@@ -289,6 +352,7 @@ pub struct Stacks {
     meta: Arc<MetaStore>,
     clock: Arc<dyn Clock>,
     provisioner: Arc<dyn Provisioner>,
+    parameters: OnceLock<Arc<dyn ParameterSource>>,
     inner: Mutex<Inner>,
 }
 
@@ -366,6 +430,7 @@ impl Stacks {
             meta,
             clock,
             provisioner,
+            parameters: OnceLock::new(),
             inner: Mutex::new(inner),
         }))
     }
@@ -436,24 +501,48 @@ impl Stacks {
         write.await.map_err(storage)
     }
 
-    fn env(&self, scope: &Scope) -> StaticEnvironment {
+    /// Connects the parameter store `AWS::SSM::Parameter::Value<…>` parameters are read
+    /// from (once; later calls are ignored).
+    pub fn set_parameter_source(&self, source: Arc<dyn ParameterSource>) {
+        let _ = self.parameters.set(source);
+    }
+
+    fn env(&self, scope: &Scope) -> LiveEnvironment {
         let exports = self
             .lock()
             .exports(scope)
             .into_iter()
             .map(|e| (e.name, e.value))
             .collect();
-        StaticEnvironment {
-            exports,
-            ..StaticEnvironment::default()
+        LiveEnvironment {
+            exports: StaticEnvironment {
+                exports,
+                ..StaticEnvironment::default()
+            },
+            scope: scope.clone(),
+            parameters: self.parameters.get().cloned(),
         }
     }
 
     fn resolver(&self, uuid: &str) -> ResolvedResources {
+        self.resolver_masked(uuid, false)
+    }
+
+    /// The created resources; with `mask`, the attributes of `NoEcho` resources are
+    /// `*****` (what outputs show).
+    fn resolver_masked(&self, uuid: &str, mask: bool) -> ResolvedResources {
         let mut out = ResolvedResources::default();
         if let Some(doc) = self.lock().stacks.get(uuid) {
             for r in doc.resources.values().filter(|r| r.physical_id.is_some()) {
-                out.insert(r.logical_id.clone(), r.ref_value.clone(), r.attributes.clone());
+                let attributes = if mask && r.no_echo {
+                    r.attributes
+                        .keys()
+                        .map(|k| (k.clone(), Value::String("*****".to_owned())))
+                        .collect()
+                } else {
+                    r.attributes.clone()
+                };
+                out.insert(r.logical_id.clone(), r.ref_value.clone(), attributes);
             }
         }
         out
@@ -464,7 +553,21 @@ impl Stacks {
     }
 
     fn context(doc: &StackDoc) -> StackContext {
-        StackContext::new(&doc.account, &doc.region, &doc.stack_name, &doc.stack_id)
+        let mut ctx = StackContext::new(&doc.account, &doc.region, &doc.stack_name, &doc.stack_id);
+        ctx.role_arn = doc.role_arn.clone();
+        ctx.caller = doc.operator.clone();
+        ctx
+    }
+
+    /// Checks a `RoleARN` given with a call.
+    fn check_role(&self, scope: &Scope, role_arn: Option<&str>) -> Result<()> {
+        match role_arn {
+            Some(role) => self
+                .provisioner
+                .check_role(&scope.account, role)
+                .map_err(Error::validation),
+            None => Ok(()),
+        }
     }
 
     /// Empties the engine (every account and region): forgets every stack, event and change
@@ -569,6 +672,7 @@ impl Stacks {
         if self.lock().find(scope, &input.stack_name).is_some() {
             return Err(Error::AlreadyExists(input.stack_name));
         }
+        self.check_role(scope, input.role_arn.as_deref())?;
         let id = stack_id(
             &scope.region,
             &scope.account,
@@ -588,6 +692,7 @@ impl Stacks {
         let now = self.clock.now_ms();
         let mut doc = new_stack(scope, &input.stack_name, &id, now, input.disable_rollback);
         spec.apply(&mut doc, &prepared);
+        doc.role_arn = input.role_arn.clone();
         let mut events = Vec::new();
         set_stack(
             &mut doc,
@@ -655,7 +760,7 @@ impl Stacks {
 
     /// The stack's outputs, refusing an export name another stack already exports.
     fn outputs(&self, uuid: &str, prepared: &Prepared) -> Result<Vec<OutputDoc>> {
-        let outputs = prepared.outputs(&self.resolver(uuid))?;
+        let outputs = prepared.outputs(&self.resolver_masked(uuid, true))?;
         let inner = self.lock();
         let doc = inner
             .stacks
@@ -664,6 +769,7 @@ impl Stacks {
         let scope = Scope {
             account: doc.account.clone(),
             region: doc.region.clone(),
+            caller: None,
         };
         let exports = inner.exports(&scope);
         for o in &outputs {
@@ -709,6 +815,7 @@ impl Stacks {
             properties: props.clone(),
             ref_value: Value::Null,
             attributes: BTreeMap::new(),
+            no_echo: false,
             deletion_policy: decl.deletion_policy.into(),
             update_replace_policy: decl.update_replace_policy.into(),
             metadata: decl.metadata.clone(),
@@ -755,6 +862,7 @@ impl Stacks {
                         r.physical_id = Some(p.physical_id);
                         r.ref_value = p.ref_value;
                         r.attributes = p.attributes;
+                        r.no_echo = p.no_echo;
                     }
                     set_resource(doc, ev, now, id, ResourceStatus::CreateComplete, None, false);
                 }
@@ -909,6 +1017,17 @@ impl Stacks {
     /// DeleteStack: starts deleting the stack. Deleting a stack that does not exist
     /// succeeds, as on AWS.
     pub async fn delete_stack(self: &Arc<Self>, scope: &Scope, name_or_id: &str) -> Result<()> {
+        self.delete_stack_as(scope, name_or_id, None).await
+    }
+
+    /// DeleteStack with a `RoleARN`: the role (which then stays the stack's) deletes the
+    /// resources.
+    pub async fn delete_stack_as(
+        self: &Arc<Self>,
+        scope: &Scope,
+        name_or_id: &str,
+        role_arn: Option<String>,
+    ) -> Result<()> {
         let Some(doc) = self.lock().find(scope, name_or_id).cloned() else {
             return Ok(());
         };
@@ -923,8 +1042,14 @@ impl Stacks {
             }
             _ => {}
         }
+        self.check_role(scope, role_arn.as_deref())?;
+        let actor = Actor {
+            caller: scope.caller.clone(),
+            role_arn,
+        };
         let uuid = doc.uuid().to_owned();
         self.change(&uuid, |doc, ev, now| {
+            actor.apply(doc);
             set_stack(
                 doc,
                 ev,
@@ -1054,7 +1179,12 @@ impl Stacks {
         if spec.template_body == doc.template_body && spec.given == doc.given_parameters && spec.tags == doc.tags {
             return Err(Error::validation("No updates are to be performed."));
         }
-        self.start_update(doc, spec, prepared, None).await
+        self.check_role(scope, input.role_arn.as_deref())?;
+        let actor = Actor {
+            caller: scope.caller.clone(),
+            role_arn: input.role_arn.clone(),
+        };
+        self.start_update(doc, spec, prepared, None, actor).await
     }
 
     async fn start_update(
@@ -1063,10 +1193,14 @@ impl Stacks {
         spec: Spec,
         prepared: Prepared,
         change_set: Option<String>,
+        actor: Actor,
     ) -> Result<String> {
         let uuid = doc.uuid().to_owned();
         let id = doc.stack_id.clone();
+        let mut doc = doc;
+        actor.apply(&mut doc);
         self.change(&uuid, |doc, ev, now| {
+            actor.apply(doc);
             doc.updated_ms = Some(now);
             set_stack(
                 doc,
@@ -1156,6 +1290,7 @@ impl Stacks {
         let scope = Scope {
             account: old.account.clone(),
             region: old.region.clone(),
+            caller: None,
         };
         let inner = self.lock();
         for o in &old.outputs {
@@ -1257,6 +1392,7 @@ impl Stacks {
                         r.physical_id = Some(p.physical_id);
                         r.ref_value = p.ref_value;
                         r.attributes = p.attributes;
+                        r.no_echo = p.no_echo;
                         r.properties = props;
                         (r.deletion_policy, r.update_replace_policy) = policies;
                     }
@@ -1660,6 +1796,7 @@ impl Stacks {
             execution_status: if no_change { "UNAVAILABLE" } else { "AVAILABLE" }.to_owned(),
             created_ms: self.clock.now_ms(),
             changes,
+            role_arn: input.role_arn.clone(),
         };
         let ids = (cs.id.clone(), stack.stack_id.clone());
         let write = {
@@ -1841,6 +1978,11 @@ impl Stacks {
             )));
         }
         let doc = self.stack(scope, &cs.stack_id)?;
+        self.check_role(scope, cs.role_arn.as_deref())?;
+        let actor = Actor {
+            caller: scope.caller.clone(),
+            role_arn: cs.role_arn.clone(),
+        };
         let spec = Spec {
             template_body: cs.template_body.clone(),
             given: cs.given_parameters.clone(),
@@ -1876,6 +2018,7 @@ impl Stacks {
             let uuid = doc.uuid().to_owned();
             self.change(&uuid, |doc, ev, now| {
                 spec.apply(doc, &prepared);
+                actor.apply(doc);
                 doc.created_ms = now;
                 set_stack(
                     doc,
@@ -1907,7 +2050,7 @@ impl Stacks {
                     other => Err(other),
                 })?;
             self.put_cs(running).await?;
-            self.start_update(doc, spec, prepared, Some(cs_uuid)).await?;
+            self.start_update(doc, spec, prepared, Some(cs_uuid), actor).await?;
         }
         Ok(())
     }
@@ -1972,6 +2115,8 @@ fn new_stack(scope: &Scope, name: &str, id: &str, now: i64, disable_rollback: bo
         imports: Vec::new(),
         change_set_id: None,
         event_seq: 0,
+        role_arn: None,
+        operator: scope.caller.clone(),
     }
 }
 

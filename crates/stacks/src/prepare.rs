@@ -34,6 +34,11 @@ pub struct StackContext {
     pub stack_id: String,
     /// `AWS::NotificationARNs`.
     pub notification_arns: Vec<String>,
+    /// The stack's service role (`RoleARN`), if any: resources are made as a session of it.
+    pub role_arn: Option<String>,
+    /// The access key id of the caller running the operation (without a role, resources
+    /// are made with its credentials); `None` outside an operation.
+    pub caller: Option<String>,
 }
 
 impl StackContext {
@@ -50,6 +55,8 @@ impl StackContext {
             stack_name: stack_name.into(),
             stack_id: stack_id.into(),
             notification_arns: Vec::new(),
+            role_arn: None,
+            caller: None,
         }
     }
 

@@ -265,6 +265,9 @@ pub struct ResourceDoc {
     pub update_replace_policy: StoredPolicy,
     /// `Metadata`, unevaluated.
     pub metadata: Option<Value>,
+    /// The attributes are secret (a custom resource answered `NoEcho`).
+    #[serde(default)]
+    pub no_echo: bool,
 }
 
 /// A stack.
@@ -314,6 +317,13 @@ pub struct StackDoc {
     pub change_set_id: Option<String>,
     /// The sequence number of the stack's last event.
     pub event_seq: u64,
+    /// `RoleARN`: the service role resources are made with (kept for updates and deletes).
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// The access key id of the caller whose call runs (or last ran) an operation: without a
+    /// role, resources are made with its credentials.
+    #[serde(default)]
+    pub operator: Option<String>,
 }
 
 impl StackDoc {
@@ -414,6 +424,9 @@ pub struct ChangeSetDoc {
     pub created_ms: i64,
     /// `Changes`.
     pub changes: Vec<ChangeDoc>,
+    /// `RoleARN` given with the change set.
+    #[serde(default)]
+    pub role_arn: Option<String>,
 }
 
 pub(crate) fn event_key(stack_uuid: &str, seq: u64) -> String {

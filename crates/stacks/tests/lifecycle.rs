@@ -19,6 +19,8 @@ struct Fake {
     live: Mutex<BTreeMap<String, Value>>,
     counter: Mutex<u32>,
     log: Mutex<Vec<String>>,
+    /// `<op> <logical id> as <caller> via <role>` for every call.
+    actors: Mutex<Vec<String>>,
 }
 
 impl Fake {
@@ -28,6 +30,19 @@ impl Fake {
 
     fn log(&self) -> Vec<String> {
         self.log.lock().expect("lock").clone()
+    }
+
+    fn acted(&self, op: &str, r: &ResourceRequest<'_>) {
+        self.actors.lock().expect("lock").push(format!(
+            "{op} {} as {} via {}",
+            r.logical_id,
+            r.stack.caller.as_deref().unwrap_or("-"),
+            r.stack.role_arn.as_deref().unwrap_or("-")
+        ));
+    }
+
+    fn actors(&self) -> Vec<String> {
+        self.actors.lock().expect("lock").clone()
     }
 }
 
@@ -44,6 +59,7 @@ impl Provisioner for Fake {
             other => return Err(ProvisionError::Unsupported(other.to_owned())),
         }
         self.log.lock().expect("lock").push(format!("create {}", r.logical_id));
+        self.acted("create", &r);
         if r.properties.get("Fail") == Some(&json!(true)) {
             return Err(ProvisionError::Failed(format!("{} was told to fail", r.logical_id)));
         }
@@ -63,10 +79,12 @@ impl Provisioner for Fake {
             .lock()
             .expect("lock")
             .insert(physical.clone(), r.properties.clone());
-        Ok(Provisioned::named(
+        let mut made = Provisioned::named(
             physical.clone(),
             [("Arn".to_owned(), json!(format!("arn:test:{physical}")))],
-        ))
+        );
+        made.no_echo = r.properties.get("Secret") == Some(&json!(true));
+        Ok(made)
     }
 
     async fn update(
@@ -76,6 +94,7 @@ impl Provisioner for Fake {
         _old: &Value,
     ) -> Result<Provisioned, ProvisionError> {
         self.log.lock().expect("lock").push(format!("update {}", r.logical_id));
+        self.acted("update", &r);
         if r.properties.get("Fail") == Some(&json!(true)) {
             return Err(ProvisionError::Failed(format!("{} was told to fail", r.logical_id)));
         }
@@ -89,8 +108,17 @@ impl Provisioner for Fake {
         ))
     }
 
+    fn check_role(&self, _account: &str, role_arn: &str) -> Result<(), String> {
+        if role_arn.contains("untrusted") {
+            Err(format!("Role {role_arn} is invalid or cannot be assumed"))
+        } else {
+            Ok(())
+        }
+    }
+
     async fn delete(&self, r: ResourceRequest<'_>, physical: &str) -> Result<(), ProvisionError> {
         self.log.lock().expect("lock").push(format!("delete {}", r.logical_id));
+        self.acted("delete", &r);
         if r.properties.get("FailDelete") == Some(&json!(true)) {
             return Err(ProvisionError::Failed("cannot delete".into()));
         }
@@ -110,6 +138,7 @@ fn scope() -> Scope {
     Scope {
         account: "000000000000".into(),
         region: "us-east-1".into(),
+        caller: None,
     }
 }
 
@@ -651,4 +680,91 @@ async fn validation_happens_before_anything_is_recorded() {
     let name = h.stacks.create_stack(&scope(), input("1bad", &params)).await;
     assert!(matches!(name, Err(Error::Validation(m)) if m.contains("stackName")));
     assert!(h.stacks.all_stacks(&scope()).is_empty());
+}
+
+fn as_caller(key: &str) -> Scope {
+    Scope {
+        caller: Some(key.to_owned()),
+        ..scope()
+    }
+}
+
+#[tokio::test]
+async fn operations_act_as_their_caller_or_the_stack_role_which_is_kept() {
+    let h = harness();
+    let t = json!({"Resources": {"A": {"Type": "Test::Thing", "Properties": {"Size": 1}}}});
+    let role = "arn:aws:iam::000000000000:role/deployer";
+
+    // A role that cannot be assumed is refused before anything starts.
+    let mut refused = input("app", &t);
+    refused.role_arn = Some("arn:aws:iam::000000000000:role/untrusted".into());
+    match h.stacks.create_stack(&as_caller("AKIAUSER1"), refused).await {
+        Err(Error::Validation(m)) => {
+            assert_eq!(
+                m,
+                "Role arn:aws:iam::000000000000:role/untrusted is invalid or cannot be assumed"
+            );
+        }
+        other => panic!("expected a ValidationError, got {other:?}"),
+    }
+    assert!(h.stacks.stack(&scope(), "app").is_err());
+
+    // Without a role: the caller.
+    let id = h
+        .stacks
+        .create_stack(&as_caller("AKIAUSER1"), input("app", &t))
+        .await
+        .expect("create");
+    assert_eq!(settled(&h.stacks, &id).await.status, StackStatus::CreateComplete);
+    // An update with a role: the role, which the stack keeps.
+    let mut with_role = input(
+        "app",
+        &json!({"Resources": {"A": {"Type": "Test::Thing", "Properties": {"Size": 2}}}}),
+    );
+    with_role.role_arn = Some(role.into());
+    h.stacks
+        .update_stack(&as_caller("AKIAUSER2"), with_role)
+        .await
+        .expect("update");
+    let doc = settled(&h.stacks, &id).await;
+    assert_eq!(doc.status, StackStatus::UpdateComplete);
+    assert_eq!(doc.role_arn.as_deref(), Some(role));
+    // A later delete by someone else still goes through the kept role.
+    h.stacks
+        .delete_stack(&as_caller("AKIAUSER3"), "app")
+        .await
+        .expect("delete");
+    assert_eq!(settled(&h.stacks, &id).await.status, StackStatus::DeleteComplete);
+    assert_eq!(
+        h.fake.actors(),
+        vec![
+            "create A as AKIAUSER1 via -".to_owned(),
+            format!("update A as AKIAUSER2 via {role}"),
+            format!("delete A as AKIAUSER3 via {role}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn no_echo_attributes_are_masked_in_outputs() {
+    let h = harness();
+    let t = json!({
+        "Resources": {
+            "S": {"Type": "Test::Thing", "Properties": {"Secret": true}},
+            "P": {"Type": "Test::Thing", "Properties": {"Peer": {"Fn::GetAtt": ["S", "Arn"]}}}
+        },
+        "Outputs": {
+            "SecretArn": {"Value": {"Fn::GetAtt": ["S", "Arn"]}},
+            "SecretRef": {"Value": {"Ref": "S"}}
+        }
+    });
+    let id = h.stacks.create_stack(&scope(), input("app", &t)).await.expect("create");
+    let doc = settled(&h.stacks, &id).await;
+    assert_eq!(doc.status, StackStatus::CreateComplete);
+    let out = |k: &str| doc.outputs.iter().find(|o| o.key == k).map(|o| o.value.clone());
+    assert_eq!(out("SecretArn").as_deref(), Some("*****"));
+    assert!(out("SecretRef").is_some_and(|v| v.starts_with("S-")));
+    // Resources still get the real value.
+    let peer = h.fake.live().values().find_map(|p| p.get("Peer").cloned());
+    assert!(peer.is_some_and(|p| p.as_str().is_some_and(|a| a.starts_with("arn:test:S-"))));
 }

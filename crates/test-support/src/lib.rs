@@ -140,6 +140,11 @@ impl TestServer {
         cloudformation_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
+    /// An SSM client for us-east-1 with the default keys.
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        ssm_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
+    }
+
     /// Shuts down cleanly, then starts again on the same data directory (and a new port).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         if let Some(s) = self.server.take() {
@@ -273,6 +278,25 @@ pub fn glue_client(endpoint: &str, region: &str, access_key: &str, secret: &str)
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_glue::Client::from_conf(conf)
+}
+
+/// An SSM client for `endpoint` with static keys, plain HTTP and no retries.
+pub fn ssm_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_ssm::Client {
+    let conf = aws_sdk_ssm::Config::builder()
+        .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+        .region(aws_sdk_ssm::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_ssm::Client::from_conf(conf)
 }
 
 /// A CloudFormation client for `endpoint` with static keys, plain HTTP and no retries.

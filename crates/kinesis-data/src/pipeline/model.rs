@@ -637,4 +637,16 @@ mod tests {
         let p = parse("kinesis-data.toml", crate::pipeline::DEFAULT_PIPELINE).expect("valid");
         assert!(!p.streams.is_empty() && !p.functions.is_empty());
     }
+
+    #[test]
+    fn every_example_part_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        for n in 1..=6 {
+            let path = dir.join(format!("part{n}.toml"));
+            let text = std::fs::read_to_string(&path).expect("example file");
+            if let Err(e) = parse(&path.display().to_string(), &text) {
+                panic!("{e}");
+            }
+        }
+    }
 }

@@ -1,18 +1,35 @@
 //! CloudFormation's resource providers: the `kd_stacks::Provisioner` port implemented by
-//! calling the server's own public APIs through the thin SigV4 client (`client.rs`), with the
-//! server's root keys, exactly as the pipeline applier does. So a stack's resources are made
-//! by the same code paths (validation, durability, notifications) as API calls, and a
-//! resource is complete only when its service says it is usable (a stream ACTIVE, a function
-//! Active). Also the `TemplateSource` port of the CloudFormation adapter, over the objects
-//! engine.
+//! calling the server's own public APIs through the thin SigV4 client (`client.rs`), exactly
+//! as the pipeline applier does. So a stack's resources are made by the same code paths
+//! (validation, authorisation, durability, notifications) as API calls, and a resource is
+//! complete only when its service says it is usable (a stream or delivery stream ACTIVE, a
+//! function Active). Also the `TemplateSource` port of the CloudFormation adapter, over the
+//! objects engine.
 //!
-//! Types: `AWS::S3::Bucket`, `AWS::IAM::Role`, `AWS::IAM::Policy`, `AWS::Kinesis::Stream`,
-//! `AWS::Lambda::Function`, `AWS::Lambda::Permission`, and `AWS::CDK::Metadata` (recorded:
-//! it has no service on AWS either). Any other type fails with `Resource type X is not
+//! Who acts, as on AWS: a session of the stack's service role (`RoleARN`, which must trust
+//! `cloudformation.amazonaws.com`; session name `AWSCloudFormation`), else the credentials
+//! of the principal whose CreateStack / UpdateStack / DeleteStack / ExecuteChangeSet runs
+//! the operation (looked up by its access key id in the key store), else (engine-internal
+//! operations) the server's root keys.
+//!
+//! Types: `AWS::S3::Bucket`, `AWS::IAM::Role`, `AWS::IAM::Policy`, `AWS::IAM::ManagedPolicy`,
+//! `AWS::Kinesis::Stream`, `AWS::KinesisFirehose::DeliveryStream`, `AWS::Lambda::Function`,
+//! `AWS::Lambda::Permission`, `AWS::Lambda::EventSourceMapping`, `AWS::ApiGateway::{RestApi,
+//! Resource, Method, Deployment, Stage}`, `AWS::Glue::{Database, Table}`, custom resources
+//! (`custom.rs`), and, recorded without a service, `AWS::CDK::Metadata` (none on AWS either)
+//! and `AWS::Logs::LogGroup` (we run no CloudWatch Logs). `AWS::S3::BucketPolicy` is refused
+//! (our S3 stores no bucket policies); any other type fails with `Resource type X is not
 //! supported by kinesis-data`.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+mod apigateway;
+mod custom;
+mod firehose;
+mod glue;
+mod iam;
+mod lambda;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -26,25 +43,110 @@ const IAM_VERSION: &str = "2010-05-08";
 /// How long a resource may take to become usable.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// CloudFormation's service principal (what a stack's service role must trust).
+const CLOUDFORMATION_PRINCIPAL: &str = "cloudformation.amazonaws.com";
+/// Lifetime of a stack role's session.
+const ROLE_SESSION_MS: i64 = 3_600_000;
+/// A cached role session is renewed when it has less than this left.
+const ROLE_SESSION_MARGIN_MS: i64 = 600_000;
+
 /// The provisioner over the server's own APIs.
 pub struct ServiceProvisioner {
     endpoint: String,
+    /// The server's root keys: for operations no caller runs.
     credentials: Credentials,
+    iam: Arc<kd_iam::Iam>,
+    enforce: bool,
+    responses: Arc<kd_stacks::custom::CustomResponses>,
+    custom_timeout: Duration,
+    /// Stack roles' sessions, by role ARN, with their expiry (ms, the IAM store's clock).
+    sessions: Mutex<HashMap<String, (Credentials, i64)>>,
 }
 
 impl ServiceProvisioner {
-    /// Calls the server at `endpoint` with `credentials` (its root keys).
-    pub fn new(endpoint: String, credentials: Credentials) -> Self {
-        Self { endpoint, credentials }
+    /// Calls the server at `endpoint` as each operation's caller (keys from `iam`), or as a
+    /// session of the stack's role; `credentials` (the root keys) for anything else.
+    /// `enforce`: whether IAM is enforced (else a role need not exist or trust
+    /// CloudFormation). Custom resources' answers arrive through `responses` within
+    /// `custom_timeout`.
+    pub fn new(
+        endpoint: String,
+        credentials: Credentials,
+        iam: Arc<kd_iam::Iam>,
+        enforce: bool,
+        responses: Arc<kd_stacks::custom::CustomResponses>,
+        custom_timeout: Duration,
+    ) -> Self {
+        Self {
+            endpoint,
+            credentials,
+            iam,
+            enforce,
+            responses,
+            custom_timeout,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cannot_assume(role_arn: &str) -> String {
+        format!("Role {role_arn} is invalid or cannot be assumed")
+    }
+
+    /// A session of the stack's role (cached until near its expiry).
+    fn role_session(&self, role_arn: &str) -> Result<Credentials, ProvisionError> {
+        let store = self.iam.store().ok_or_else(|| invalid(Self::cannot_assume(role_arn)))?;
+        let now = store.now_ms();
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((creds, expiry)) = sessions.get(role_arn)
+            && *expiry - now > ROLE_SESSION_MARGIN_MS
+        {
+            return Ok(creds.clone());
+        }
+        let ctx = kd_iam::policy::ConditionContext::new();
+        if self.enforce && !store.service_may_assume(role_arn, CLOUDFORMATION_PRINCIPAL, &ctx) {
+            return Err(invalid(Self::cannot_assume(role_arn)));
+        }
+        match store.service_session(role_arn, "AWSCloudFormation", ROLE_SESSION_MS) {
+            Ok(session) => {
+                let creds = Credentials {
+                    access_key_id: session.access_key_id,
+                    secret_access_key: session.secret_access_key,
+                    session_token: Some(session.session_token),
+                };
+                sessions.insert(role_arn.to_owned(), (creds.clone(), session.expiration_ms));
+                Ok(creds)
+            }
+            Err(_) if !self.enforce => Ok(self.credentials.clone()),
+            Err(_) => Err(invalid(Self::cannot_assume(role_arn))),
+        }
+    }
+
+    /// The credentials an operation on `stack` acts with.
+    fn acting(&self, stack: &StackContext) -> Result<Credentials, ProvisionError> {
+        if let Some(role) = &stack.role_arn {
+            return self.role_session(role);
+        }
+        let Some(key) = &stack.caller else {
+            return Ok(self.credentials.clone());
+        };
+        let secret = self.iam.secret_for(key).ok_or_else(|| {
+            invalid("The security token included in the request is invalid (the caller's access key no longer exists)")
+        })?;
+        let session_token = self.iam.principal(key).and_then(|p| p.session_token);
+        Ok(Credentials {
+            access_key_id: key.clone(),
+            secret_access_key: secret,
+            session_token,
+        })
     }
 
     fn client(&self, stack: &StackContext) -> Result<Client, ProvisionError> {
-        Client::new(&self.endpoint, &stack.region, self.credentials.clone()).map_err(failed)
+        Client::new(&self.endpoint, &stack.region, self.acting(stack)?).map_err(failed)
     }
 }
 
 /// A service's refusal as a resource's status reason.
-fn failed(e: anyhow::Error) -> ProvisionError {
+pub(crate) fn failed(e: anyhow::Error) -> ProvisionError {
     match e.downcast_ref::<ApiError>() {
         Some(a) => ProvisionError::Failed(format!(
             "{} (Service: {}, Status Code: {}, Error Code: {})",
@@ -54,18 +156,25 @@ fn failed(e: anyhow::Error) -> ProvisionError {
     }
 }
 
-fn code_of(e: &anyhow::Error) -> Option<&str> {
+pub(crate) fn code_of(e: &anyhow::Error) -> Option<&str> {
     e.downcast_ref::<ApiError>().map(|a| a.code.as_str())
 }
 
-fn is_missing(e: &anyhow::Error) -> bool {
+pub(crate) fn is_missing(e: &anyhow::Error) -> bool {
     matches!(
         code_of(e),
-        Some("NoSuchEntity" | "ResourceNotFoundException" | "NoSuchBucket" | "HTTP404")
+        Some(
+            "NoSuchEntity"
+                | "ResourceNotFoundException"
+                | "NoSuchBucket"
+                | "HTTP404"
+                | "EntityNotFoundException"
+                | "NotFoundException"
+        )
     )
 }
 
-fn invalid(msg: impl Into<String>) -> ProvisionError {
+pub(crate) fn invalid(msg: impl Into<String>) -> ProvisionError {
     ProvisionError::Failed(msg.into())
 }
 
@@ -86,7 +195,7 @@ pub fn generated_name(stack: &str, logical_id: &str, max: usize, lowercase: bool
     if lowercase { name.to_ascii_lowercase() } else { name }
 }
 
-fn s(props: &Value, key: &str) -> Option<String> {
+pub(crate) fn s(props: &Value, key: &str) -> Option<String> {
     match props.get(key)? {
         Value::String(v) => Some(v.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -95,11 +204,11 @@ fn s(props: &Value, key: &str) -> Option<String> {
     }
 }
 
-fn list(props: &Value, key: &str) -> Vec<Value> {
+pub(crate) fn list(props: &Value, key: &str) -> Vec<Value> {
     props.get(key).and_then(Value::as_array).cloned().unwrap_or_default()
 }
 
-fn strings(props: &Value, key: &str) -> Vec<String> {
+pub(crate) fn strings(props: &Value, key: &str) -> Vec<String> {
     list(props, key)
         .iter()
         .filter_map(|v| v.as_str().map(str::to_owned))
@@ -107,14 +216,14 @@ fn strings(props: &Value, key: &str) -> Vec<String> {
 }
 
 /// A policy document property (an object, or JSON text) as JSON text.
-fn document(v: Option<&Value>) -> Option<String> {
+pub(crate) fn document(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::String(text) => Some(text.clone()),
         other => Some(other.to_string()),
     }
 }
 
-fn tags(props: &Value) -> Vec<(String, String)> {
+pub(crate) fn tags(props: &Value) -> Vec<(String, String)> {
     list(props, "Tags")
         .iter()
         .filter_map(|t| Some((s(t, "Key")?, s(t, "Value").unwrap_or_default())))
@@ -125,7 +234,64 @@ fn xml_escape(s: &str) -> String {
     kd_wire::xml_escape(s)
 }
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> Result<(), ProvisionError>
+/// Numbers, and booleans, where a template may give them as strings (a `Ref` to a
+/// parameter): every member named in `ints` becomes a number and in `bools` a boolean, at
+/// any depth.
+pub(crate) fn coerce(v: &Value, ints: &[&str], bools: &[&str]) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    let x = match x {
+                        Value::String(t) if ints.contains(&k.as_str()) => {
+                            t.trim().parse::<i64>().map_or_else(|_| x.clone(), |n| json!(n))
+                        }
+                        Value::String(t) if bools.contains(&k.as_str()) => match t.as_str() {
+                            "true" => json!(true),
+                            "false" => json!(false),
+                            _ => x.clone(),
+                        },
+                        other => coerce(other, ints, bools),
+                    };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|x| coerce(x, ints, bools)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// `Ok` for a deletion whose target is already gone.
+pub(crate) fn gone(res: anyhow::Result<()>) -> Result<(), ProvisionError> {
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if is_missing(&e) => Ok(()),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// Polls `check` until it gives a value, for at most the readiness timeout.
+pub(crate) async fn poll_for<T, F, Fut>(what: &str, mut check: F) -> Result<T, ProvisionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, ProvisionError>>,
+{
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(invalid(format!(
+                "{what} did not become usable within {READY_TIMEOUT:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub(crate) async fn wait_for<F, Fut>(what: &str, mut check: F) -> Result<(), ProvisionError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool, ProvisionError>>,
@@ -155,7 +321,27 @@ impl Provisioner for ServiceProvisioner {
             "AWS::Lambda::Function" => differs("FunctionName") || differs("PackageType"),
             // Every property of a permission needs a new statement.
             "AWS::Lambda::Permission" => old != new,
+            "AWS::Lambda::EventSourceMapping" => lambda::replaces(old, new),
+            "AWS::KinesisFirehose::DeliveryStream" => firehose::replaces(old, new),
+            "AWS::IAM::ManagedPolicy" => iam::managed_replaces(old, new),
+            "AWS::Logs::LogGroup" => differs("LogGroupName"),
+            t if t.starts_with("AWS::ApiGateway::") => apigateway::replaces(t, old, new),
+            t @ ("AWS::Glue::Database" | "AWS::Glue::Table") => glue::replaces(t, old, new),
+            // Changing the service token is refused on AWS; here it makes a new resource.
+            t if custom::is_custom(t) => differs("ServiceToken"),
+            crate::stacks_ssm::SSM_PARAMETER => crate::stacks_ssm::requires_replacement(old, new),
             _ => false,
+        }
+    }
+
+    fn check_role(&self, _account: &str, role_arn: &str) -> Result<(), String> {
+        if !self.enforce {
+            return Ok(());
+        }
+        let ctx = kd_iam::policy::ConditionContext::new();
+        match self.iam.store() {
+            Some(store) if store.service_may_assume(role_arn, CLOUDFORMATION_PRINCIPAL, &ctx) => Ok(()),
+            _ => Err(Self::cannot_assume(role_arn)),
         }
     }
 
@@ -206,8 +392,8 @@ impl Provisioner for ServiceProvisioner {
                 let role = made.find("Role");
                 let arn = role.and_then(|x| x.text_of("Arn")).unwrap_or_default().to_owned();
                 let id = role.and_then(|x| x.text_of("RoleId")).unwrap_or_default().to_owned();
-                if let Err(e) = role_policies(&c, &name, p, &Value::Null).await {
-                    let _ = delete_role(&c, &name).await;
+                if let Err(e) = iam::role_policies(&c, &name, p, &Value::Null).await {
+                    let _ = iam::delete_role(&c, &name).await;
                     return Err(e);
                 }
                 Ok(Provisioned::named(
@@ -216,9 +402,9 @@ impl Provisioner for ServiceProvisioner {
                 ))
             }
             "AWS::IAM::Policy" => {
-                check_policy_targets(p)?;
+                iam::check_policy_targets(p)?;
                 let physical = generated_name(&r.stack.stack_name, r.logical_id, 128, false);
-                put_policy(&c, p, &Value::Null).await?;
+                iam::put_policy(&c, p, &Value::Null).await?;
                 Ok(Provisioned::named(physical, []))
             }
             "AWS::Kinesis::Stream" => {
@@ -288,6 +474,33 @@ impl Provisioner for ServiceProvisioner {
                 generated_name(&r.stack.stack_name, r.logical_id, 128, false),
                 [],
             )),
+            crate::stacks_ssm::SSM_PARAMETER => crate::stacks_ssm::create(&c, &r).await,
+            "AWS::IAM::ManagedPolicy" => iam::create_managed(&c, &r).await,
+            "AWS::KinesisFirehose::DeliveryStream" => firehose::create(&c, &r).await,
+            "AWS::Lambda::EventSourceMapping" => lambda::create(&c, &r).await,
+            "AWS::ApiGateway::RestApi" => apigateway::create_rest_api(&c, &r).await,
+            "AWS::ApiGateway::Resource" => apigateway::create_resource(&c, &r).await,
+            "AWS::ApiGateway::Method" => apigateway::create_method(&c, &r).await,
+            "AWS::ApiGateway::Deployment" => apigateway::create_deployment(&c, &r).await,
+            "AWS::ApiGateway::Stage" => apigateway::create_stage(&c, &r).await,
+            "AWS::Glue::Database" => glue::create_database(&c, &r).await,
+            "AWS::Glue::Table" => glue::create_table(&c, &r).await,
+            "AWS::Logs::LogGroup" => {
+                let name = s(p, "LogGroupName")
+                    .unwrap_or_else(|| generated_name(&r.stack.stack_name, r.logical_id, 512, false));
+                Ok(log_group(&name, r.stack))
+            }
+            "AWS::S3::BucketPolicy" => Err(invalid(BUCKET_POLICY_REFUSED)),
+            t if custom::is_custom(t) => {
+                let fallback = generated_name(&r.stack.stack_name, r.logical_id, 128, false);
+                let call = custom::Call {
+                    request_type: "Create",
+                    physical_id: None,
+                    old_properties: None,
+                };
+                let answer = self.custom(&c, &r, call).await?;
+                Ok(custom::provisioned(answer, &fallback))
+            }
             other => Err(ProvisionError::Unsupported(other.to_owned())),
         }
     }
@@ -313,7 +526,7 @@ impl Provisioner for ServiceProvisioner {
                     .await
                     .map_err(failed)?;
                 }
-                role_policies(&c, physical, p, old).await?;
+                iam::role_policies(&c, physical, p, old).await?;
                 let got = c
                     .query("iam", IAM_VERSION, "GetRole", &[("RoleName", physical)])
                     .await
@@ -327,8 +540,8 @@ impl Provisioner for ServiceProvisioner {
                 ))
             }
             "AWS::IAM::Policy" => {
-                check_policy_targets(p)?;
-                put_policy(&c, p, old).await?;
+                iam::check_policy_targets(p)?;
+                iam::put_policy(&c, p, old).await?;
                 Ok(Provisioned::named(physical, []))
             }
             "AWS::Kinesis::Stream" => {
@@ -365,6 +578,43 @@ impl Provisioner for ServiceProvisioner {
                 Ok(Provisioned::named(physical, [("Arn".to_owned(), json!(arn))]))
             }
             "AWS::CDK::Metadata" => Ok(Provisioned::named(physical, [])),
+            crate::stacks_ssm::SSM_PARAMETER => crate::stacks_ssm::update(&c, &r, physical).await,
+            "AWS::IAM::ManagedPolicy" => iam::update_managed(&c, physical, p, old).await,
+            "AWS::KinesisFirehose::DeliveryStream" => firehose::update(&c, physical, p, old).await,
+            "AWS::Lambda::EventSourceMapping" => lambda::update(&c, &r, physical).await,
+            "AWS::ApiGateway::RestApi" => apigateway::update_rest_api(&c, physical, p, old).await,
+            // Every property of a resource needs a new one.
+            "AWS::ApiGateway::Resource" => Ok(Provisioned::named(
+                physical,
+                [("ResourceId".to_owned(), json!(physical))],
+            )),
+            "AWS::ApiGateway::Method" => apigateway::update_method(&c, physical, p).await,
+            "AWS::ApiGateway::Deployment" => apigateway::update_deployment(&c, physical, p).await,
+            "AWS::ApiGateway::Stage" => apigateway::update_stage(&c, physical, p, old).await,
+            "AWS::Glue::Database" => glue::update_database(&c, &r, physical).await,
+            "AWS::Glue::Table" => glue::update_table(&c, &r, physical).await,
+            "AWS::Logs::LogGroup" => Ok(log_group(physical, r.stack)),
+            t if custom::is_custom(t) => {
+                let call = custom::Call {
+                    request_type: "Update",
+                    physical_id: Some(physical),
+                    old_properties: Some(old),
+                };
+                let answer = self.custom(&c, &r, call).await?;
+                let made = custom::provisioned(answer, physical);
+                if made.physical_id != physical {
+                    // A new physical id means the handler replaced the resource: the old one
+                    // gets its Delete (AWS sends it in the cleanup phase).
+                    let call = custom::Call {
+                        request_type: "Delete",
+                        physical_id: Some(physical),
+                        old_properties: None,
+                    };
+                    let old_request = ResourceRequest { properties: old, ..r };
+                    self.custom(&c, &old_request, call).await?;
+                }
+                Ok(made)
+            }
             other => Err(invalid(format!(
                 "Resource type {other} cannot be updated in place by kinesis-data"
             ))),
@@ -374,32 +624,31 @@ impl Provisioner for ServiceProvisioner {
     async fn delete(&self, r: ResourceRequest<'_>, physical: &str) -> Result<(), ProvisionError> {
         let c = self.client(r.stack)?;
         let p = r.properties;
-        let gone = |res: anyhow::Result<()>| match res {
-            Ok(()) => Ok(()),
-            Err(e) if is_missing(&e) => Ok(()),
-            Err(e) => Err(failed(e)),
-        };
         match r.resource_type {
             "AWS::S3::Bucket" => {
                 let path = format!("/{}", uri_encode(physical, false));
                 gone(c.request("DELETE", &path, &[], &[], &[]).await.map(drop))
             }
-            "AWS::IAM::Role" => gone(delete_role(&c, physical).await),
-            "AWS::IAM::Policy" => {
-                let name = s(p, "PolicyName").unwrap_or_default();
-                for role in strings(p, "Roles") {
-                    gone(
-                        c.query(
-                            "iam",
-                            IAM_VERSION,
-                            "DeleteRolePolicy",
-                            &[("RoleName", &role), ("PolicyName", &name)],
-                        )
-                        .await
-                        .map(drop),
-                    )?;
-                }
-                Ok(())
+            "AWS::IAM::Role" => gone(iam::delete_role(&c, physical).await),
+            "AWS::IAM::Policy" => iam::delete_policy(&c, p).await,
+            "AWS::IAM::ManagedPolicy" => iam::delete_managed(&c, physical, p).await,
+            "AWS::KinesisFirehose::DeliveryStream" => firehose::delete(&c, physical).await,
+            "AWS::Lambda::EventSourceMapping" => lambda::delete(&c, physical).await,
+            "AWS::ApiGateway::RestApi" => apigateway::delete_rest_api(&c, physical).await,
+            "AWS::ApiGateway::Resource" => apigateway::delete_resource(&c, p, physical).await,
+            "AWS::ApiGateway::Method" => apigateway::delete_method(&c, p).await,
+            "AWS::ApiGateway::Deployment" => apigateway::delete_deployment(&c, physical, p).await,
+            "AWS::ApiGateway::Stage" => apigateway::delete_stage(&c, physical, p).await,
+            "AWS::Glue::Database" => glue::delete_database(&c, physical).await,
+            "AWS::Glue::Table" => glue::delete_table(&c, p, physical).await,
+            "AWS::Logs::LogGroup" => Ok(()),
+            t if custom::is_custom(t) => {
+                let call = custom::Call {
+                    request_type: "Delete",
+                    physical_id: Some(physical),
+                    old_properties: None,
+                };
+                self.custom(&c, &r, call).await.map(drop)
             }
             "AWS::Kinesis::Stream" => gone(
                 c.json(
@@ -424,13 +673,29 @@ impl Provisioner for ServiceProvisioner {
                 gone(c.rest_json("lambda", "DELETE", &path, &[], None).await.map(drop))
             }
             "AWS::CDK::Metadata" => Ok(()),
+            crate::stacks_ssm::SSM_PARAMETER => crate::stacks_ssm::delete(&c, physical).await,
             // Nothing of an unsupported type was ever made.
             _ => Ok(()),
         }
     }
 }
 
-fn number(v: &Value) -> Option<u64> {
+/// Why `AWS::S3::BucketPolicy` is refused.
+const BUCKET_POLICY_REFUSED: &str =
+    "AWS::S3::BucketPolicy is not supported by kinesis-data: its S3 does not store or enforce bucket policies";
+
+/// An `AWS::Logs::LogGroup`: recorded only (there is no CloudWatch Logs service here).
+fn log_group(name: &str, stack: &StackContext) -> Provisioned {
+    let arn = format!(
+        "arn:{}:logs:{}:{}:log-group:{name}:*",
+        stack.partition(),
+        stack.region,
+        stack.account_id
+    );
+    Provisioned::named(name, [("Arn".to_owned(), json!(arn))])
+}
+
+pub(crate) fn number(v: &Value) -> Option<u64> {
     match v {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.trim().parse().ok(),
@@ -566,155 +831,6 @@ async fn bucket_configure(c: &Client, name: &str, p: &Value, old: Option<&Value>
             .map_err(failed)?;
         }
     }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------- IAM
-
-fn check_policy_targets(p: &Value) -> Result<(), ProvisionError> {
-    if !list(p, "Users").is_empty() || !list(p, "Groups").is_empty() {
-        return Err(invalid(
-            "AWS::IAM::Policy Users and Groups are not supported by kinesis-data (Roles are)",
-        ));
-    }
-    if s(p, "PolicyName").is_none() || p.get("PolicyDocument").is_none() {
-        return Err(invalid("Properties PolicyName and PolicyDocument are required."));
-    }
-    Ok(())
-}
-
-/// Puts the policy on its roles and takes the old one off roles (or names) it left.
-async fn put_policy(c: &Client, p: &Value, old: &Value) -> Result<(), ProvisionError> {
-    let name = s(p, "PolicyName").unwrap_or_default();
-    let doc = document(p.get("PolicyDocument")).unwrap_or_default();
-    let roles = strings(p, "Roles");
-    for role in &roles {
-        c.query(
-            "iam",
-            IAM_VERSION,
-            "PutRolePolicy",
-            &[("RoleName", role), ("PolicyName", &name), ("PolicyDocument", &doc)],
-        )
-        .await
-        .map_err(failed)?;
-    }
-    let old_name = s(old, "PolicyName").unwrap_or_default();
-    for role in strings(old, "Roles") {
-        if old_name != name || !roles.contains(&role) {
-            match c
-                .query(
-                    "iam",
-                    IAM_VERSION,
-                    "DeleteRolePolicy",
-                    &[("RoleName", &role), ("PolicyName", &old_name)],
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_missing(&e) => {}
-                Err(e) => return Err(failed(e)),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Inline `Policies` and `ManagedPolicyArns` of a role, from `old` to `p`.
-async fn role_policies(c: &Client, role: &str, p: &Value, old: &Value) -> Result<(), ProvisionError> {
-    let inline = |v: &Value| -> BTreeMap<String, String> {
-        list(v, "Policies")
-            .iter()
-            .filter_map(|x| Some((s(x, "PolicyName")?, document(x.get("PolicyDocument"))?)))
-            .collect()
-    };
-    let (want, had) = (inline(p), inline(old));
-    for (name, doc) in &want {
-        if had.get(name) != Some(doc) {
-            c.query(
-                "iam",
-                IAM_VERSION,
-                "PutRolePolicy",
-                &[("RoleName", role), ("PolicyName", name), ("PolicyDocument", doc)],
-            )
-            .await
-            .map_err(failed)?;
-        }
-    }
-    for name in had.keys().filter(|n| !want.contains_key(*n)) {
-        c.query(
-            "iam",
-            IAM_VERSION,
-            "DeleteRolePolicy",
-            &[("RoleName", role), ("PolicyName", name)],
-        )
-        .await
-        .map_err(failed)?;
-    }
-    let want: BTreeSet<String> = strings(p, "ManagedPolicyArns").into_iter().collect();
-    let had: BTreeSet<String> = strings(old, "ManagedPolicyArns").into_iter().collect();
-    for arn in want.difference(&had) {
-        c.query(
-            "iam",
-            IAM_VERSION,
-            "AttachRolePolicy",
-            &[("RoleName", role), ("PolicyArn", arn)],
-        )
-        .await
-        .map_err(failed)?;
-    }
-    for arn in had.difference(&want) {
-        c.query(
-            "iam",
-            IAM_VERSION,
-            "DetachRolePolicy",
-            &[("RoleName", role), ("PolicyArn", arn)],
-        )
-        .await
-        .map_err(failed)?;
-    }
-    Ok(())
-}
-
-/// Detaches and deletes every policy of the role, then the role.
-async fn delete_role(c: &Client, role: &str) -> anyhow::Result<()> {
-    let attached = c
-        .query("iam", IAM_VERSION, "ListAttachedRolePolicies", &[("RoleName", role)])
-        .await?;
-    let arns: Vec<String> = attached
-        .find("AttachedPolicies")
-        .map(|a| {
-            a.all("member")
-                .filter_map(|m| m.text_of("PolicyArn"))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    for arn in arns {
-        c.query(
-            "iam",
-            IAM_VERSION,
-            "DetachRolePolicy",
-            &[("RoleName", role), ("PolicyArn", &arn)],
-        )
-        .await?;
-    }
-    let inline = c
-        .query("iam", IAM_VERSION, "ListRolePolicies", &[("RoleName", role)])
-        .await?;
-    let names: Vec<String> = inline
-        .find("PolicyNames")
-        .map(|a| a.all("member").map(|m| m.text.clone()).collect())
-        .unwrap_or_default();
-    for name in names {
-        c.query(
-            "iam",
-            IAM_VERSION,
-            "DeleteRolePolicy",
-            &[("RoleName", role), ("PolicyName", &name)],
-        )
-        .await?;
-    }
-    c.query("iam", IAM_VERSION, "DeleteRole", &[("RoleName", role)]).await?;
     Ok(())
 }
 

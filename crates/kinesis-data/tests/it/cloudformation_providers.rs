@@ -1,0 +1,684 @@
+//! CloudFormation providers beyond the first milestone, with aws-sdk-cloudformation against
+//! the in-process server: stacks made as the caller or as the stack's service role; Firehose,
+//! event source mappings, API Gateway, Glue, managed and user policies and log groups made,
+//! updated and deleted; the bucket policy refusal; custom resources answering through their
+//! ResponseURL (success, update, failure, timeout).
+
+use std::time::Duration;
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::types::{Capability, Stack, StackStatus};
+use kd_test_support::{TestServer, cloudformation_client, raw_http, wait_until};
+use serde_json::json;
+
+use crate::assert_aws_error;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+async fn settled(cfn: &Client, stack: &str) -> anyhow::Result<Stack> {
+    wait_until(DEADLINE, &format!("stack {stack} to settle"), || {
+        let cfn = cfn.clone();
+        let stack = stack.to_owned();
+        async move {
+            let out = cfn.describe_stacks().stack_name(stack).send().await.ok()?;
+            let s = out.stacks().first()?.clone();
+            let status = s.stack_status()?.as_str().to_owned();
+            (!status.ends_with("_IN_PROGRESS")).then_some(s)
+        }
+    })
+    .await
+}
+
+/// Every failure reason of the stack's events (for assertion messages).
+async fn failures(cfn: &Client, stack: &str) -> String {
+    let Ok(events) = cfn.describe_stack_events().stack_name(stack).send().await else {
+        return String::new();
+    };
+    events
+        .stack_events()
+        .iter()
+        .filter(|e| e.resource_status().is_some_and(|s| s.as_str().ends_with("FAILED")))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.logical_resource_id().unwrap_or_default(),
+                e.resource_status_reason().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn output(s: &Stack, key: &str) -> String {
+    s.outputs()
+        .iter()
+        .find(|o| o.output_key() == Some(key))
+        .and_then(|o| o.output_value())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The reason of the resource's event with `status`.
+async fn reason(cfn: &Client, stack: &str, logical: &str, status: &str) -> anyhow::Result<String> {
+    let events = cfn.describe_stack_events().stack_name(stack).send().await?;
+    Ok(events
+        .stack_events()
+        .iter()
+        .find(|e| e.logical_resource_id() == Some(logical) && e.resource_status().map(|s| s.as_str()) == Some(status))
+        .and_then(|e| e.resource_status_reason())
+        .unwrap_or_default()
+        .to_owned())
+}
+
+fn trust(service: &str) -> String {
+    json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+    .to_string()
+}
+
+fn allow(actions: &[&str]) -> String {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}).to_string()
+}
+
+#[tokio::test]
+async fn stacks_act_as_the_caller_or_as_their_service_role() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let iam = server.iam();
+    let s3 = server.s3();
+    iam.create_user().user_name("deployer").send().await?;
+    iam.put_user_policy()
+        .user_name("deployer")
+        .policy_name("cfn")
+        .policy_document(allow(&["cloudformation:*"]))
+        .send()
+        .await?;
+    let key = iam.create_access_key().user_name("deployer").send().await?;
+    let key = key.access_key().ok_or_else(|| anyhow::anyhow!("no key"))?;
+    let cfn = cloudformation_client(
+        &server.endpoint(),
+        "us-east-1",
+        key.access_key_id(),
+        key.secret_access_key(),
+    );
+    let template =
+        json!({"Resources": {"Data": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "as-caller"}}}})
+            .to_string();
+
+    // The user may call CloudFormation but not s3:CreateBucket: the bucket fails as the user.
+    cfn.create_stack()
+        .stack_name("mine")
+        .template_body(&template)
+        .send()
+        .await?;
+    let s = settled(&cfn, "mine").await?;
+    assert_eq!(s.stack_status(), Some(&StackStatus::RollbackComplete));
+    let why = reason(&cfn, "mine", "Data", "CREATE_FAILED").await?;
+    assert!(why.contains("AccessDenied"), "{why}");
+    assert!(s3.head_bucket().bucket("as-caller").send().await.is_err());
+    cfn.delete_stack().stack_name("mine").send().await?;
+
+    // A service role: the caller must be allowed to pass it, and it must trust CloudFormation.
+    let role = iam
+        .create_role()
+        .role_name("cfn-exec")
+        .assume_role_policy_document(trust("cloudformation.amazonaws.com"))
+        .send()
+        .await?;
+    let role_arn = role.role().map(|r| r.arn().to_owned()).unwrap_or_default();
+    iam.put_role_policy()
+        .role_name("cfn-exec")
+        .policy_name("s3")
+        .policy_document(allow(&["s3:*"]))
+        .send()
+        .await?;
+    let lambda_role = iam
+        .create_role()
+        .role_name("lambda-only")
+        .assume_role_policy_document(trust("lambda.amazonaws.com"))
+        .send()
+        .await?;
+    let lambda_role_arn = lambda_role.role().map(|r| r.arn().to_owned()).unwrap_or_default();
+    let msg = assert_aws_error!(
+        cfn.create_stack()
+            .stack_name("viarole")
+            .template_body(&template)
+            .role_arn(&role_arn)
+            .send()
+            .await,
+        "AccessDenied",
+        403
+    );
+    assert!(msg.contains("iam:PassRole"), "{msg}");
+    iam.put_user_policy()
+        .user_name("deployer")
+        .policy_name("cfn")
+        .policy_document(allow(&["cloudformation:*", "iam:PassRole"]))
+        .send()
+        .await?;
+    let msg = assert_aws_error!(
+        cfn.create_stack()
+            .stack_name("viarole")
+            .template_body(&template)
+            .role_arn(&lambda_role_arn)
+            .send()
+            .await,
+        "ValidationError",
+        400
+    );
+    assert_eq!(msg, format!("Role {lambda_role_arn} is invalid or cannot be assumed"));
+
+    cfn.create_stack()
+        .stack_name("viarole")
+        .template_body(&template)
+        .role_arn(&role_arn)
+        .send()
+        .await?;
+    let s = settled(&cfn, "viarole").await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::CreateComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+    assert_eq!(s.role_arn(), Some(role_arn.as_str()));
+    s3.head_bucket().bucket("as-caller").send().await?;
+
+    // The stored role deletes too (the user may not delete buckets).
+    cfn.delete_stack().stack_name("viarole").send().await?;
+    wait_until(DEADLINE, "the role's stack to be deleted", || {
+        let s3 = s3.clone();
+        async move { s3.head_bucket().bucket("as-caller").send().await.is_err().then_some(()) }
+    })
+    .await?;
+    Ok(())
+}
+
+fn providers_template(interval: u32, description: &str) -> String {
+    json!({
+        "Resources": {
+            "Events": {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 1}},
+            "Lake": {"Type": "AWS::S3::Bucket"},
+            "DeliveryRole": {"Type": "AWS::IAM::Role", "Properties": {
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "firehose.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+                "ManagedPolicyArns": [{"Ref": "ReadWrite"}]
+            }},
+            "ReadWrite": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
+                "Description": "firehose access",
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Action": ["s3:*", "kinesis:*"], "Resource": "*"}]}
+            }},
+            "Delivery": {"Type": "AWS::KinesisFirehose::DeliveryStream", "Properties": {
+                "DeliveryStreamType": "KinesisStreamAsSource",
+                "KinesisStreamSourceConfiguration": {
+                    "KinesisStreamARN": {"Fn::GetAtt": ["Events", "Arn"]},
+                    "RoleARN": {"Fn::GetAtt": ["DeliveryRole", "Arn"]}
+                },
+                "ExtendedS3DestinationConfiguration": {
+                    "BucketARN": {"Fn::GetAtt": ["Lake", "Arn"]},
+                    "RoleARN": {"Fn::GetAtt": ["DeliveryRole", "Arn"]},
+                    "BufferingHints": {"IntervalInSeconds": interval, "SizeInMBs": "1"},
+                    "CompressionFormat": "GZIP",
+                    "Prefix": "raw/",
+                    "ErrorOutputPrefix": "errors/"
+                }
+            }},
+            "FnRole": {"Type": "AWS::IAM::Role", "Properties": {
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+                "ManagedPolicyArns": [{"Ref": "ReadWrite"}]
+            }},
+            "Consumer": {"Type": "AWS::Lambda::Function", "Properties": {
+                "Runtime": "python3.12", "Handler": "index.handler",
+                "Role": {"Fn::GetAtt": ["FnRole", "Arn"]},
+                "Code": {"ZipFile": "def handler(e, c):\n    return len(e.get('Records', []))\n"}
+            }},
+            "Mapping": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {
+                "FunctionName": {"Ref": "Consumer"},
+                "EventSourceArn": {"Fn::GetAtt": ["Events", "Arn"]},
+                "StartingPosition": "TRIM_HORIZON",
+                "BatchSize": 10
+            }},
+            "Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": "cfn-api", "Description": description}},
+            "Items": {"Type": "AWS::ApiGateway::Resource", "Properties": {
+                "RestApiId": {"Ref": "Api"}, "ParentId": {"Fn::GetAtt": ["Api", "RootResourceId"]}, "PathPart": "items"
+            }},
+            "GetItems": {"Type": "AWS::ApiGateway::Method", "Properties": {
+                "RestApiId": {"Ref": "Api"}, "ResourceId": {"Ref": "Items"}, "HttpMethod": "GET",
+                "AuthorizationType": "NONE",
+                "Integration": {
+                    "Type": "MOCK",
+                    "RequestTemplates": {"application/json": "{\"statusCode\": 200}"},
+                    "IntegrationResponses": [{"StatusCode": "200", "ResponseTemplates": {"application/json": "{\"items\": []}"}}]
+                },
+                "MethodResponses": [{"StatusCode": "200"}]
+            }},
+            "Deployment": {"Type": "AWS::ApiGateway::Deployment", "DependsOn": "GetItems", "Properties": {
+                "RestApiId": {"Ref": "Api"}, "StageName": "v1"
+            }},
+            "Prod": {"Type": "AWS::ApiGateway::Stage", "Properties": {
+                "RestApiId": {"Ref": "Api"}, "DeploymentId": {"Ref": "Deployment"}, "StageName": "prod",
+                "Description": description
+            }},
+            "Db": {"Type": "AWS::Glue::Database", "Properties": {
+                "CatalogId": {"Ref": "AWS::AccountId"}, "DatabaseInput": {"Name": "cfn_db", "Description": description}
+            }},
+            "Tbl": {"Type": "AWS::Glue::Table", "Properties": {
+                "CatalogId": {"Ref": "AWS::AccountId"}, "DatabaseName": {"Ref": "Db"},
+                "TableInput": {
+                    "Name": "events", "TableType": "EXTERNAL_TABLE",
+                    "Parameters": {"classification": "json", "has_encrypted_data": false},
+                    "StorageDescriptor": {
+                        "Columns": [{"Name": "id", "Type": "string"}],
+                        "Location": {"Fn::Sub": "s3://${Lake}/raw/"},
+                        "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
+                        "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                        "SerdeInfo": {"SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe"}
+                    }
+                }
+            }},
+            "Ops": {"Type": "AWS::IAM::User"},
+            "Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": "/aws/lambda/consumer", "RetentionInDays": 7}}
+        },
+        "Outputs": {
+            "Delivery": {"Value": {"Ref": "Delivery"}},
+            "DeliveryArn": {"Value": {"Fn::GetAtt": ["Delivery", "Arn"]}},
+            "Mapping": {"Value": {"Ref": "Mapping"}},
+            "Api": {"Value": {"Ref": "Api"}},
+            "Root": {"Value": {"Fn::GetAtt": ["Api", "RootResourceId"]}},
+            "Policy": {"Value": {"Ref": "ReadWrite"}},
+            "LogArn": {"Value": {"Fn::GetAtt": ["Logs", "Arn"]}},
+            "Stage": {"Value": {"Ref": "Prod"}}
+        }
+    })
+    .to_string()
+}
+
+/// `providers_template` without the `AWS::IAM::User` (we have no user provider): the user
+/// policy is tested on a user made through IAM.
+fn without_user(t: &str) -> anyhow::Result<String> {
+    let mut v: serde_json::Value = serde_json::from_str(t)?;
+    if let Some(r) = v["Resources"].as_object_mut() {
+        r.remove("Ops");
+        r.insert(
+            "OpsPolicy".to_owned(),
+            json!({"Type": "AWS::IAM::Policy", "Properties": {
+                "PolicyName": "ops", "Users": ["ops"],
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Action": "glue:GetTable", "Resource": "*"}]}
+            }}),
+        );
+    }
+    Ok(v.to_string())
+}
+
+#[tokio::test]
+async fn firehose_mappings_api_gateway_glue_and_policies_deploy_update_and_delete() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let cfn = server.cloudformation();
+    let iam = server.iam();
+    iam.create_user().user_name("ops").send().await?;
+    cfn.create_stack()
+        .stack_name("lake")
+        .template_body(without_user(&providers_template(60, "first"))?)
+        .capabilities(Capability::CapabilityIam)
+        .send()
+        .await?;
+    let s = settled(&cfn, "lake").await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::CreateComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+
+    // Firehose: ACTIVE, from the stream to the bucket with the buffering asked for.
+    let firehose = server.firehose();
+    let name = output(&s, "Delivery");
+    assert!(name.starts_with("lake-Delivery-"), "{name}");
+    assert_eq!(
+        output(&s, "DeliveryArn"),
+        format!("arn:aws:firehose:us-east-1:000000000000:deliverystream/{name}")
+    );
+    let d = firehose
+        .describe_delivery_stream()
+        .delivery_stream_name(&name)
+        .send()
+        .await?;
+    let desc = d
+        .delivery_stream_description()
+        .ok_or_else(|| anyhow::anyhow!("no description"))?;
+    assert_eq!(desc.delivery_stream_status().as_str(), "ACTIVE");
+    let dest = desc.destinations()[0]
+        .extended_s3_destination_description()
+        .ok_or_else(|| anyhow::anyhow!("no S3 destination"))?;
+    assert_eq!(dest.prefix(), Some("raw/"));
+    assert_eq!(dest.compression_format().as_str(), "GZIP");
+    assert_eq!(dest.buffering_hints().and_then(|b| b.interval_in_seconds()), Some(60));
+
+    // The mapping polls the stream for the function.
+    let lambda = server.lambda();
+    let m = lambda
+        .get_event_source_mapping()
+        .uuid(output(&s, "Mapping"))
+        .send()
+        .await?;
+    assert_eq!(m.batch_size(), Some(10));
+    assert_eq!(m.state(), Some("Enabled"));
+
+    // The API answers at its stage (MOCK integration).
+    let api = output(&s, "Api");
+    let addr = server.inner().addr();
+    for stage in ["v1", "prod"] {
+        let (status, _, body) = raw_http(
+            addr,
+            "GET",
+            &format!("/restapis/{api}/{stage}/_user_request_/items"),
+            &[],
+            b"",
+        )
+        .await?;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(body, br#"{"items": []}"#);
+    }
+    let gw = server.apigateway();
+    let root = gw.get_resources().rest_api_id(&api).send().await?;
+    let root_id = root
+        .items()
+        .iter()
+        .find(|r| r.path() == Some("/"))
+        .and_then(|r| r.id())
+        .unwrap_or_default();
+    assert_eq!(output(&s, "Root"), root_id);
+    assert_eq!(output(&s, "Stage"), "prod");
+
+    // Glue, policies and the recorded log group.
+    let glue = server.glue();
+    let t = glue.get_table().database_name("cfn_db").name("events").send().await?;
+    let table = t.table().ok_or_else(|| anyhow::anyhow!("no table"))?;
+    assert_eq!(
+        table
+            .parameters()
+            .and_then(|p| p.get("has_encrypted_data"))
+            .map(String::as_str),
+        Some("false")
+    );
+    let policy_arn = output(&s, "Policy");
+    assert!(
+        policy_arn.starts_with("arn:aws:iam::000000000000:policy/lake-ReadWrite-"),
+        "{policy_arn}"
+    );
+    let attached = iam.list_attached_role_policies().role_name(
+        cfn.describe_stack_resource()
+            .stack_name("lake")
+            .logical_resource_id("FnRole")
+            .send()
+            .await?
+            .stack_resource_detail()
+            .and_then(|d| d.physical_resource_id())
+            .unwrap_or_default(),
+    );
+    assert_eq!(attached.send().await?.attached_policies().len(), 1);
+    iam.get_user_policy().user_name("ops").policy_name("ops").send().await?;
+    assert_eq!(
+        output(&s, "LogArn"),
+        "arn:aws:logs:us-east-1:000000000000:log-group:/aws/lambda/consumer:*"
+    );
+
+    // An update in place: the same delivery stream and API, new settings.
+    cfn.update_stack()
+        .stack_name("lake")
+        .template_body(without_user(&providers_template(120, "second"))?)
+        .capabilities(Capability::CapabilityIam)
+        .send()
+        .await?;
+    let s = settled(&cfn, "lake").await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::UpdateComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+    assert_eq!(output(&s, "Delivery"), name);
+    assert_eq!(output(&s, "Api"), api);
+    let d = firehose
+        .describe_delivery_stream()
+        .delivery_stream_name(&name)
+        .send()
+        .await?;
+    let interval = d
+        .delivery_stream_description()
+        .and_then(|d| d.destinations().first())
+        .and_then(|d| d.extended_s3_destination_description())
+        .and_then(|d| d.buffering_hints())
+        .and_then(|b| b.interval_in_seconds());
+    assert_eq!(interval, Some(120));
+    let a = gw.get_rest_api().rest_api_id(&api).send().await?;
+    assert_eq!(a.description(), Some("second"));
+    let stage = gw.get_stage().rest_api_id(&api).stage_name("prod").send().await?;
+    assert_eq!(stage.description(), Some("second"));
+    let db = glue.get_database().name("cfn_db").send().await?;
+    assert_eq!(db.database().and_then(|d| d.description()), Some("second"));
+
+    // Delete: everything goes.
+    cfn.delete_stack().stack_name("lake").send().await?;
+    let s = settled(&cfn, s.stack_id().unwrap_or_default()).await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::DeleteComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+    assert!(
+        firehose
+            .describe_delivery_stream()
+            .delivery_stream_name(&name)
+            .send()
+            .await
+            .is_err()
+    );
+    assert!(gw.get_rest_api().rest_api_id(&api).send().await.is_err());
+    assert!(glue.get_database().name("cfn_db").send().await.is_err());
+    assert!(iam.get_policy().policy_arn(&policy_arn).send().await.is_err());
+    assert!(
+        iam.get_user_policy()
+            .user_name("ops")
+            .policy_name("ops")
+            .send()
+            .await
+            .is_err()
+    );
+    assert!(
+        lambda
+            .list_event_source_mappings()
+            .send()
+            .await?
+            .event_source_mappings()
+            .is_empty()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bucket_policies_are_refused_honestly() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let cfn = server.cloudformation();
+    let t = json!({"Resources": {
+        "B": {"Type": "AWS::S3::Bucket"},
+        "P": {"Type": "AWS::S3::BucketPolicy", "Properties": {"Bucket": {"Ref": "B"}, "PolicyDocument": {
+            "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}}}
+    }});
+    cfn.create_stack()
+        .stack_name("bp")
+        .template_body(t.to_string())
+        .send()
+        .await?;
+    let s = settled(&cfn, "bp").await?;
+    assert_eq!(s.stack_status(), Some(&StackStatus::RollbackComplete));
+    let why = reason(&cfn, "bp", "P", "CREATE_FAILED").await?;
+    assert!(why.contains("does not store or enforce bucket policies"), "{why}");
+    Ok(())
+}
+
+const ECHO_HANDLER: &str = r#"
+import json, urllib.request
+
+def handler(event, context):
+    props = event["ResourceProperties"]
+    if props.get("Silent") == "yes" and event["RequestType"] != "Delete":
+        return "no answer"
+    failed = props.get("Fail") == "yes" and event["RequestType"] != "Delete"
+    answer = {
+        "Status": "FAILED" if failed else "SUCCESS",
+        "Reason": "asked to fail" if failed else "ok",
+        "PhysicalResourceId": event.get("PhysicalResourceId") or "echo-" + props["Name"],
+        "StackId": event["StackId"],
+        "RequestId": event["RequestId"],
+        "LogicalResourceId": event["LogicalResourceId"],
+        "Data": {
+            "Echo": props["Name"],
+            "CountType": type(props["Count"]).__name__,
+            "Nested": props["Nested"]["Flag"],
+            "RequestType": event["RequestType"],
+            "Old": (event.get("OldResourceProperties") or {}).get("Name", "-"),
+        },
+    }
+    body = json.dumps(answer).encode()
+    req = urllib.request.Request(event["ResponseURL"], data=body, method="PUT", headers={"Content-Type": ""})
+    urllib.request.urlopen(req).read()
+    return "answered"
+"#;
+
+fn custom_template(name: &str, fail: bool, silent: bool) -> String {
+    json!({
+        "Resources": {
+            "HandlerRole": {"Type": "AWS::IAM::Role", "Properties": {
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+            }},
+            "Handler": {"Type": "AWS::Lambda::Function", "Properties": {
+                "Runtime": "python3.12", "Handler": "index.handler", "Timeout": 30,
+                "Role": {"Fn::GetAtt": ["HandlerRole", "Arn"]},
+                "Code": {"ZipFile": ECHO_HANDLER}
+            }},
+            "Echo": {"Type": "Custom::Echo", "Properties": {
+                "ServiceToken": {"Fn::GetAtt": ["Handler", "Arn"]},
+                "Name": name, "Count": 3, "Nested": {"Flag": true},
+                "Fail": if fail { "yes" } else { "no" },
+                "Silent": if silent { "yes" } else { "no" }
+            }}
+        },
+        "Outputs": {
+            "Echo": {"Value": {"Fn::GetAtt": ["Echo", "Echo"]}},
+            "CountType": {"Value": {"Fn::GetAtt": ["Echo", "CountType"]}},
+            "Nested": {"Value": {"Fn::GetAtt": ["Echo", "Nested"]}},
+            "RequestType": {"Value": {"Fn::GetAtt": ["Echo", "RequestType"]}},
+            "Old": {"Value": {"Fn::GetAtt": ["Echo", "Old"]}},
+            "Physical": {"Value": {"Ref": "Echo"}}
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn custom_resources_answer_through_their_response_url() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| c.cloudformation.custom_resource_timeout_secs = 8).await?;
+    let cfn = server.cloudformation();
+
+    let custom_id = cfn
+        .create_stack()
+        .stack_name("custom")
+        .template_body(custom_template("hello", false, false))
+        .capabilities(Capability::CapabilityIam)
+        .send()
+        .await?
+        .stack_id()
+        .unwrap_or_default()
+        .to_owned();
+    let s = settled(&cfn, "custom").await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::CreateComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+    assert_eq!(output(&s, "Echo"), "hello");
+    // Scalars reach the handler as strings, as CloudFormation sends them.
+    assert_eq!(output(&s, "CountType"), "str");
+    assert_eq!(output(&s, "Nested"), "true");
+    assert_eq!(output(&s, "RequestType"), "Create");
+    assert_eq!(output(&s, "Physical"), "echo-hello");
+
+    // Update: the handler sees the old properties and keeps its physical id.
+    cfn.update_stack()
+        .stack_name("custom")
+        .template_body(custom_template("world", false, false))
+        .capabilities(Capability::CapabilityIam)
+        .send()
+        .await?;
+    let s = settled(&cfn, "custom").await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::UpdateComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+    assert_eq!(output(&s, "Echo"), "world");
+    assert_eq!(output(&s, "RequestType"), "Update");
+    assert_eq!(output(&s, "Old"), "hello");
+    assert_eq!(output(&s, "Physical"), "echo-hello");
+
+    // A FAILED answer rolls the stack back with the handler's reason.
+    cfn.create_stack()
+        .stack_name("custom-fails")
+        .template_body(custom_template("x", true, false))
+        .capabilities(Capability::CapabilityIam)
+        .send()
+        .await?;
+    let s = settled(&cfn, "custom-fails").await?;
+    assert_eq!(s.stack_status(), Some(&StackStatus::RollbackComplete));
+    let why = reason(&cfn, "custom-fails", "Echo", "CREATE_FAILED").await?;
+    assert!(
+        why.starts_with("Received response status [FAILED] from custom resource. Message returned: asked to fail"),
+        "{why}"
+    );
+
+    // No answer within the timeout fails the resource.
+    cfn.create_stack()
+        .stack_name("custom-silent")
+        .template_body(custom_template("y", false, true))
+        .capabilities(Capability::CapabilityIam)
+        .send()
+        .await?;
+    let s = settled(&cfn, "custom-silent").await?;
+    assert_eq!(s.stack_status(), Some(&StackStatus::RollbackComplete));
+    let why = reason(&cfn, "custom-silent", "Echo", "CREATE_FAILED").await?;
+    assert!(
+        why.starts_with("CloudFormation did not receive a response from your Custom Resource."),
+        "{why}"
+    );
+
+    // A response URL nobody waits on is refused as an expired presigned URL.
+    let (status, _, body) = raw_http(
+        server.inner().addr(),
+        "PUT",
+        "/_kinesis-data/cfn-response/nope?X-Amz-Expires=60",
+        &[],
+        b"{}",
+    )
+    .await?;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("AccessDenied"));
+
+    // Delete: the handler gets its Delete and answers; the stack goes.
+    cfn.delete_stack().stack_name(&custom_id).send().await?;
+    let s = settled(&cfn, &custom_id).await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::DeleteComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+    Ok(())
+}
