@@ -13,9 +13,11 @@
 //! loadgen batch-copy --tasks 10000 --object-bytes 4096
 //! loadgen batch-lambda --tasks 10000 --bootstrap target/release/batch-copy
 //! loadgen apigw --clients 16 --seconds 10 --bootstrap target/release/items-api
+//! loadgen athena --size-mb 2000 --reps 3
 //! ```
 
 mod apigw;
+mod athena;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -254,6 +256,15 @@ enum Cmd {
         /// Bytes per object.
         #[arg(long, default_value_t = 256)]
         object_bytes: usize,
+    },
+    /// Athena vs DuckDB: generates gzip JSON lines and the same rows as Parquet in Firehose's
+    /// layout (once, under --dir), uploads them, declares the tables with Athena DDL and runs a
+    /// fixed query set through the Athena API and through DuckDB on the local files.
+    Athena {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        bench: athena::BenchArgs,
     },
     /// S3 Batch Operations: a LambdaInvoke job (schema 2.0, UserArguments targetBucket) calling
     /// the Rust batch-copy example (provided.al2023) for each of `tasks` objects.
@@ -2033,6 +2044,7 @@ async fn main() -> anyhow::Result<()> {
             keys,
             object_bytes,
         } => apigw::run(common, bootstrap, clients, seconds, keys, object_bytes).await,
+        Cmd::Athena { common, bench } => athena::run(common, bench).await,
         Cmd::S3ToLambda {
             common,
             bucket,

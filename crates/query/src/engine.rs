@@ -706,11 +706,17 @@ impl Inner {
             .build_arc()
             .map_err(|e| internal(e.to_string()))?;
         let db = e.database.clone().unwrap_or_else(|| "default".into()).to_lowercase();
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_target_partitions(env.target_partitions)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema("awsdatacatalog", db)
             .with_information_schema(false);
+        // Parquet: evaluate filters inside the decoder (rows that fail the most selective
+        // predicate are never decoded for the other columns), as Athena's and DuckDB's
+        // readers do.
+        let parquet = &mut config.options_mut().execution.parquet;
+        parquet.pushdown_filters = true;
+        parquet.reorder_filters = true;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let provider: Arc<dyn CatalogProvider> = Arc::new(GlueCatalog { env: env.clone() });
         ctx.register_catalog("awsdatacatalog", provider.clone());

@@ -24,7 +24,9 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, Strin
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
+use datafusion::common::config::TableParquetOptions;
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue, Statistics};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, FileSource, ParquetSource};
@@ -125,10 +127,17 @@ impl GlueTable {
                 "NOT_SUPPORTED: views are not supported by kinesis-data".into(),
             ));
         }
+        let kind = Self::kind(&def)?;
         let mut fields = Vec::new();
         for c in &def.columns {
-            let t = parse_hive_type(&c.type_name)
+            let mut t = parse_hive_type(&c.type_name)
                 .map_err(|e| user_err(format!("HIVE_INVALID_METADATA: column {}: {e}", c.name)))?;
+            // Parquet's `string` columns as Utf8View: the reader's own type (no copy of every
+            // string into a Utf8 array), and short strings are inline, so comparisons, hashing
+            // (GROUP BY, JOIN keys) and filters on them are cheaper.
+            if matches!(kind, Kind::Parquet) && t == DataType::Utf8 {
+                t = DataType::Utf8View;
+            }
             fields.push(Field::new(c.name.to_ascii_lowercase(), t, true));
         }
         let file_schema = Arc::new(Schema::new(fields.clone()));
@@ -144,7 +153,6 @@ impl GlueTable {
         let mut all: Vec<FieldRef> = fields.into_iter().map(Arc::new).collect();
         all.extend(partition_fields.iter().cloned());
         let schema = Arc::new(Schema::new(all));
-        let kind = Self::kind(&def)?;
         Ok(GlueTable {
             def,
             env,
@@ -821,6 +829,12 @@ impl TableProvider for GlueTable {
             .collect();
         for (bucket, mut files) in by_bucket {
             files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
+            // The objects' stored size as the scan's (inexact) size: lets the optimiser put a
+            // small table on the build side of a join and broadcast it (CollectLeft) instead
+            // of hashing and repartitioning both sides.
+            let bytes: u64 = files.iter().map(|f| f.object_meta.size).sum();
+            let statistics = Statistics::new_unknown(&self.schema)
+                .with_total_byte_size(Precision::Inexact(usize::try_from(bytes).unwrap_or(usize::MAX)));
             let mut groups: Vec<(u64, Vec<PartitionedFile>)> =
                 (0..n.min(files.len()).max(1)).map(|_| (0, Vec::new())).collect();
             for f in files {
@@ -831,7 +845,13 @@ impl TableProvider for GlueTable {
             }
             let source: Arc<dyn FileSource> = match &self.kind {
                 Kind::Parquet => {
-                    let mut s = ParquetSource::new(table_schema.clone());
+                    // The session's Parquet options (filter pushdown into the decoder: see
+                    // `engine::session`), which a source built by hand does not pick up.
+                    let options = TableParquetOptions {
+                        global: state.config_options().execution.parquet.clone(),
+                        ..TableParquetOptions::default()
+                    };
+                    let mut s = ParquetSource::new(table_schema.clone()).with_table_parquet_options(options);
                     if let Some(pred) = conjunction(data_filters.clone()) {
                         let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
                         if let Ok(p) = state.create_physical_expr(pred, &df_schema) {
@@ -847,6 +867,7 @@ impl TableProvider for GlueTable {
                 .with_file_groups(groups.into_iter().map(|g| FileGroup::new(g.1)).collect())
                 .with_projection_indices(projection.cloned())?
                 .with_limit(limit)
+                .with_statistics(statistics)
                 .build();
             plans.push(DataSourceExec::from_data_source(config));
         }
