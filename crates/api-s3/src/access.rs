@@ -1,13 +1,21 @@
 //! S3 authorisation: every S3 operation is mapped to its IAM action and resource ARN
 //! (`arn:aws:s3:::bucket` or `arn:aws:s3:::bucket/key`) and checked against the caller's
-//! identity policies before the operation runs (s3s calls [`S3Access::check`] after the
-//! signature is verified and before the input is read). Copies and multi-object deletes check
-//! their extra resources in the per-operation hooks.
+//! identity policies and the bucket's policy before the operation runs (s3s calls
+//! [`S3Access::check`] after the signature is verified and before the input is read). Copies
+//! and multi-object deletes check their extra resources in the per-operation hooks.
+//!
+//! Bucket policies, as AWS evaluates them for a caller: an explicit `Deny` in either the
+//! identity policies or the bucket policy refuses; otherwise a caller of the bucket owner's
+//! account is allowed by either; a caller of another account needs both. Parsed bucket
+//! policies are cached per bucket ([`BucketPolicies`]) and dropped by every write of one.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use kd_iam::Iam;
 use kd_iam::authz::Authorizer;
+use kd_iam::policy::{Decision, DocKind, PolicyDocument};
+use kd_objects::Objects;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{CopyObjectInput, DeleteObjectsInput, UploadPartCopyInput};
 use s3s::path::S3Path;
@@ -62,17 +70,78 @@ pub fn resource_of(path: &S3Path) -> String {
     }
 }
 
+/// A bucket's owner and its parsed policy, as the authoriser reads them.
+#[derive(Debug, Clone)]
+struct BucketAccess {
+    owner_account: String,
+    policy: Option<Arc<PolicyDocument>>,
+}
+
+/// Bucket policies for authorisation: read from the objects engine once per bucket and
+/// cached until PutBucketPolicy, DeleteBucketPolicy, CreateBucket or DeleteBucket names the
+/// bucket again ([`BucketPolicies::forget`]).
+#[derive(Debug)]
+pub struct BucketPolicies {
+    objects: Arc<Objects>,
+    cache: RwLock<HashMap<String, Option<BucketAccess>>>,
+}
+
+impl BucketPolicies {
+    /// Policies of the buckets in `objects`.
+    pub fn new(objects: Arc<Objects>) -> Self {
+        Self {
+            objects,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, bucket: &str) -> Option<BucketAccess> {
+        if let Some(hit) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(bucket) {
+            return hit.clone();
+        }
+        let found = self.objects.bucket(bucket).ok().map(|info| BucketAccess {
+            owner_account: info.owner_account,
+            // Stored documents were validated when they were put.
+            policy: self
+                .objects
+                .get_bucket_policy(bucket)
+                .ok()
+                .flatten()
+                .and_then(|text| PolicyDocument::parse(&text, DocKind::Resource).ok())
+                .map(Arc::new),
+        });
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bucket.to_owned(), found.clone());
+        found
+    }
+
+    /// Drops what is cached for `bucket` (its policy or its existence changed).
+    pub fn forget(&self, bucket: &str) {
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).remove(bucket);
+    }
+}
+
+/// The bucket a resource ARN names.
+fn bucket_of(resource: &str) -> Option<&str> {
+    let rest = resource.strip_prefix("arn:aws:s3:::")?;
+    let bucket = rest.split('/').next().unwrap_or(rest);
+    (!bucket.is_empty()).then_some(bucket)
+}
+
 /// s3s access control over the shared authoriser.
 #[derive(Debug, Clone)]
 pub struct IamAccess {
     iam: Arc<Iam>,
     authz: Arc<Authorizer>,
+    policies: Arc<BucketPolicies>,
 }
 
 impl IamAccess {
-    /// Access control with `authz` over principals known to `iam`.
-    pub fn new(iam: Arc<Iam>, authz: Arc<Authorizer>) -> Self {
-        Self { iam, authz }
+    /// Access control with `authz` over principals known to `iam` and the buckets' policies.
+    pub fn new(iam: Arc<Iam>, authz: Arc<Authorizer>, policies: Arc<BucketPolicies>) -> Self {
+        Self { iam, authz, policies }
     }
 
     fn allow(&self, access_key: Option<&str>, action: &str, resource: &str) -> S3Result<()> {
@@ -80,9 +149,31 @@ impl IamAccess {
             .and_then(|k| self.iam.principal(k))
             .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
         let ctx = self.authz.context_for(&principal);
-        self.authz
+        let identity = self
+            .authz
             .check(&principal, action, resource, &ctx)
-            .map_err(|d| s3s::S3Error::with_message(s3s::S3ErrorCode::AccessDenied, d.message))
+            .map_err(|d| s3s::S3Error::with_message(s3s::S3ErrorCode::AccessDenied, d.message));
+        if !self.authz.enabled() {
+            return identity;
+        }
+        let Some(bucket) = bucket_of(resource).and_then(|b| self.policies.get(b)) else {
+            return identity;
+        };
+        let Some(policy) = bucket.policy else {
+            return identity;
+        };
+        let who = kd_iam::policy::Principal::Aws(principal.arn.clone());
+        match kd_iam::policy::principal_allowed(&policy, &who, action, resource, &ctx) {
+            Decision::ExplicitDeny => Err(s3s::S3Error::with_message(
+                s3s::S3ErrorCode::AccessDenied,
+                format!(
+                    "User: {} is not authorized to perform: {action} on resource: {resource} with an explicit deny in a resource-based policy",
+                    principal.arn
+                ),
+            )),
+            Decision::Allow if principal.account_id == bucket.owner_account => Ok(()),
+            _ => identity,
+        }
     }
 
     /// Copies read their source: `s3:GetObject` on it (`s3:GetObjectVersion` for a given
@@ -182,6 +273,14 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_of_resources() {
+        assert_eq!(bucket_of("arn:aws:s3:::b"), Some("b"));
+        assert_eq!(bucket_of("arn:aws:s3:::b/a/c"), Some("b"));
+        assert_eq!(bucket_of("*"), None);
+        assert_eq!(bucket_of("arn:aws:s3:::"), None);
+    }
 
     #[test]
     fn actions_and_resources() {

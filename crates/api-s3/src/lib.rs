@@ -23,6 +23,8 @@ pub struct S3Api {
     iam: Arc<Iam>,
     objects: Arc<Objects>,
     destinations: Option<Arc<dyn notify::DestinationCheck>>,
+    /// The authoriser's cache of bucket policies, told about every change.
+    policies: Option<Arc<access::BucketPolicies>>,
 }
 
 impl std::fmt::Debug for S3Api {
@@ -38,6 +40,20 @@ impl S3Api {
             iam,
             objects,
             destinations: None,
+            policies: None,
+        }
+    }
+
+    /// Tells `policies` (the authoriser's cache) about every change of a bucket's policy or
+    /// existence.
+    pub fn with_policies(mut self, policies: Arc<access::BucketPolicies>) -> Self {
+        self.policies = Some(policies);
+        self
+    }
+
+    fn forget_policy(&self, bucket: &str) {
+        if let Some(p) = &self.policies {
+            p.forget(bucket);
         }
     }
 
@@ -64,13 +80,14 @@ pub fn service(
     base_domains: Vec<String>,
     destinations: Option<Arc<dyn notify::DestinationCheck>>,
 ) -> S3Service {
-    let mut api = S3Api::new(iam.clone(), objects);
+    let policies = Arc::new(access::BucketPolicies::new(objects.clone()));
+    let mut api = S3Api::new(iam.clone(), objects).with_policies(policies.clone());
     if let Some(d) = destinations {
         api = api.with_destinations(d);
     }
     let mut b = S3ServiceBuilder::new(api);
     b.set_auth(auth::IamAuth::new(iam.clone()));
-    b.set_access(access::IamAccess::new(iam, authz));
+    b.set_access(access::IamAccess::new(iam, authz, policies));
     b.set_host(host::Hosts::new(base_domains));
     b.build()
 }

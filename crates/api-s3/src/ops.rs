@@ -375,10 +375,13 @@ impl S3 for S3Api {
             Some(c) => c.to_owned(),
         };
         let bucket = req.input.bucket.clone();
-        self.objects
+        let created = self
+            .objects
             .create_bucket(&account, &region, &bucket)
             .await
-            .map_err(s3_err)?;
+            .map_err(s3_err);
+        self.forget_policy(&bucket);
+        created?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{bucket}")),
         }))
@@ -386,8 +389,63 @@ impl S3 for S3Api {
 
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
         self.owned_bucket(&req, &req.input.bucket)?;
-        self.objects.delete_bucket(&req.input.bucket).await.map_err(s3_err)?;
+        let deleted = self.objects.delete_bucket(&req.input.bucket).await.map_err(s3_err);
+        self.forget_policy(&req.input.bucket);
+        deleted?;
         Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        self.owned_bucket(&req, &req.input.bucket)?;
+        let i = req.input;
+        let doc = kd_iam::policy::PolicyDocument::parse(&i.policy, kd_iam::policy::DocKind::Resource)
+            .map_err(|e| s3s::S3Error::with_message(s3s::S3ErrorCode::MalformedPolicy, e.to_string()))?;
+        // Every statement must be about this bucket or its objects.
+        let value: serde_json::Value = serde_json::from_str(doc.json()).map_err(|_| malformed_policy())?;
+        if !policy_resources_in_bucket(&value, &i.bucket) {
+            return Err(s3s::S3Error::with_message(
+                s3s::S3ErrorCode::MalformedPolicy,
+                "Policy has invalid resource",
+            ));
+        }
+        let stored = self
+            .objects
+            .put_bucket_policy(&i.bucket, Some(i.policy))
+            .await
+            .map_err(s3_err);
+        self.forget_policy(&i.bucket);
+        stored?;
+        Ok(S3Response::new(PutBucketPolicyOutput {}))
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        self.owned_bucket(&req, &req.input.bucket)?;
+        let policy = self.objects.get_bucket_policy(&req.input.bucket).map_err(s3_err)?;
+        match policy {
+            Some(policy) => Ok(S3Response::new(GetBucketPolicyOutput { policy: Some(policy) })),
+            None => Err(s3_error!(NoSuchBucketPolicy, "The bucket policy does not exist")),
+        }
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        self.owned_bucket(&req, &req.input.bucket)?;
+        let stored = self
+            .objects
+            .put_bucket_policy(&req.input.bucket, None)
+            .await
+            .map_err(s3_err);
+        self.forget_policy(&req.input.bucket);
+        stored?;
+        Ok(S3Response::new(DeleteBucketPolicyOutput {}))
     }
 
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
@@ -1602,4 +1660,27 @@ impl S3Api {
 /// Base64 of raw digest bytes, as S3 prints checksums.
 pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn malformed_policy() -> s3s::S3Error {
+    s3s::S3Error::with_message(s3s::S3ErrorCode::MalformedPolicy, "Policies must be valid JSON")
+}
+
+/// Whether every `Resource` of a bucket policy is the bucket or inside it (S3's
+/// `Policy has invalid resource` otherwise). `NotResource` statements are not checked.
+fn policy_resources_in_bucket(doc: &serde_json::Value, bucket: &str) -> bool {
+    let statements = match doc.get("Statement") {
+        Some(serde_json::Value::Array(a)) => a.iter().collect::<Vec<_>>(),
+        Some(one) => vec![one],
+        None => return true,
+    };
+    let inside = |r: &str| {
+        r.strip_prefix("arn:aws:s3:::")
+            .is_some_and(|rest| rest == bucket || rest.starts_with(&format!("{bucket}/")))
+    };
+    statements.iter().all(|st| match st.get("Resource") {
+        Some(serde_json::Value::String(r)) => inside(r),
+        Some(serde_json::Value::Array(rs)) => rs.iter().all(|r| r.as_str().is_some_and(inside)),
+        _ => true,
+    })
 }

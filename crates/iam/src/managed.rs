@@ -34,7 +34,7 @@ impl ManagedPolicy {
     }
 }
 
-static ALL: [ManagedPolicy; 10] = [
+static ALL: [ManagedPolicy; 11] = [
     ManagedPolicy {
         name: "AdministratorAccess",
         arn: "arn:aws:iam::aws:policy/AdministratorAccess",
@@ -164,6 +164,34 @@ static ALL: [ManagedPolicy; 10] = [
                 "logs:CreateLogGroup",
                 "logs:CreateLogStream",
                 "logs:PutLogEvents"
+            ],
+            "Resource": "*"
+        }
+    ]
+}"#,
+    },
+    ManagedPolicy {
+        name: "AmazonAPIGatewayPushToCloudWatchLogs",
+        arn: "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+        path: "/service-role/",
+        description: "Allows API Gateway to push logs to user's account.",
+        policy_id: "ANPAIK4GFO7HLKYN64ASK",
+        default_version_id: "v1",
+        create_date: "2015-11-11T23:41:46Z",
+        update_date: "2015-11-11T23:41:46Z",
+        document: r#"{
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:DescribeLogGroups",
+                "logs:DescribeLogStreams",
+                "logs:PutLogEvents",
+                "logs:GetLogEvents",
+                "logs:FilterLogEvents"
             ],
             "Resource": "*"
         }
@@ -511,13 +539,14 @@ mod tests {
             assert_eq!(aws_managed_policy(p.name), Some(*p));
             assert_eq!(aws_managed_policy(p.arn), Some(*p));
         }
-        assert_eq!(all().len(), 10);
+        assert_eq!(all().len(), 11);
         assert!(aws_managed_policy("NoSuchPolicy").is_none());
         for service_role in [
             "AWSLambdaBasicExecutionRole",
             "AWSLambdaKinesisExecutionRole",
             "AWSLambdaRole",
             "AWSGlueServiceRole",
+            "AmazonAPIGatewayPushToCloudWatchLogs",
         ] {
             let p = aws_managed_policy(service_role).expect("known");
             assert_eq!(p.path, "/service-role/");

@@ -772,6 +772,32 @@ pub struct Deployed {
 }
 
 /// `kinesis-data deploy`.
+/// `kinesis-data bootstrap`: makes what `cdk bootstrap` makes and `cdk deploy` uses (the
+/// assets bucket, the `/cdk-bootstrap/hnb659fds/version` parameter, the deploy, cfn-exec,
+/// file-publishing and lookup roles) in the caller's account and the target's region, where
+/// missing, so that `cdk deploy` with `AWS_ENDPOINT_URL` pointing here finds a bootstrapped
+/// environment (`cdk bootstrap`'s own template needs ECR and KMS, which we do not run).
+/// Returns what was made.
+pub async fn bootstrap_environment(target: &Target, out: &mut dyn Write) -> anyhow::Result<Vec<String>> {
+    let creds = Credentials::resolve(None, None, None)?;
+    let c = Client::new(&target.endpoint, &target.region, creds)?;
+    let account = caller_account(&c).await?;
+    let made = bootstrap(&c, &account, &target.region, 6).await?;
+    let env = format!("aws://{account}/{}", target.region);
+    if made.is_empty() {
+        line(out, &format!(" ✅  Environment {env} is already bootstrapped"))?;
+    } else {
+        line(
+            out,
+            &format!(
+                " ✅  Environment {env} bootstrapped (as `cdk bootstrap` would): created {}",
+                made.join(", ")
+            ),
+        )?;
+    }
+    Ok(made)
+}
+
 pub async fn deploy(target: &Target, opts: &DeployOptions, out: &mut dyn Write) -> anyhow::Result<Deployed> {
     let started = Instant::now();
     let creds = Credentials::resolve(None, None, None)?;

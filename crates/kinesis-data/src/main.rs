@@ -157,6 +157,13 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Make what `cdk bootstrap` makes and `cdk deploy` needs (assets bucket, version
+    /// parameter, CDK roles) on a running server, where missing, so that `cdk deploy` with
+    /// AWS_ENDPOINT_URL works.
+    Bootstrap {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Delete stacks and wait: the ones named, or with --app PATH --all every stack of the
     /// assembly, each after the stacks that depend on it.
     Destroy {
@@ -369,6 +376,11 @@ fn main() -> anyhow::Result<()> {
                 parameters,
             };
             kinesis_data::deploy::deploy(&t, &opts, &mut std::io::stdout().lock()).await?;
+            Ok(())
+        }),
+        Command::Bootstrap { target } => client_command(async move {
+            let t = target.resolve();
+            kinesis_data::deploy::bootstrap_environment(&t, &mut std::io::stdout().lock()).await?;
             Ok(())
         }),
         Command::Destroy {

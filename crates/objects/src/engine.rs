@@ -5,7 +5,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `s3_buckets` | `<bucket>` | `BucketDoc`: owner, region, uid, tags, notification config, versioning, replication config |
+//! | `s3_buckets` | `<bucket>` | `BucketDoc`: owner, region, uid, tags, notification config, versioning, replication config, bucket policy |
 //! | `s3_objects` | `<bucket>\0<key>` | `ObjectDoc`: blob id, size, ETag, headers, checksum, tags |
 //! | `s3_versions` | `<bucket>\0<key>\0<stamp, 32 hex>` | `ObjectDoc` of one version or delete marker |
 //! | `s3_uploads` | `<bucket>\0<key>\0<upload id>` | `UploadDoc` |
@@ -160,6 +160,9 @@ pub(crate) struct BucketDoc {
     /// The same configuration as the engine applies it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     replication_rules: Option<ReplicationConfig>,
+    /// PutBucketPolicy's document, stored opaque (the adapter validates and enforces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -803,6 +806,7 @@ impl Objects {
             notification: None,
             replication: None,
             replication_rules: None,
+            policy: None,
             versioning: None,
         };
         self.commit(vec![put(T_BUCKETS, bucket.into(), to_json(&doc)?)], Vec::new())
@@ -879,6 +883,21 @@ impl Objects {
             Ok(())
         })
         .await
+    }
+
+    /// PutBucketPolicy (`Some`) / DeleteBucketPolicy (`None`): stored opaque (the adapter
+    /// validates the document and enforces it).
+    pub async fn put_bucket_policy(&self, bucket: &str, policy: Option<String>) -> Result<()> {
+        self.update_bucket(bucket, |d| {
+            d.policy = policy;
+            Ok(())
+        })
+        .await
+    }
+
+    /// GetBucketPolicy (`None`: the bucket has none).
+    pub fn get_bucket_policy(&self, bucket: &str) -> Result<Option<String>> {
+        Ok(self.bucket_doc(bucket)?.policy)
     }
 
     /// PutBucketNotificationConfiguration: stored opaque (the adapter validates).

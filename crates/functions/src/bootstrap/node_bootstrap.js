@@ -23,6 +23,66 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 let currentRequestId;
 let currentAnswered = true;
 
+// CloudFormation response URLs. AWS's are HTTPS on port 443, and handlers send to them with
+// `https.request({hostname, path})` (CDK's provider framework does), dropping any port. Ours
+// are plain HTTP on the server's port (`/_kinesis-data/cfn-response/<token>`), so an HTTPS
+// request for such a path goes to the endpoint of AWS_ENDPOINT_URL over HTTP instead. Every
+// other request is left alone.
+const CFN_RESPONSE_PATH = '/_kinesis-data/cfn-response/';
+
+function cfnResponseTarget(args) {
+  const first = args[0];
+  let p;
+  if (typeof first === 'string') {
+    try {
+      p = new URL(first).pathname;
+    } catch (_) {
+      return undefined;
+    }
+  } else if (first instanceof URL) {
+    p = first.pathname;
+  } else if (first && typeof first === 'object') {
+    p = first.path || first.pathname;
+  }
+  if (typeof p !== 'string' || !p.startsWith(CFN_RESPONSE_PATH)) return undefined;
+  let endpoint;
+  try {
+    endpoint = new URL(process.env.AWS_ENDPOINT_URL || '');
+  } catch (_) {
+    return undefined;
+  }
+  if (endpoint.protocol !== 'http:') return undefined;
+  return endpoint;
+}
+
+function routeCfnResponses() {
+  const https = require('https');
+  for (const name of ['request', 'get']) {
+    const original = https[name];
+    https[name] = function (...args) {
+      const endpoint = cfnResponseTarget(args);
+      if (!endpoint) return original.apply(this, args);
+      let options;
+      let rest;
+      if (typeof args[0] === 'string' || args[0] instanceof URL) {
+        const u = new URL(String(args[0]));
+        const extra = args[1] && typeof args[1] === 'object' && typeof args[1] !== 'function' ? args[1] : {};
+        options = Object.assign({}, extra, { path: u.pathname + u.search });
+        rest = extra === args[1] ? args.slice(2) : args.slice(1);
+      } else {
+        options = Object.assign({}, args[0]);
+        rest = args.slice(1);
+      }
+      delete options.agent;
+      delete options.protocol;
+      delete options.host;
+      options.hostname = endpoint.hostname;
+      options.port = endpoint.port || 80;
+      return http[name](options, ...rest);
+    };
+  }
+}
+
 function die() {
   // The host went away: do not outlive it.
   process.exit(1);
@@ -250,6 +310,7 @@ async function fatal(err, type) {
 }
 
 async function main() {
+  routeCfnResponses();
   patchConsole();
   process.on('uncaughtException', (err) => fatal(err));
   process.on('unhandledRejection', (reason) =>

@@ -1,5 +1,6 @@
 //! `AWS::ApiGateway::{RestApi, Resource, Method, Deployment, Stage}` over the API Gateway
-//! control plane (`/restapis…`). Ref and GetAtt as AWS documents them: a RestApi's Ref is
+//! control plane (`/restapis…`), and `AWS::ApiGateway::Account` recorded (we write no
+//! CloudWatch logs; its role must exist, as API Gateway checks). Ref and GetAtt as AWS documents them: a RestApi's Ref is
 //! its id (GetAtt `RestApiId`, `RootResourceId`), a Resource's its id (`ResourceId`), a
 //! Method's a generated id, a Deployment's its id (`DeploymentId`), a Stage's its name.
 //! Replacement follows AWS's resource documentation: a Resource, and a Method's API,
@@ -27,6 +28,24 @@ pub(super) fn replaces(resource_type: &str, old: &Value, new: &Value) -> bool {
         "AWS::ApiGateway::Stage" => differs(&["RestApiId", "StageName"]),
         _ => false,
     }
+}
+
+/// `AWS::ApiGateway::Account`: its `CloudWatchRoleArn`, when given, must name a role of the
+/// account (API Gateway's `The role ARN does not have required permissions set to API
+/// Gateway` otherwise). Nothing else is kept: there are no execution logs to write.
+pub(super) async fn check_account(c: &Client, p: &Value) -> Result<(), ProvisionError> {
+    let Some(arn) = s(p, "CloudWatchRoleArn") else {
+        return Ok(());
+    };
+    let refused = || invalid("The role ARN does not have required permissions set to API Gateway");
+    let name = arn
+        .split_once(":role/")
+        .map(|(_, path_name)| path_name.rsplit('/').next().unwrap_or(path_name).to_owned())
+        .ok_or_else(refused)?;
+    c.query("iam", super::IAM_VERSION, "GetRole", &[("RoleName", name.as_str())])
+        .await
+        .map_err(|_| refused())?;
+    Ok(())
 }
 
 async fn call(c: &Client, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ProvisionError> {

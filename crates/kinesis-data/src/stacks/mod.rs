@@ -13,13 +13,14 @@
 //! operations) the server's root keys.
 //!
 //! Types: `AWS::S3::Bucket`, `AWS::IAM::Role`, `AWS::IAM::Policy`, `AWS::IAM::ManagedPolicy`,
-//! `AWS::Kinesis::Stream`, `AWS::KinesisFirehose::DeliveryStream`, `AWS::Lambda::Function`,
-//! `AWS::Lambda::Permission`, `AWS::Lambda::EventSourceMapping`, `AWS::ApiGateway::{RestApi,
-//! Resource, Method, Deployment, Stage}`, `AWS::Glue::{Database, Table}`, custom resources
-//! (`custom.rs`), and, recorded without a service, `AWS::CDK::Metadata` (none on AWS either)
-//! and `AWS::Logs::LogGroup` (we run no CloudWatch Logs). `AWS::S3::BucketPolicy` is refused
-//! (our S3 stores no bucket policies); any other type fails with `Resource type X is not
-//! supported by kinesis-data`.
+//! `AWS::S3::BucketPolicy`, `AWS::Kinesis::Stream`, `AWS::KinesisFirehose::DeliveryStream`,
+//! `AWS::Lambda::Function`, `AWS::Lambda::Permission`, `AWS::Lambda::EventSourceMapping`,
+//! `AWS::ApiGateway::{RestApi, Resource, Method, Deployment, Stage}`, `AWS::Glue::{Database,
+//! Table}`, custom resources (`custom.rs`), and, recorded without a service,
+//! `AWS::CDK::Metadata` (none on AWS either), `AWS::Logs::LogGroup` (we run no CloudWatch
+//! Logs) and `AWS::ApiGateway::Account` (its CloudWatch role is checked to exist; no logs are
+//! written with it); any other type fails with `Resource type X is not supported by
+//! kinesis-data`.
 
 mod apigateway;
 mod custom;
@@ -325,6 +326,7 @@ impl Provisioner for ServiceProvisioner {
             "AWS::KinesisFirehose::DeliveryStream" => firehose::replaces(old, new),
             "AWS::IAM::ManagedPolicy" => iam::managed_replaces(old, new),
             "AWS::Logs::LogGroup" => differs("LogGroupName"),
+            "AWS::S3::BucketPolicy" => false,
             t if t.starts_with("AWS::ApiGateway::") => apigateway::replaces(t, old, new),
             t @ ("AWS::Glue::Database" | "AWS::Glue::Table") => glue::replaces(t, old, new),
             // Changing the service token is refused on AWS; here it makes a new resource.
@@ -490,7 +492,20 @@ impl Provisioner for ServiceProvisioner {
                     .unwrap_or_else(|| generated_name(&r.stack.stack_name, r.logical_id, 512, false));
                 Ok(log_group(&name, r.stack))
             }
-            "AWS::S3::BucketPolicy" => Err(invalid(BUCKET_POLICY_REFUSED)),
+            "AWS::S3::BucketPolicy" => {
+                bucket_policy_put(&c, p, None).await?;
+                Ok(Provisioned::named(
+                    generated_name(&r.stack.stack_name, r.logical_id, 128, false),
+                    [],
+                ))
+            }
+            "AWS::ApiGateway::Account" => {
+                apigateway::check_account(&c, p).await?;
+                Ok(Provisioned::named(
+                    generated_name(&r.stack.stack_name, r.logical_id, 128, false),
+                    [],
+                ))
+            }
             t if custom::is_custom(t) => {
                 let fallback = generated_name(&r.stack.stack_name, r.logical_id, 128, false);
                 let call = custom::Call {
@@ -594,6 +609,14 @@ impl Provisioner for ServiceProvisioner {
             "AWS::Glue::Database" => glue::update_database(&c, &r, physical).await,
             "AWS::Glue::Table" => glue::update_table(&c, &r, physical).await,
             "AWS::Logs::LogGroup" => Ok(log_group(physical, r.stack)),
+            "AWS::S3::BucketPolicy" => {
+                bucket_policy_put(&c, p, Some(old)).await?;
+                Ok(Provisioned::named(physical, []))
+            }
+            "AWS::ApiGateway::Account" => {
+                apigateway::check_account(&c, p).await?;
+                Ok(Provisioned::named(physical, []))
+            }
             t if custom::is_custom(t) => {
                 let call = custom::Call {
                     request_type: "Update",
@@ -641,7 +664,12 @@ impl Provisioner for ServiceProvisioner {
             "AWS::ApiGateway::Stage" => apigateway::delete_stage(&c, physical, p).await,
             "AWS::Glue::Database" => glue::delete_database(&c, physical).await,
             "AWS::Glue::Table" => glue::delete_table(&c, p, physical).await,
-            "AWS::Logs::LogGroup" => Ok(()),
+            "AWS::Logs::LogGroup" | "AWS::ApiGateway::Account" => Ok(()),
+            "AWS::S3::BucketPolicy" => {
+                let bucket = s(p, "Bucket").unwrap_or_default();
+                let path = format!("/{}", uri_encode(&bucket, false));
+                gone(c.request("DELETE", &path, &[("policy", "")], &[], &[]).await.map(drop))
+            }
             t if custom::is_custom(t) => {
                 let call = custom::Call {
                     request_type: "Delete",
@@ -680,9 +708,22 @@ impl Provisioner for ServiceProvisioner {
     }
 }
 
-/// Why `AWS::S3::BucketPolicy` is refused.
-const BUCKET_POLICY_REFUSED: &str =
-    "AWS::S3::BucketPolicy is not supported by kinesis-data: its S3 does not store or enforce bucket policies";
+/// `AWS::S3::BucketPolicy`: PutBucketPolicy with the document on `Bucket` (a new bucket
+/// moves the policy: the old bucket's is deleted).
+async fn bucket_policy_put(c: &Client, p: &Value, old: Option<&Value>) -> Result<(), ProvisionError> {
+    let bucket = s(p, "Bucket").ok_or_else(|| invalid("Property Bucket cannot be empty."))?;
+    let policy =
+        document(p.get("PolicyDocument")).ok_or_else(|| invalid("Property PolicyDocument cannot be empty."))?;
+    let path = format!("/{}", uri_encode(&bucket, false));
+    c.request("PUT", &path, &[("policy", "")], &[], policy.as_bytes())
+        .await
+        .map_err(failed)?;
+    if let Some(previous) = old.and_then(|o| s(o, "Bucket")).filter(|b| *b != bucket) {
+        let path = format!("/{}", uri_encode(&previous, false));
+        gone(c.request("DELETE", &path, &[("policy", "")], &[], &[]).await.map(drop))?;
+    }
+    Ok(())
+}
 
 /// An `AWS::Logs::LogGroup`: recorded only (there is no CloudWatch Logs service here).
 fn log_group(name: &str, stack: &StackContext) -> Provisioned {

@@ -1,14 +1,14 @@
 //! CloudFormation providers beyond the first milestone, with aws-sdk-cloudformation against
 //! the in-process server: stacks made as the caller or as the stack's service role; Firehose,
 //! event source mappings, API Gateway, Glue, managed and user policies and log groups made,
-//! updated and deleted; the bucket policy refusal; custom resources answering through their
+//! updated and deleted; bucket policies stored and enforced; custom resources answering through their
 //! ResponseURL (success, update, failure, timeout).
 
 use std::time::Duration;
 
 use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::types::{Capability, Stack, StackStatus};
-use kd_test_support::{TestServer, cloudformation_client, raw_http, wait_until};
+use kd_test_support::{TestServer, cloudformation_client, raw_http, s3_client, wait_until};
 use serde_json::json;
 
 use crate::assert_aws_error;
@@ -500,24 +500,113 @@ async fn firehose_mappings_api_gateway_glue_and_policies_deploy_update_and_delet
 }
 
 #[tokio::test]
-async fn bucket_policies_are_refused_honestly() -> anyhow::Result<()> {
+async fn bucket_policies_are_stored_enforced_and_removed() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let cfn = server.cloudformation();
-    let t = json!({"Resources": {
-        "B": {"Type": "AWS::S3::Bucket"},
-        "P": {"Type": "AWS::S3::BucketPolicy", "Properties": {"Bucket": {"Ref": "B"}, "PolicyDocument": {
-            "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
-            "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}}}
-    }});
+    let iam = server.iam();
+    // A user with no identity policy at all: only the bucket policy can let it read.
+    iam.create_user().user_name("reader").send().await?;
+    let key = iam.create_access_key().user_name("reader").send().await?;
+    let key = key.access_key().ok_or_else(|| anyhow::anyhow!("no key"))?;
+    let reader = s3_client(
+        &server.endpoint(),
+        "us-east-1",
+        key.access_key_id(),
+        key.secret_access_key(),
+    );
+    let template = |with_policy: bool| {
+        let mut resources = json!({"B": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "bp-data"}}});
+        if with_policy {
+            resources["P"] = json!({"Type": "AWS::S3::BucketPolicy", "Properties": {"Bucket": {"Ref": "B"},
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/reader"},
+                     "Action": ["s3:GetObject", "s3:List*"],
+                     "Resource": [{"Fn::GetAtt": ["B", "Arn"]}, {"Fn::Join": ["", [{"Fn::GetAtt": ["B", "Arn"]}, "/*"]]}]},
+                    {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObjectTagging",
+                     "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": ["B", "Arn"]}, "/*"]]}}]}}});
+        }
+        json!({"Resources": resources}).to_string()
+    };
     cfn.create_stack()
         .stack_name("bp")
-        .template_body(t.to_string())
+        .template_body(template(true))
         .send()
         .await?;
     let s = settled(&cfn, "bp").await?;
-    assert_eq!(s.stack_status(), Some(&StackStatus::RollbackComplete));
-    let why = reason(&cfn, "bp", "P", "CREATE_FAILED").await?;
-    assert!(why.contains("does not store or enforce bucket policies"), "{why}");
+    assert_eq!(s.stack_status(), Some(&StackStatus::CreateComplete), "{s:?}");
+    let root = server.s3();
+    root.put_object()
+        .bucket("bp-data")
+        .key("a.txt")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"hello"))
+        .send()
+        .await?;
+    let stored = root.get_bucket_policy().bucket("bp-data").send().await?;
+    assert!(
+        stored.policy().unwrap_or_default().contains("user/reader"),
+        "{stored:?}"
+    );
+    // The bucket policy allows the reader what no identity policy does ...
+    let got = reader.get_object().bucket("bp-data").key("a.txt").send().await?;
+    assert_eq!(&got.body.collect().await?.into_bytes()[..], b"hello");
+    assert_eq!(
+        reader
+            .list_objects_v2()
+            .bucket("bp-data")
+            .send()
+            .await?
+            .contents()
+            .len(),
+        1
+    );
+    // ... and nothing more,
+    assert_aws_error!(
+        reader.delete_object().bucket("bp-data").key("a.txt").send().await,
+        "AccessDenied",
+        403
+    );
+    // while its Deny binds even the account's root keys.
+    let tagging = aws_sdk_s3::types::Tagging::builder()
+        .tag_set(aws_sdk_s3::types::Tag::builder().key("k").value("v").build()?)
+        .build()?;
+    assert_aws_error!(
+        root.put_object_tagging()
+            .bucket("bp-data")
+            .key("a.txt")
+            .tagging(tagging)
+            .send()
+            .await,
+        "AccessDenied",
+        403
+    );
+    // Removing the resource deletes the policy: the reader is refused again.
+    cfn.update_stack()
+        .stack_name("bp")
+        .template_body(template(false))
+        .send()
+        .await?;
+    let s = settled(&cfn, "bp").await?;
+    assert_eq!(s.stack_status(), Some(&StackStatus::UpdateComplete), "{s:?}");
+    assert_aws_error!(
+        root.get_bucket_policy().bucket("bp-data").send().await,
+        "NoSuchBucketPolicy",
+        404
+    );
+    assert_aws_error!(
+        reader.get_object().bucket("bp-data").key("a.txt").send().await,
+        "AccessDenied",
+        403
+    );
+    // A policy about another bucket is refused, as S3 refuses it.
+    assert_aws_error!(
+        root.put_bucket_policy()
+            .bucket("bp-data")
+            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::elsewhere/*"}]}"#)
+            .send()
+            .await,
+        "MalformedPolicy",
+        400
+    );
     Ok(())
 }
 
@@ -579,6 +668,96 @@ fn custom_template(name: &str, fail: bool, silent: bool) -> String {
         }
     })
     .to_string()
+}
+
+/// A Node handler answering as CDK's provider framework does: `https.request({hostname,
+/// path})`, which drops the port and assumes HTTPS (AWS's response URLs are S3 presigned
+/// HTTPS URLs). The Node runtime routes such requests for response URLs to the endpoint;
+/// any other HTTPS request is untouched (here: refused by a closed port).
+const NODE_HTTPS_HANDLER: &str = r#"
+const https = require('https');
+const url = require('url');
+
+function put(options, body) {
+  return new Promise((resolve, reject) => {
+    const req = https.request(options, (res) => {
+      res.resume();
+      if (!res.statusCode || res.statusCode >= 400) reject(new Error('status ' + res.statusCode));
+      else resolve();
+    });
+    req.on('error', reject);
+    req.write(body);
+    req.end();
+  });
+}
+
+exports.handler = async (event) => {
+  let other = 'reached';
+  try {
+    await put({ hostname: '127.0.0.1', port: 1, path: '/elsewhere', method: 'PUT' }, '');
+  } catch (e) {
+    other = e.code || String(e);
+  }
+  const u = url.parse(event.ResponseURL);
+  const body = JSON.stringify({
+    Status: 'SUCCESS',
+    Reason: 'ok',
+    PhysicalResourceId: 'node-' + event.ResourceProperties.Name,
+    StackId: event.StackId,
+    RequestId: event.RequestId,
+    LogicalResourceId: event.LogicalResourceId,
+    Data: { Other: other },
+  });
+  await put(
+    { hostname: u.hostname, path: u.path, method: 'PUT', headers: { 'content-type': '', 'content-length': Buffer.byteLength(body) } },
+    body,
+  );
+};
+"#;
+
+#[tokio::test]
+async fn node_handlers_answer_with_https_as_cdk_does() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let cfn = server.cloudformation();
+    let t = json!({
+        "Resources": {
+            "HandlerRole": {"Type": "AWS::IAM::Role", "Properties": {
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+            }},
+            "Handler": {"Type": "AWS::Lambda::Function", "Properties": {
+                "Runtime": "nodejs20.x", "Handler": "index.handler", "Timeout": 30,
+                "Role": {"Fn::GetAtt": ["HandlerRole", "Arn"]},
+                "Code": {"ZipFile": NODE_HTTPS_HANDLER}
+            }},
+            "Thing": {"Type": "Custom::Thing", "Properties": {
+                "ServiceToken": {"Fn::GetAtt": ["Handler", "Arn"]}, "Name": "n1"
+            }}
+        },
+        "Outputs": {
+            "Physical": {"Value": {"Ref": "Thing"}},
+            "Other": {"Value": {"Fn::GetAtt": ["Thing", "Other"]}}
+        }
+    });
+    cfn.create_stack()
+        .stack_name("node-custom")
+        .template_body(t.to_string())
+        .capabilities(Capability::CapabilityIam)
+        .send()
+        .await?;
+    let s = settled(&cfn, "node-custom").await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::CreateComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+    assert_eq!(output(&s, "Physical"), "node-n1");
+    assert_eq!(output(&s, "Other"), "ECONNREFUSED");
+    cfn.delete_stack().stack_name("node-custom").send().await?;
+    let s = settled(&cfn, s.stack_id().unwrap_or_default()).await?;
+    assert_eq!(s.stack_status(), Some(&StackStatus::DeleteComplete));
+    Ok(())
 }
 
 #[tokio::test]

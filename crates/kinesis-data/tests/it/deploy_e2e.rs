@@ -208,7 +208,8 @@ pub fn write_assembly(dir: &Path, pairs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn cli(server: &TestServer, args: &[&str]) -> anyhow::Result<Output> {
+/// Runs the built binary with `args` against `server` (default keys, us-east-1).
+pub(crate) async fn cli(server: &TestServer, args: &[&str]) -> anyhow::Result<Output> {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kinesis-data"));
     cmd.args(args)
         .arg("--endpoint-url")
@@ -222,14 +223,16 @@ async fn cli(server: &TestServer, args: &[&str]) -> anyhow::Result<Output> {
     Ok(tokio::time::timeout(Duration::from_secs(300), cmd.output()).await??)
 }
 
-fn texts(out: &Output) -> (String, String) {
+/// The command's stdout and stderr.
+pub(crate) fn texts(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
-fn output_value<'a>(stdout: &'a str, key: &str) -> &'a str {
+/// The value of the `Stack.Key = value` output line `key`.
+pub(crate) fn output_value<'a>(stdout: &'a str, key: &str) -> &'a str {
     stdout
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key} = ")))

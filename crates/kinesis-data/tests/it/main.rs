@@ -8,6 +8,7 @@ mod athena_wire;
 mod authz_wire;
 mod batch_cli;
 mod batch_wire;
+mod cdk_e2e;
 mod cloudformation_providers;
 mod cloudformation_wire;
 mod common;
