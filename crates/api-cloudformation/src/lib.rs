@@ -48,6 +48,7 @@ pub struct CloudFormationApi {
     stacks: Arc<Stacks>,
     templates: Arc<dyn TemplateSource>,
     responses: Option<Arc<CustomResponses>>,
+    allow_unsupported: bool,
 }
 
 impl std::fmt::Debug for CloudFormationApi {
@@ -191,7 +192,15 @@ impl CloudFormationApi {
             stacks,
             templates,
             responses: None,
+            allow_unsupported: false,
         }
+    }
+
+    /// Every stack created or updated through this adapter records resources of unsupported
+    /// types as placeholders (the server's `[cloudformation] allow_unsupported`).
+    pub fn allow_unsupported(mut self, allow: bool) -> Self {
+        self.allow_unsupported = allow;
+        self
     }
 
     /// Serves custom resources' response URLs ([`CloudFormationApi::custom_resource_response`])
@@ -473,6 +482,24 @@ impl CloudFormationApi {
                     x.close("DeclaredTransforms");
                 })
             }
+            "GetTemplateSummary" => {
+                let body = match (self.template_body(p, scope).await?, p.opt("StackName")) {
+                    (Some(_), Some(_)) => {
+                        return Err(validation(
+                            "Specify exactly one of TemplateBody, TemplateUrl, StackName or StackSetName.",
+                        ));
+                    }
+                    (Some(body), None) => body,
+                    (None, Some(name)) => self.stacks.stack(scope, &name).map_err(e)?.template_body,
+                    (None, None) => {
+                        return Err(validation(
+                            "Either Template URL or Template Body or StackName or StackSetName must be specified.",
+                        ));
+                    }
+                };
+                let t = Template::parse(&body).map_err(e)?;
+                one(|x| template_summary_xml(x, &t))
+            }
             "ListExports" => {
                 let exports = self.stacks.exports(scope);
                 one(|x| {
@@ -604,6 +631,9 @@ impl CloudFormationApi {
             tags: p.tags(),
             disable_rollback,
             role_arn: p.role_arn()?,
+            // `AllowUnsupported=true` is our extension (what `kinesis-data deploy
+            // --allow-unsupported` sends); the server's setting applies to every stack.
+            allow_unsupported: self.allow_unsupported || p.bool("AllowUnsupported")?,
         })
     }
 }
@@ -613,6 +643,46 @@ impl Xml {
     fn out_text(&mut self, text: &str) {
         self.raw(&kd_wire::xml_escape(text));
     }
+}
+
+/// GetTemplateSummary's result: parameters with their types and constraints, capabilities
+/// (with the IAM resource types that need them), the resource types, the format version,
+/// the description and metadata; no transforms (they are refused).
+fn template_summary_xml(x: &mut Xml, t: &Template) {
+    x.members("Parameters", t.parameters(), |x, decl| {
+        x.el("ParameterKey", &decl.name);
+        x.opt("DefaultValue", decl.default.as_deref());
+        x.el("ParameterType", &decl.parameter_type.name);
+        x.el("NoEcho", if decl.no_echo { "true" } else { "false" });
+        x.opt("Description", decl.description.as_deref());
+        x.open("ParameterConstraints");
+        x.members("AllowedValues", &decl.allowed_values, |x, v| x.out_text(v));
+        x.close("ParameterConstraints");
+    });
+    x.opt("Description", t.description());
+    let mut types: Vec<&str> = t.resources().map(|r| r.resource_type.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    if let Some(c) = t.required_capability() {
+        let iam: Vec<&str> = types.iter().copied().filter(|t| t.starts_with("AWS::IAM::")).collect();
+        x.members("Capabilities", [c], |x, c| x.out_text(c));
+        x.el(
+            "CapabilitiesReason",
+            &format!("The following resource(s) require capabilities: [{}]", iam.join(", ")),
+        );
+    }
+    x.members("ResourceTypes", &types, |x, t| x.out_text(t));
+    let version = t
+        .body()
+        .get("AWSTemplateFormatVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or("2010-09-09");
+    x.el("Version", version);
+    if let Some(m) = t.body().get("Metadata") {
+        x.el("Metadata", &m.to_string());
+    }
+    x.open("DeclaredTransforms");
+    x.close("DeclaredTransforms");
 }
 
 fn drift(x: &mut Xml) {

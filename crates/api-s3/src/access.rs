@@ -148,7 +148,16 @@ impl IamAccess {
         let principal = access_key
             .and_then(|k| self.iam.principal(k))
             .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
-        let ctx = self.authz.context_for(&principal);
+        let mut ctx = self.authz.context_for(&principal);
+        let bucket = if self.authz.enabled() {
+            bucket_of(resource).and_then(|b| self.policies.get(b))
+        } else {
+            None
+        };
+        if let Some(b) = &bucket {
+            // The account owning the resource (CDK's bootstrap policies condition on it).
+            ctx.insert("aws:ResourceAccount", b.owner_account.clone());
+        }
         let identity = self
             .authz
             .check(&principal, action, resource, &ctx)
@@ -156,7 +165,7 @@ impl IamAccess {
         if !self.authz.enabled() {
             return identity;
         }
-        let Some(bucket) = bucket_of(resource).and_then(|b| self.policies.get(b)) else {
+        let Some(bucket) = bucket else {
             return identity;
         };
         let Some(policy) = bucket.policy else {

@@ -34,7 +34,7 @@ impl ManagedPolicy {
     }
 }
 
-static ALL: [ManagedPolicy; 11] = [
+static ALL: [ManagedPolicy; 13] = [
     ManagedPolicy {
         name: "AdministratorAccess",
         arn: "arn:aws:iam::aws:policy/AdministratorAccess",
@@ -510,6 +510,105 @@ static ALL: [ManagedPolicy; 11] = [
     ]
 }"#,
     },
+    ManagedPolicy {
+        name: "ReadOnlyAccess",
+        arn: "arn:aws:iam::aws:policy/ReadOnlyAccess",
+        path: "/",
+        description: "Provides read-only access to AWS services and resources.",
+        policy_id: "ANPAILL3HVNFSB6DCOWYQ",
+        default_version_id: "v1",
+        create_date: "2015-02-06T18:39:48Z",
+        update_date: "2015-02-06T18:39:48Z",
+        // A subset of AWS's document (which lists read actions of every service): its
+        // statements for the services this server runs, plus ECR, KMS, EC2 and CloudWatch
+        // Logs (read by `cdk` lookups), with AWS's own action patterns.
+        document: r#"{
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "ReadOnlyActions",
+            "Effect": "Allow",
+            "Action": [
+                "apigateway:GET",
+                "athena:Batch*",
+                "athena:Get*",
+                "athena:List*",
+                "cloudformation:Describe*",
+                "cloudformation:Detect*",
+                "cloudformation:Estimate*",
+                "cloudformation:Get*",
+                "cloudformation:List*",
+                "cloudformation:ValidateTemplate",
+                "ec2:Describe*",
+                "ec2:Get*",
+                "ecr:BatchCheck*",
+                "ecr:BatchGet*",
+                "ecr:Describe*",
+                "ecr:Get*",
+                "ecr:List*",
+                "firehose:Describe*",
+                "firehose:List*",
+                "glue:BatchGet*",
+                "glue:Get*",
+                "glue:List*",
+                "iam:Generate*",
+                "iam:Get*",
+                "iam:List*",
+                "iam:Simulate*",
+                "kinesis:Describe*",
+                "kinesis:Get*",
+                "kinesis:List*",
+                "kms:Describe*",
+                "kms:Get*",
+                "kms:List*",
+                "lambda:Get*",
+                "lambda:List*",
+                "logs:Describe*",
+                "logs:FilterLogEvents",
+                "logs:Get*",
+                "logs:ListTagsLogGroup",
+                "s3:Describe*",
+                "s3:Get*",
+                "s3:List*",
+                "ssm:Describe*",
+                "ssm:Get*",
+                "ssm:List*",
+                "sts:GetAccessKeyInfo",
+                "sts:GetCallerIdentity",
+                "sts:GetSessionToken"
+            ],
+            "Resource": "*"
+        }
+    ]
+}"#,
+    },
+    ManagedPolicy {
+        name: "AWSCloudFormationReadOnlyAccess",
+        arn: "arn:aws:iam::aws:policy/AWSCloudFormationReadOnlyAccess",
+        path: "/",
+        description: "Provides access to AWS CloudFormation via the AWS Management Console.",
+        policy_id: "ANPAJWVBEE4I2POWLODLW",
+        default_version_id: "v1",
+        create_date: "2015-02-06T18:39:49Z",
+        update_date: "2015-02-06T18:39:49Z",
+        document: r#"{
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "cloudformation:Describe*",
+                "cloudformation:EstimateTemplateCost",
+                "cloudformation:Get*",
+                "cloudformation:List*",
+                "cloudformation:ValidateTemplate",
+                "cloudformation:Detect*"
+            ],
+            "Resource": "*"
+        }
+    ]
+}"#,
+    },
 ];
 
 /// Every managed policy the emulator knows.
@@ -539,7 +638,7 @@ mod tests {
             assert_eq!(aws_managed_policy(p.name), Some(*p));
             assert_eq!(aws_managed_policy(p.arn), Some(*p));
         }
-        assert_eq!(all().len(), 11);
+        assert_eq!(all().len(), 13);
         assert!(aws_managed_policy("NoSuchPolicy").is_none());
         for service_role in [
             "AWSLambdaBasicExecutionRole",
@@ -583,6 +682,18 @@ mod tests {
             Allow
         );
         assert_eq!(decide("AdministratorAccess", "anything:AtAll", "*"), Allow);
+        assert_eq!(decide("ReadOnlyAccess", "s3:GetObject", obj), Allow);
+        assert_eq!(decide("ReadOnlyAccess", "ssm:GetParameter", "*"), Allow);
+        assert_ne!(decide("ReadOnlyAccess", "s3:PutObject", obj), Allow);
+        assert_ne!(decide("ReadOnlyAccess", "iam:CreateRole", "*"), Allow);
+        assert_eq!(
+            decide("AWSCloudFormationReadOnlyAccess", "cloudformation:DescribeStacks", "*"),
+            Allow
+        );
+        assert_ne!(
+            decide("AWSCloudFormationReadOnlyAccess", "cloudformation:CreateStack", "*"),
+            Allow
+        );
         let stream = "arn:aws:kinesis:us-east-1:123456789012:stream/s";
         assert_eq!(decide("AmazonKinesisFullAccess", "kinesis:PutRecords", stream), Allow);
         assert_eq!(

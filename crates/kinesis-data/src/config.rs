@@ -99,12 +99,17 @@ pub struct CloudFormationConfig {
     /// How long a custom resource's function has to answer at its ResponseURL before the
     /// resource fails (AWS: one hour).
     pub custom_resource_timeout_secs: u64,
+    /// Every stack records resources of unsupported types as placeholders, with a warning
+    /// in their event, instead of failing (what `kinesis-data deploy --allow-unsupported`
+    /// asks for one stack).
+    pub allow_unsupported: bool,
 }
 
 impl Default for CloudFormationConfig {
     fn default() -> Self {
         Self {
             custom_resource_timeout_secs: 3600,
+            allow_unsupported: false,
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct DeployOptions {
     pub stack_name: Option<String>,
     /// `Stack:Key=Value` or `Key=Value` (every stack declaring `Key`).
     pub parameters: Vec<String>,
+    /// Record resources of unsupported types as placeholders (a warning in their event)
+    /// instead of failing the stack: sent as `AllowUnsupported=true`, our extension of
+    /// CreateStack / UpdateStack.
+    pub allow_unsupported: bool,
 }
 
 /// One stack of an assembly (or the single template).
@@ -658,7 +662,8 @@ impl Follow<'_> {
                     e.logical,
                     w = self.total.to_string().len()
                 );
-                if e.status.ends_with("_FAILED") && !e.reason.is_empty() {
+                // Failure reasons, and the warning of a placeholder (--allow-unsupported).
+                if (e.status.ends_with("_FAILED") || e.status.ends_with("_COMPLETE")) && !e.reason.is_empty() {
                     text.push_str(&format!(" {}", e.reason));
                 }
                 line(out, &text)?;
@@ -980,7 +985,7 @@ pub async fn deploy(target: &Target, opts: &DeployOptions, out: &mut dyn Write) 
     for plan in &plans {
         let region = plan.artifact.region.clone().unwrap_or_else(|| target.region.clone());
         let rc = Client::new(&target.endpoint, &region, creds.clone())?;
-        let outputs = deploy_stack(&rc, plan, &account, &region, out).await?;
+        let outputs = deploy_stack(&rc, plan, &account, &region, opts.allow_unsupported, out).await?;
         result.stacks.push(plan.artifact.stack_name.clone());
         result.outputs.extend(
             outputs
@@ -1011,6 +1016,7 @@ async fn deploy_stack(
     plan: &Plan<'_>,
     account: &str,
     region: &str,
+    allow_unsupported: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let name = plan.artifact.stack_name.as_str();
@@ -1067,6 +1073,9 @@ async fn deploy_stack(
         params.push((format!("Tags.member.{}.Value", i + 1), v.clone()));
     }
     params.push(("StackName".to_owned(), name.to_owned()));
+    if allow_unsupported {
+        params.push(("AllowUnsupported".to_owned(), "true".to_owned()));
+    }
     let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let seen: BTreeSet<String> = match &existing {
         Some(s) => events(c, &s.id).await?.into_iter().map(|e| e.id).collect(),

@@ -251,7 +251,8 @@ impl Server {
                     stacks.clone(),
                     Arc::new(stacks::BucketTemplates::new(objects.clone())),
                 )
-                .with_responses(custom_responses),
+                .with_responses(custom_responses)
+                .allow_unsupported(config.cloudformation.allow_unsupported),
                 ssm: kd_api_ssm::SsmApi::new(ssm.clone()),
             },
             reset,

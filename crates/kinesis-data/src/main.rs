@@ -154,6 +154,10 @@ enum Command {
         /// (repeatable).
         #[arg(long = "parameters")]
         parameters: Vec<String>,
+        /// Record resources of types kinesis-data does not support as placeholders (with a
+        /// warning) instead of failing the stack.
+        #[arg(long)]
+        allow_unsupported: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -366,6 +370,7 @@ fn main() -> anyhow::Result<()> {
             stacks,
             stack_name,
             parameters,
+            allow_unsupported,
             target,
         } => client_command(async move {
             let t = target.resolve();
@@ -374,6 +379,7 @@ fn main() -> anyhow::Result<()> {
                 stacks,
                 stack_name,
                 parameters,
+                allow_unsupported,
             };
             kinesis_data::deploy::deploy(&t, &opts, &mut std::io::stdout().lock()).await?;
             Ok(())

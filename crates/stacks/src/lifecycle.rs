@@ -212,6 +212,9 @@ pub struct StackInput {
     pub disable_rollback: bool,
     /// `RoleARN` (`None`: on update, keep the stack's).
     pub role_arn: Option<String>,
+    /// Record resources of unsupported types as placeholders (sets the stack's
+    /// [`StackDoc::allow_unsupported`]; `false` leaves it as it is).
+    pub allow_unsupported: bool,
 }
 
 /// An export of a stack output.
@@ -693,6 +696,7 @@ impl Stacks {
         let mut doc = new_stack(scope, &input.stack_name, &id, now, input.disable_rollback);
         spec.apply(&mut doc, &prepared);
         doc.role_arn = input.role_arn.clone();
+        doc.allow_unsupported = input.allow_unsupported;
         let mut events = Vec::new();
         set_stack(
             &mut doc,
@@ -842,7 +846,8 @@ impl Stacks {
                 return false;
             }
         };
-        let Some(ctx) = self.snapshot(uuid).map(|d| Self::context(&d)) else {
+        let Some((ctx, allow_unsupported)) = self.snapshot(uuid).map(|d| (Self::context(&d), d.allow_unsupported))
+        else {
             return false;
         };
         let made = self
@@ -854,6 +859,7 @@ impl Stacks {
                 properties: &props,
             })
             .await;
+        let (made, warning) = placeholder_if_allowed(made, allow_unsupported, &ctx, id, None);
         let ok = made.is_ok();
         let r = self
             .change(uuid, |doc, ev, now| match made {
@@ -864,7 +870,7 @@ impl Stacks {
                         r.attributes = p.attributes;
                         r.no_echo = p.no_echo;
                     }
-                    set_resource(doc, ev, now, id, ResourceStatus::CreateComplete, None, false);
+                    set_resource(doc, ev, now, id, ResourceStatus::CreateComplete, warning, false);
                 }
                 Err(e) => set_resource(
                     doc,
@@ -1184,6 +1190,8 @@ impl Stacks {
             caller: scope.caller.clone(),
             role_arn: input.role_arn.clone(),
         };
+        let mut doc = doc;
+        doc.allow_unsupported |= input.allow_unsupported;
         self.start_update(doc, spec, prepared, None, actor).await
     }
 
@@ -1355,7 +1363,8 @@ impl Stacks {
             }
             return (None, true);
         }
-        let Some(ctx) = self.snapshot(uuid).map(|d| Self::context(&d)) else {
+        let Some((ctx, allow_unsupported)) = self.snapshot(uuid).map(|d| (Self::context(&d), d.allow_unsupported))
+        else {
             return (None, false);
         };
         let physical = old.physical_id.clone().unwrap_or_default();
@@ -1384,6 +1393,8 @@ impl Stacks {
         } else {
             self.provisioner.update(request, &physical, &old.properties).await
         };
+        let kept = (!replace).then_some(physical.as_str());
+        let (made, warning) = placeholder_if_allowed(made, allow_unsupported, &ctx, id, kept);
         let ok = made.is_ok();
         let r = self
             .change(uuid, |doc, ev, now| match made {
@@ -1396,7 +1407,7 @@ impl Stacks {
                         r.properties = props;
                         (r.deletion_policy, r.update_replace_policy) = policies;
                     }
-                    set_resource(doc, ev, now, id, ResourceStatus::UpdateComplete, None, false);
+                    set_resource(doc, ev, now, id, ResourceStatus::UpdateComplete, warning, false);
                 }
                 Err(e) => set_resource(
                     doc,
@@ -1715,13 +1726,15 @@ impl Stacks {
                             &input.stack_name,
                             &uuid::Uuid::new_v4().to_string(),
                         );
-                        new_stack(
+                        let mut doc = new_stack(
                             scope,
                             &input.stack_name,
                             &id,
                             self.clock.now_ms(),
                             input.disable_rollback,
-                        )
+                        );
+                        doc.allow_unsupported = input.allow_unsupported;
+                        doc
                     }
                 };
                 let given = given_parameters(&input.parameters, None)?;
@@ -2091,6 +2104,37 @@ fn log_failure(uuid: &str, r: Result<()>) -> Option<()> {
     }
 }
 
+/// With the stack's `allow_unsupported`, an unsupported type's failure becomes a placeholder
+/// (`physical`, on an update, else a generated `<stack>-<logical id>-<RANDOM>`; `Ref` gives
+/// it, there are no attributes) and the warning its event carries.
+fn placeholder_if_allowed(
+    made: std::result::Result<Provisioned, ProvisionError>,
+    allow: bool,
+    ctx: &StackContext,
+    logical_id: &str,
+    physical: Option<&str>,
+) -> (std::result::Result<Provisioned, ProvisionError>, Option<String>) {
+    match made {
+        Err(ProvisionError::Unsupported(t)) if allow => {
+            let physical = physical.map(str::to_owned).unwrap_or_else(|| {
+                let random: String = uuid::Uuid::new_v4()
+                    .simple()
+                    .to_string()
+                    .to_ascii_uppercase()
+                    .chars()
+                    .take(12)
+                    .collect();
+                format!("{}-{logical_id}-{random}", ctx.stack_name)
+            });
+            let warning = format!(
+                "Resource type {t} is not supported by kinesis-data: recorded as a placeholder (allow-unsupported); nothing was made"
+            );
+            (Ok(Provisioned::named(physical, [])), Some(warning))
+        }
+        other => (other, None),
+    }
+}
+
 fn new_stack(scope: &Scope, name: &str, id: &str, now: i64, disable_rollback: bool) -> StackDoc {
     StackDoc {
         version: FORMAT_VERSION,
@@ -2110,6 +2154,7 @@ fn new_stack(scope: &Scope, name: &str, id: &str, now: i64, disable_rollback: bo
         capabilities: Vec::new(),
         tags: Vec::new(),
         disable_rollback,
+        allow_unsupported: false,
         outputs: Vec::new(),
         resources: BTreeMap::new(),
         imports: Vec::new(),

@@ -307,6 +307,11 @@ pub struct StackDoc {
     pub tags: Vec<Tag>,
     /// `DisableRollback`.
     pub disable_rollback: bool,
+    /// Resources of types no provider supports are recorded as placeholders (with a warning
+    /// in their event) instead of failing: `kinesis-data deploy --allow-unsupported`, or the
+    /// server's `[cloudformation] allow_unsupported`. Once set, it stays.
+    #[serde(default)]
+    pub allow_unsupported: bool,
     /// `Outputs`.
     pub outputs: Vec<OutputDoc>,
     /// Resources by logical id.

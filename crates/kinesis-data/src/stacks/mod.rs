@@ -18,8 +18,9 @@
 //! `AWS::ApiGateway::{RestApi, Resource, Method, Deployment, Stage}`, `AWS::Glue::{Database,
 //! Table}`, custom resources (`custom.rs`), and, recorded without a service,
 //! `AWS::CDK::Metadata` (none on AWS either), `AWS::Logs::LogGroup` (we run no CloudWatch
-//! Logs) and `AWS::ApiGateway::Account` (its CloudWatch role is checked to exist; no logs are
-//! written with it); any other type fails with `Resource type X is not supported by
+//! Logs), `AWS::ApiGateway::Account` (its CloudWatch role is checked to exist; no logs are
+//! written with it) and `AWS::ECR::Repository`, `AWS::KMS::Key`, `AWS::KMS::Alias`
+//! (`recorded.rs`: no registry, no KMS); any other type fails with `Resource type X is not supported by
 //! kinesis-data`.
 
 mod apigateway;
@@ -28,6 +29,7 @@ mod firehose;
 mod glue;
 mod iam;
 mod lambda;
+mod recorded;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -327,6 +329,7 @@ impl Provisioner for ServiceProvisioner {
             "AWS::IAM::ManagedPolicy" => iam::managed_replaces(old, new),
             "AWS::Logs::LogGroup" => differs("LogGroupName"),
             "AWS::S3::BucketPolicy" => false,
+            t if recorded::is_recorded(t) => recorded::replaces(t, old, new),
             t if t.starts_with("AWS::ApiGateway::") => apigateway::replaces(t, old, new),
             t @ ("AWS::Glue::Database" | "AWS::Glue::Table") => glue::replaces(t, old, new),
             // Changing the service token is refused on AWS; here it makes a new resource.
@@ -476,6 +479,7 @@ impl Provisioner for ServiceProvisioner {
                 generated_name(&r.stack.stack_name, r.logical_id, 128, false),
                 [],
             )),
+            t if recorded::is_recorded(t) => recorded::provision(&r, None),
             crate::stacks_ssm::SSM_PARAMETER => crate::stacks_ssm::create(&c, &r).await,
             "AWS::IAM::ManagedPolicy" => iam::create_managed(&c, &r).await,
             "AWS::KinesisFirehose::DeliveryStream" => firehose::create(&c, &r).await,
@@ -593,6 +597,7 @@ impl Provisioner for ServiceProvisioner {
                 Ok(Provisioned::named(physical, [("Arn".to_owned(), json!(arn))]))
             }
             "AWS::CDK::Metadata" => Ok(Provisioned::named(physical, [])),
+            t if recorded::is_recorded(t) => recorded::provision(&r, Some(physical)),
             crate::stacks_ssm::SSM_PARAMETER => crate::stacks_ssm::update(&c, &r, physical).await,
             "AWS::IAM::ManagedPolicy" => iam::update_managed(&c, physical, p, old).await,
             "AWS::KinesisFirehose::DeliveryStream" => firehose::update(&c, physical, p, old).await,
@@ -638,9 +643,9 @@ impl Provisioner for ServiceProvisioner {
                 }
                 Ok(made)
             }
-            other => Err(invalid(format!(
-                "Resource type {other} cannot be updated in place by kinesis-data"
-            ))),
+            // Every supported type is updated above (a permission is always replaced): what is
+            // left are placeholders of unsupported types (`allow_unsupported`).
+            other => Err(ProvisionError::Unsupported(other.to_owned())),
         }
     }
 
@@ -665,6 +670,7 @@ impl Provisioner for ServiceProvisioner {
             "AWS::Glue::Database" => glue::delete_database(&c, physical).await,
             "AWS::Glue::Table" => glue::delete_table(&c, p, physical).await,
             "AWS::Logs::LogGroup" | "AWS::ApiGateway::Account" => Ok(()),
+            t if recorded::is_recorded(t) => Ok(()),
             "AWS::S3::BucketPolicy" => {
                 let bucket = s(p, "Bucket").unwrap_or_default();
                 let path = format!("/{}", uri_encode(&bucket, false));

@@ -402,3 +402,108 @@ async fn cdk_deploy_itself_works_after_kinesis_data_bootstrap() -> R {
     }
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdk_bootstrap_itself_then_cdk_deploy_all() -> R {
+    let dir = example_dir();
+    if !cdk_available(&dir)? {
+        return Ok(());
+    }
+    let out = tempfile::tempdir()?;
+    let assembly = out.path().join("cdk.out");
+    synth(&dir, &assembly).await?;
+    let server = TestServer::start().await?;
+
+    // cdk bootstrap's own template: the CDKToolkit stack with its ECR repository (recorded),
+    // bucket, bucket policy, roles (the lookup role with AWS's ReadOnlyAccess) and parameter.
+    let (ok, text) = cdk(&server, &dir, &assembly, &["bootstrap", "aws://000000000000/us-east-1"]).await?;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("Environment aws://000000000000/us-east-1 bootstrapped"),
+        "{text}"
+    );
+    let cfn = server.cloudformation();
+    let toolkit = cfn.describe_stacks().stack_name("CDKToolkit").send().await?;
+    let toolkit = toolkit
+        .stacks()
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no CDKToolkit"))?;
+    assert_eq!(toolkit.stack_status().map(|s| s.as_str()), Some("CREATE_COMPLETE"));
+    let out_of = |key: &str| {
+        toolkit
+            .outputs()
+            .iter()
+            .find(|o| o.output_key() == Some(key))
+            .and_then(|o| o.output_value())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(out_of("BucketName"), "cdk-hnb659fds-assets-000000000000-us-east-1");
+    assert_eq!(
+        out_of("ImageRepositoryName"),
+        "cdk-hnb659fds-container-assets-000000000000-us-east-1"
+    );
+    let version = server
+        .ssm()
+        .get_parameter()
+        .name("/cdk-bootstrap/hnb659fds/version")
+        .send()
+        .await?;
+    assert_eq!(
+        version.parameter().and_then(|p| p.value()),
+        Some(out_of("BootstrapVersion").as_str())
+    );
+    let iam = server.iam();
+    let lookup = iam
+        .list_attached_role_policies()
+        .role_name("cdk-hnb659fds-lookup-role-000000000000-us-east-1")
+        .send()
+        .await?;
+    let arns: Vec<&str> = lookup
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .collect();
+    assert_eq!(arns, ["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+
+    // cdk deploy --all on that bootstrap, no `kinesis-data bootstrap`.
+    let (ok, text) = cdk(
+        &server,
+        &dir,
+        &assembly,
+        &["deploy", "--all", "--require-approval", "never"],
+    )
+    .await?;
+    assert!(ok, "{text}");
+    for stack in ["KdStorage", "KdPipeline", "KdApi"] {
+        assert!(text.contains(&format!("✅  {stack}")), "{text}");
+    }
+    let stream = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("KdPipeline.StreamName = "))
+        .unwrap_or_default()
+        .to_owned();
+    let bucket = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("KdStorage.BucketName = "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!stream.is_empty() && !bucket.is_empty(), "{text}");
+
+    // The pipeline works: stream → Firehose → bucket.
+    server
+        .kinesis()
+        .put_record()
+        .stream_name(&stream)
+        .partition_key("p")
+        .data(Blob::new(b"{\"via\": \"cdk-bootstrap\"}\n".to_vec()))
+        .send()
+        .await?;
+    let s3 = server.s3();
+    delivered(&s3, &bucket, "events/", "cdk-bootstrap").await?;
+
+    let (ok, text) = cdk(&server, &dir, &assembly, &["destroy", "--all", "--force"]).await?;
+    assert!(ok, "{text}");
+    assert!(s3.head_bucket().bucket(&bucket).send().await.is_err());
+    server.stop().await
+}

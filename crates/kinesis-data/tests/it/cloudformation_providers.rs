@@ -861,3 +861,99 @@ async fn custom_resources_answer_through_their_response_url() -> anyhow::Result<
     );
     Ok(())
 }
+
+/// `cdk bootstrap`'s ECR repository and (with `--bootstrap-customer-key`) KMS key and alias
+/// are recorded without a service: their `Ref` and `Fn::GetAtt` values are AWS's.
+#[tokio::test]
+async fn ecr_repositories_and_kms_keys_are_recorded_with_their_attributes() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let cfn = server.cloudformation();
+    let template = |alias: &str| {
+        json!({"Resources": {
+            "Repo": {"Type": "AWS::ECR::Repository", "Properties": {"ImageTagMutability": "IMMUTABLE"}},
+            "Named": {"Type": "AWS::ECR::Repository", "Properties": {"RepositoryName": "cdk-assets/images"}},
+            "Key": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": {"Version": "2012-10-17", "Statement": []}}},
+            "Alias": {"Type": "AWS::KMS::Alias", "Properties": {"AliasName": alias, "TargetKeyId": {"Ref": "Key"}}}},
+         "Outputs": {
+            "RepoName": {"Value": {"Ref": "Repo"}},
+            "RepoArn": {"Value": {"Fn::GetAtt": ["Named", "Arn"]}},
+            "RepoUri": {"Value": {"Fn::GetAtt": ["Named", "RepositoryUri"]}},
+            "KeyRef": {"Value": {"Ref": "Key"}},
+            "KeyArn": {"Value": {"Fn::GetAtt": ["Key", "Arn"]}},
+            "KeyId": {"Value": {"Fn::GetAtt": ["Key", "KeyId"]}},
+            "AliasName": {"Value": {"Ref": "Alias"}}}})
+        .to_string()
+    };
+    cfn.create_stack()
+        .stack_name("rec")
+        .template_body(template("alias/one"))
+        .send()
+        .await?;
+    let s = settled(&cfn, "rec").await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::CreateComplete),
+        "{}",
+        failures(&cfn, "rec").await
+    );
+    let repo = output(&s, "RepoName");
+    assert!(repo.starts_with("rec-repo-"), "{repo}");
+    assert_eq!(repo, repo.to_ascii_lowercase());
+    assert_eq!(
+        output(&s, "RepoArn"),
+        "arn:aws:ecr:us-east-1:000000000000:repository/cdk-assets/images"
+    );
+    assert_eq!(
+        output(&s, "RepoUri"),
+        "000000000000.dkr.ecr.us-east-1.amazonaws.com/cdk-assets/images"
+    );
+    let key = output(&s, "KeyRef");
+    assert_eq!(key.len(), 36, "{key}");
+    assert_eq!(output(&s, "KeyId"), key);
+    assert_eq!(
+        output(&s, "KeyArn"),
+        format!("arn:aws:kms:us-east-1:000000000000:key/{key}")
+    );
+    assert_eq!(output(&s, "AliasName"), "alias/one");
+
+    // A new alias name replaces the alias; the key keeps its id.
+    cfn.update_stack()
+        .stack_name("rec")
+        .template_body(template("alias/two"))
+        .send()
+        .await?;
+    let s = settled(&cfn, "rec").await?;
+    assert_eq!(s.stack_status(), Some(&StackStatus::UpdateComplete));
+    assert_eq!(output(&s, "AliasName"), "alias/two");
+    assert_eq!(output(&s, "KeyRef"), key);
+
+    // A bad alias fails the resource with the service's rule.
+    cfn.create_stack()
+        .stack_name("rec-bad")
+        .template_body(template("alias/aws/mine"))
+        .send()
+        .await?;
+    let s = settled(&cfn, "rec-bad").await?;
+    assert_eq!(s.stack_status(), Some(&StackStatus::RollbackComplete));
+    assert!(
+        reason(&cfn, "rec-bad", "Alias", "CREATE_FAILED")
+            .await?
+            .contains("alias/aws/"),
+        "{}",
+        failures(&cfn, "rec-bad").await
+    );
+
+    cfn.delete_stack().stack_name("rec").send().await?;
+    let gone = wait_until(DEADLINE, "rec deleted", || {
+        let cfn = cfn.clone();
+        async move {
+            match cfn.describe_stacks().stack_name("rec").send().await {
+                Err(_) => Some(()),
+                Ok(_) => None,
+            }
+        }
+    })
+    .await;
+    gone?;
+    Ok(())
+}

@@ -430,6 +430,94 @@ async fn a_failing_template_rolls_back_and_exits_non_zero() -> R {
     server.stop().await
 }
 
+/// `--allow-unsupported`: a type no provider supports is recorded as a placeholder with a
+/// warning instead of failing the stack; without it the stack rolls back naming the type.
+/// The same for every stack with the server's `[cloudformation] allow_unsupported`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_unsupported_records_placeholders_with_a_warning() -> R {
+    let server = TestServer::start().await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("mixed.template.yaml");
+    let template = |retention: u32| {
+        format!(
+            "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n    Properties:\n      MessageRetentionPeriod: {retention}\n  Param:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Name: /mixed/queue\n      Type: String\n      Value: !Ref Queue\nOutputs:\n  QueueRef:\n    Value: !Ref Queue\n"
+        )
+    };
+    std::fs::write(&path, template(60))?;
+    let file = path.to_string_lossy().into_owned();
+    let unsupported = "Resource type AWS::SQS::Queue is not supported by kinesis-data";
+
+    // Without the flag: the stack fails on the type.
+    let out = cli(&server, &["deploy", &file]).await?;
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains(unsupported), "{stderr}");
+
+    // With it: a placeholder, the warning in the progress and in the event.
+    let out = cli(&server, &["deploy", &file, "--allow-unsupported"]).await?;
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("| CREATE_COMPLETE") && stdout.contains("recorded as a placeholder"),
+        "{stdout}"
+    );
+    let placeholder = output_value(&stdout, "mixed.QueueRef").to_owned();
+    assert!(placeholder.starts_with("mixed-Queue-"), "{stdout}");
+    // Resources depending on it get its Ref.
+    let param = server.ssm().get_parameter().name("/mixed/queue").send().await?;
+    assert_eq!(param.parameter().and_then(|p| p.value()), Some(placeholder.as_str()));
+    let cfn = server.cloudformation();
+    let events = cfn.describe_stack_events().stack_name("mixed").send().await?;
+    let warning = events
+        .stack_events()
+        .iter()
+        .find(|e| {
+            e.logical_resource_id() == Some("Queue")
+                && e.resource_status().map(|s| s.as_str()) == Some("CREATE_COMPLETE")
+        })
+        .and_then(|e| e.resource_status_reason())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(warning.starts_with(unsupported), "{warning}");
+
+    // A change to the placeholder: updated in place (the stack keeps the setting), same id.
+    std::fs::write(&path, template(120))?;
+    let out = cli(&server, &["deploy", &file]).await?;
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("| UPDATE_COMPLETE"), "{stdout}");
+    assert_eq!(output_value(&stdout, "mixed.QueueRef"), placeholder);
+
+    let out = cli(&server, &["destroy", "mixed"]).await?;
+    assert_eq!(out.status.code(), Some(0), "{:?}", texts(&out));
+    assert_aws_error!(
+        server.ssm().get_parameter().name("/mixed/queue").send().await,
+        "ParameterNotFound",
+        400
+    );
+    server.stop().await?;
+
+    // The server's setting: every stack, through the plain CloudFormation API.
+    let server = TestServer::start_with(|c| c.cloudformation.allow_unsupported = true).await?;
+    let cfn = server.cloudformation();
+    cfn.create_stack()
+        .stack_name("api")
+        .template_body(template(60))
+        .send()
+        .await?;
+    let stack = kd_test_support::wait_until(Duration::from_secs(30), "api stack to settle", || {
+        let cfn = cfn.clone();
+        async move {
+            let out = cfn.describe_stacks().stack_name("api").send().await.ok()?;
+            let status = out.stacks().first()?.stack_status()?.as_str().to_owned();
+            (!status.ends_with("_IN_PROGRESS")).then_some(status)
+        }
+    })
+    .await?;
+    assert_eq!(stack, "CREATE_COMPLETE");
+    server.stop().await
+}
+
 /// The deploy benchmark's fixture: `KD_DEPLOY_FIXTURE=<dir> cargo test … write_bench_fixture
 /// -- --ignored` writes a six-stack assembly (three storage/compute pairs) there.
 #[test]

@@ -9,6 +9,7 @@ mod authz_wire;
 mod batch_cli;
 mod batch_wire;
 mod cdk_e2e;
+mod cfn_cli_e2e;
 mod cloudformation_providers;
 mod cloudformation_wire;
 mod common;
