@@ -2,6 +2,7 @@
 //! at open, and mutations that commit their documents before they change the copy.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
@@ -77,6 +78,15 @@ fn del(table: &str, key: String) -> MetaOp {
     }
 }
 
+/// Longest NextToken accepted (a token is outside data). The tokens this engine hands out
+/// are far shorter: a name, a version number, or a partition's values (at most 1024
+/// characters each, as the adapter checks).
+const MAX_TOKEN_LEN: usize = 1024 * 1024;
+
+fn invalid_token() -> Error {
+    Error::InvalidInput("Invalid NextToken".into())
+}
+
 fn encode_token(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
 }
@@ -84,41 +94,66 @@ fn encode_token(s: &str) -> String {
 fn decode_token(t: Option<&str>) -> Result<Option<String>> {
     match t {
         None | Some("") => Ok(None),
+        Some(t) if t.len() > MAX_TOKEN_LEN => Err(invalid_token()),
         Some(t) => base64::engine::general_purpose::STANDARD
             .decode(t.as_bytes())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .map(Some)
-            .ok_or_else(|| Error::InvalidInput("Invalid NextToken".into())),
+            .ok_or_else(invalid_token),
     }
 }
 
-/// Pages `items` (sorted by `key`) after the token's key.
-fn page<T: Clone>(items: impl Iterator<Item = (String, T)>, token: Option<&str>, max: usize) -> Result<Page<T>> {
-    let after = decode_token(token)?;
+/// The token of the page after the partition whose values are `values`: the values
+/// themselves (a JSON array), so the next page resumes in the order the partitions are
+/// walked (value lists, as the partition map orders them).
+fn encode_values_token(values: &[String]) -> String {
+    encode_token(&serde_json::Value::from(values.to_vec()).to_string())
+}
+
+/// Reads a partition token: a JSON array of exactly `arity` strings.
+fn decode_values_token(t: Option<&str>, arity: usize) -> Result<Option<Vec<String>>> {
+    let Some(json) = decode_token(t)? else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<Vec<String>>(&json) {
+        Ok(values) if values.len() == arity => Ok(Some(values)),
+        _ => Err(invalid_token()),
+    }
+}
+
+/// Pages `items` (sorted by key) after the key `after`; the next token encodes the last key
+/// returned.
+fn page_after<K: Ord, T>(
+    items: impl Iterator<Item = (K, T)>,
+    after: Option<&K>,
+    max: usize,
+    encode: impl Fn(&K) -> String,
+) -> Page<T> {
     let mut out = Vec::new();
-    let mut last = String::new();
+    let mut last = None;
     let mut more = false;
     for (k, v) in items {
-        if after.as_ref().is_some_and(|a| k.as_str() <= a.as_str()) {
+        if after.is_some_and(|a| k <= *a) {
             continue;
         }
         if out.len() == max {
             more = true;
             break;
         }
-        last = k;
+        last = Some(k);
         out.push(v);
     }
-    Ok(Page {
+    Page {
         items: out,
-        next_token: more.then(|| encode_token(&last)),
-    })
+        next_token: if more { last.as_ref().map(encode) } else { None },
+    }
 }
 
-/// The sortable key of a partition's values for paging.
-fn values_key(values: &[String]) -> String {
-    values.iter().map(|v| esc(v)).collect::<Vec<_>>().join("/")
+/// Pages `items` (sorted by `key`) after the token's key.
+fn page<T: Clone>(items: impl Iterator<Item = (String, T)>, token: Option<&str>, max: usize) -> Result<Page<T>> {
+    let after = decode_token(token)?;
+    Ok(page_after(items, after.as_ref(), max, |k| encode_token(k)))
 }
 
 /// Checks a name as Glue does (1–255 characters on one line).
@@ -718,14 +753,20 @@ impl Catalog {
                 .filter(|e| !e.trim().is_empty())
                 .map(|e| expr::parse(e, keys))
                 .transpose()?;
-            page(
+            // Resume after the token's values in the map's own order (a BTreeMap of value
+            // lists); comparing any other rendering of the values (joined by `/`, say) skips
+            // partitions whose values extend others (`us` then `us-east`).
+            let after = decode_values_token(token, keys.len())?;
+            let from = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+            Ok(page_after(
                 t.partitions
-                    .iter()
+                    .range::<Vec<String>, _>((from, Bound::Unbounded))
                     .filter(|(v, _)| filter.as_ref().is_none_or(|f| f.matches(keys, v)))
-                    .map(|(v, p)| (values_key(v), p.clone())),
-                token,
+                    .map(|(v, p)| (v, p.clone())),
+                None,
                 max.unwrap_or(MAX_PARTITION_PAGE).clamp(1, MAX_PARTITION_PAGE),
-            )
+                |v| encode_values_token(v),
+            ))
         })
     }
 
@@ -999,6 +1040,74 @@ mod tests {
         assert_eq!(n, 20);
         c.reset().await?;
         assert!(c.get_database(&s, "d").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn partition_tokens_round_trip_and_reject_bad_input() -> Result<()> {
+        let values = vec!["us-east".to_string(), "a/b%\"\u{e9}".to_string()];
+        let t = encode_values_token(&values);
+        assert_eq!(decode_values_token(Some(&t), 2)?, Some(values));
+        assert_eq!(decode_values_token(None, 2)?, None);
+        assert_eq!(decode_values_token(Some(""), 2)?, None);
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let bad = [
+            "%%%".to_string(),
+            // Another arity, not an array of strings, not JSON, not UTF-8.
+            b64(r#"["us"]"#),
+            b64(r#"["us", 1]"#),
+            b64(r#"{"a": "b"}"#),
+            b64("us/1"),
+            base64::engine::general_purpose::STANDARD.encode([0xff, 0xfe]),
+            // Over the size limit, even though well formed.
+            b64(&format!(r#"["{}", "1"]"#, "x".repeat(MAX_TOKEN_LEN))),
+        ];
+        for t in bad {
+            match decode_values_token(Some(&t), 2) {
+                Err(Error::InvalidInput(m)) => assert_eq!(m, "Invalid NextToken"),
+                other => panic!("token {t:.40}: expected InvalidInput, got {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn partition_paging_follows_value_list_order() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
+        let meta = Arc::new(MetaStore::open(&dir.path().join("m.redb"))?);
+        let c = Catalog::open(meta, Arc::new(ManualClock::new(0)))?;
+        let s = scope();
+        c.create_database(
+            &s,
+            DatabaseInput {
+                name: "d".into(),
+                ..DatabaseInput::default()
+            },
+        )
+        .await?;
+        c.create_table(&s, "d", table("t")).await?;
+        // Joined by `/`, `us-east/1`, `us.west/1` and `us 1/1` sort before `us/1`; as value
+        // lists they sort after `[us, 1]` and `[us, 2]`.
+        let inputs = ["us", "us-east", "us.west", "us 1", "us/x", "u"]
+            .iter()
+            .flat_map(|r| [part(r, "1"), part(r, "2")])
+            .collect();
+        assert!(c.batch_create_partition(&s, "d", "t", inputs).await?.is_empty());
+        let all = c.get_partitions(&s, "d", "t", None, None, None)?.items;
+        assert_eq!(all.len(), 12);
+        for max in 1..=5 {
+            let mut token: Option<String> = None;
+            let mut seen = Vec::new();
+            loop {
+                let p = c.get_partitions(&s, "d", "t", None, token.as_deref(), Some(max))?;
+                seen.extend(p.items);
+                token = p.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+            assert_eq!(seen, all, "pages of {max}");
+        }
         Ok(())
     }
 }

@@ -731,10 +731,16 @@ impl Inner {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let df = ctx
-            .sql_with_options(sql, opts)
-            .await
-            .map_err(|err| athena_error(&err, e))?;
+        let df = ctx.sql_with_options(sql, opts).await.map_err(|err| {
+            let schema_exists = |db: &str| {
+                !matches!(
+                    env.catalog
+                        .database(&env.scope, env.access.as_ref(), &db.to_lowercase()),
+                    Err(PortError::NotFound(_))
+                )
+            };
+            athena_error_in(&err, e, &schema_exists)
+        })?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let columns: Vec<ColumnInfo> = schema
             .fields()
@@ -1210,6 +1216,13 @@ fn syntax(m: String) -> String {
 
 /// Athena's error text for a DataFusion error (`CATEGORY: line L:C: message`).
 pub fn athena_error(err: &DataFusionError, e: &Execution) -> String {
+    athena_error_in(err, e, &|_| true)
+}
+
+/// [`athena_error`] for a planning error, where `schema_exists(db)` tells a missing table of
+/// the catalog from a table of a missing database: DataFusion reports both as `table '…' not
+/// found` (its `SessionState::statement_to_plan` drops the error of the schema lookup).
+pub fn athena_error_in(err: &DataFusionError, e: &Execution, schema_exists: &dyn Fn(&str) -> bool) -> String {
     let root = err.find_root();
     let msg = root.to_string();
     let plain = strip_df_prefix(&msg);
@@ -1250,10 +1263,25 @@ pub fn athena_error(err: &DataFusionError, e: &Execution) -> String {
             let m = strip_df_prefix(m);
             if let Some(rest) = m.strip_prefix("table '").and_then(|r| r.split_once("' not found")) {
                 let name = rest.0;
-                let short = name.rsplit('.').next().unwrap_or(name);
+                // `catalog.schema.table`, as DataFusion resolved it.
+                let mut parts = name.splitn(3, '.');
+                let (catalog, db, table) = match (parts.next(), parts.next(), parts.next()) {
+                    (Some(c), Some(d), Some(t)) => (c, Some(d), t),
+                    _ => ("", None, name.rsplit('.').next().unwrap_or(name)),
+                };
+                let ours = catalog == "awsdatacatalog" || catalog == CATALOG;
+                if let Some(db) = db
+                    && ours
+                    && !schema_exists(db)
+                {
+                    return format!(
+                        "SCHEMA_NOT_FOUND: line {}: Schema '{db}' does not exist",
+                        locate_table(&e.query, Some(db), table)
+                    );
+                }
                 return format!(
                     "TABLE_NOT_FOUND: line {}: Table '{name}' does not exist",
-                    locate(&e.query, short)
+                    locate_table(&e.query, db, table)
                 );
             }
             if m.contains("Invalid function") || m.contains("Unknown function") {
@@ -1306,19 +1334,178 @@ fn position(text: &str) -> String {
     format!("{line}:{col}")
 }
 
-/// `L:C` of the first occurrence of `word` in the query (1-based), else `1:1`.
-fn locate(query: &str, word: &str) -> String {
-    let lower = query.to_lowercase();
-    let w = word.to_lowercase();
-    match lower.find(&w) {
-        Some(i) => {
-            let before = &query[..i];
-            let line = before.matches('\n').count() + 1;
-            let col = i - before.rfind('\n').map_or(0, |n| n + 1) + 1;
-            format!("{line}:{col}")
+/// A token of a query, as [`locate`] needs them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TokKind {
+    /// An identifier or keyword (also a number), or a quoted identifier.
+    Word,
+    /// `.`
+    Dot,
+    /// `,`
+    Comma,
+    /// A string literal or any other character.
+    Other,
+}
+
+#[derive(Debug)]
+struct Tok<'a> {
+    kind: TokKind,
+    /// The identifier's name (without the quotes of a quoted one).
+    text: std::borrow::Cow<'a, str>,
+    /// 1-based line and column (in characters), as Trino reports positions.
+    line: usize,
+    col: usize,
+}
+
+/// Splits a query into the tokens [`locate`] needs, skipping comments and string literals.
+fn tokens(query: &str) -> Vec<Tok<'_>> {
+    let mut out = Vec::new();
+    let mut it = query.char_indices().peekable();
+    let (mut line, mut col) = (1usize, 1usize);
+    // Advances past one character, keeping the line and column.
+    let step = |c: char, line: &mut usize, col: &mut usize| {
+        if c == '\n' {
+            *line += 1;
+            *col = 1;
+        } else {
+            *col += 1;
         }
-        None => "1:1".into(),
+    };
+    while let Some((i, c)) = it.next() {
+        let (tl, tc) = (line, col);
+        step(c, &mut line, &mut col);
+        let next = it.peek().map(|(_, n)| *n);
+        let mut push = |kind, text| {
+            out.push(Tok {
+                kind,
+                text,
+                line: tl,
+                col: tc,
+            })
+        };
+        match c {
+            c if c.is_whitespace() => {}
+            '-' if next == Some('-') => {
+                while let Some((_, n)) = it.next_if(|(_, n)| *n != '\n') {
+                    step(n, &mut line, &mut col);
+                }
+            }
+            '/' if next == Some('*') => {
+                let mut prev = ' ';
+                if let Some((_, n)) = it.next() {
+                    step(n, &mut line, &mut col);
+                }
+                for (_, n) in it.by_ref() {
+                    step(n, &mut line, &mut col);
+                    if prev == '*' && n == '/' {
+                        break;
+                    }
+                    prev = n;
+                }
+            }
+            '\'' | '"' | '`' => {
+                // A doubled quote stands for itself.
+                let mut text = String::new();
+                while let Some((_, n)) = it.next() {
+                    step(n, &mut line, &mut col);
+                    if n == c {
+                        match it.next_if(|(_, m)| *m == c) {
+                            Some((_, m)) => step(m, &mut line, &mut col),
+                            None => break,
+                        }
+                    }
+                    text.push(n);
+                }
+                let kind = if c == '\'' { TokKind::Other } else { TokKind::Word };
+                push(kind, text.into());
+            }
+            '.' => push(TokKind::Dot, ".".into()),
+            ',' => push(TokKind::Comma, ",".into()),
+            c if c.is_alphanumeric() || c == '_' => {
+                let mut end = i + c.len_utf8();
+                while let Some((j, n)) = it.next_if(|(_, n)| n.is_alphanumeric() || *n == '_') {
+                    step(n, &mut line, &mut col);
+                    end = j + n.len_utf8();
+                }
+                push(TokKind::Word, query.get(i..end).unwrap_or_default().into());
+            }
+            _ => push(TokKind::Other, "".into()),
+        }
     }
+    out
+}
+
+/// The qualified names of a query (`a`, `db.t`, `c.db.t`): the index of their first token
+/// and their parts.
+fn qualified_names<'t>(toks: &'t [Tok<'_>]) -> Vec<(usize, Vec<&'t str>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        if toks[i].kind != TokKind::Word || (i > 0 && toks[i - 1].kind == TokKind::Dot) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut parts = vec![toks[i].text.as_ref()];
+        while i + 2 < toks.len() && toks[i + 1].kind == TokKind::Dot && toks[i + 2].kind == TokKind::Word {
+            parts.push(toks[i + 2].text.as_ref());
+            i += 2;
+        }
+        out.push((start, parts));
+        i += 1;
+    }
+    out
+}
+
+fn pos(t: &Tok<'_>) -> String {
+    format!("{}:{}", t.line, t.col)
+}
+
+/// `L:C` of the reference to table `table` (of database `db`, if it is qualified) in the
+/// query: the start of the qualified name, preferably right after FROM or JOIN, else after a
+/// comma (a FROM list), else anywhere; `1:1` if the query never names it.
+fn locate_table(query: &str, db: Option<&str>, table: &str) -> String {
+    let toks = tokens(query);
+    let names = qualified_names(&toks);
+    let matches = |parts: &[&str]| match parts {
+        [.., d, t] => t.eq_ignore_ascii_case(table) && db.is_none_or(|db| d.eq_ignore_ascii_case(db)),
+        [t] => t.eq_ignore_ascii_case(table),
+        [] => false,
+    };
+    let found: Vec<usize> = names.iter().filter(|(_, p)| matches(p)).map(|(s, _)| *s).collect();
+    let prev = |start: usize| start.checked_sub(1).and_then(|i| toks.get(i));
+    let after_keyword = |start: &&usize| {
+        prev(**start).is_some_and(|t| {
+            t.kind == TokKind::Word && (t.text.eq_ignore_ascii_case("from") || t.text.eq_ignore_ascii_case("join"))
+        })
+    };
+    let after_comma = |start: &&usize| prev(**start).is_some_and(|t| t.kind == TokKind::Comma);
+    found
+        .iter()
+        .find(after_keyword)
+        .or_else(|| found.iter().find(after_comma))
+        .or_else(|| found.first())
+        .and_then(|start| toks.get(*start))
+        .map_or_else(|| "1:1".into(), pos)
+}
+
+/// `L:C` (1-based) of the first identifier `word` in the query, as a whole token outside
+/// string literals and comments (the start of its qualified name, as in `p.word`), else
+/// `1:1`.
+fn locate(query: &str, word: &str) -> String {
+    let toks = tokens(query);
+    let names = qualified_names(&toks);
+    let last = |parts: &[&str]| parts.last().is_some_and(|p| p.eq_ignore_ascii_case(word));
+    names
+        .iter()
+        .find(|(_, parts)| last(parts))
+        .or_else(|| {
+            names
+                .iter()
+                .find(|(_, parts)| parts.iter().any(|p| p.eq_ignore_ascii_case(word)))
+        })
+        .and_then(|(start, _)| toks.get(*start))
+        .map_or_else(|| "1:1".into(), pos)
 }
 
 /// Object stores for DataFusion, resolved per bucket through the port and counted.
@@ -1423,5 +1610,36 @@ mod tests {
         assert!(bind_parameters("select 1", &["1".into()]).is_err());
         assert_eq!(locate("select\n  nope from t", "nope"), "2:3");
         Ok(())
+    }
+
+    #[test]
+    fn locate_finds_whole_identifiers() {
+        // Not a substring of another word, a string literal, a comment or a quoted name.
+        assert_eq!(locate("SELECT e FROM people", "e"), "1:8");
+        assert_eq!(locate("SELECT 'e', \"e x\", -- e\n  ee, E FROM t", "e"), "2:7");
+        assert_eq!(locate("SELECT /* e */ \"E\" FROM t", "e"), "1:16");
+        assert_eq!(locate("SELECT 'it''s e' AS x, e FROM t", "e"), "1:24");
+        // A qualified reference points at its start; columns count characters, not bytes.
+        assert_eq!(locate("SELECT 'é', p.e FROM people p", "e"), "1:13");
+        assert_eq!(locate("SELECT 1", "e"), "1:1");
+    }
+
+    #[test]
+    fn locate_table_finds_the_reference_after_from_or_join() {
+        assert_eq!(locate_table("SELECT * FROM t", Some("lake"), "t"), "1:15");
+        assert_eq!(locate_table("SELECT t.x FROM u JOIN t ON u.a = t.a", None, "t"), "1:24");
+        assert_eq!(locate_table("SELECT *\nFROM a,\n  lake.t", Some("lake"), "t"), "3:3");
+        assert_eq!(
+            locate_table("SELECT * FROM nodb.events", Some("nodb"), "events"),
+            "1:15"
+        );
+        assert_eq!(
+            locate_table("SELECT * FROM awsdatacatalog.nodb.events", Some("nodb"), "events"),
+            "1:15"
+        );
+        // Another database's table of the same name is not the one reported.
+        assert_eq!(locate_table("SELECT * FROM a.t, b.t", Some("b"), "t"), "1:20");
+        assert_eq!(locate_table("SELECT * FROM \"T\"", None, "t"), "1:15");
+        assert_eq!(locate_table("SELECT 'from t' FROM x", None, "t"), "1:1");
     }
 }

@@ -542,7 +542,9 @@ fn eval_partition_filters(
     Ok(keep)
 }
 
-/// `col = 'v'` or `col IN ('a', 'b')` values of an injected column.
+/// `col = 'v'` or `col IN ('a', 'b')` values of an injected column; also ORs of these
+/// (DataFusion rewrites a short IN list to `col = 'a' OR col = 'b'`), nested to any depth.
+/// Each value appears once, in the order written.
 fn injected_values(filters: &[Expr], key: &str) -> Option<Vec<String>> {
     fn lit(e: &Expr) -> Option<String> {
         match e {
@@ -565,8 +567,9 @@ fn injected_values(filters: &[Expr], key: &str) -> Option<Vec<String>> {
             _ => false,
         }
     }
-    for f in filters {
-        match f {
+    /// The values `e` restricts the key to, if it is made only of equalities on the key.
+    fn values(e: &Expr, key: &str) -> Option<Vec<String>> {
+        match e {
             Expr::BinaryExpr(b) if b.op == Operator::Eq => {
                 if is_key(&b.left, key)
                     && let Some(v) = lit(&b.right)
@@ -578,17 +581,24 @@ fn injected_values(filters: &[Expr], key: &str) -> Option<Vec<String>> {
                 {
                     return Some(vec![v]);
                 }
+                None
             }
-            Expr::InList(l) if !l.negated && is_key(&l.expr, key) => {
-                let vals: Option<Vec<String>> = l.list.iter().map(lit).collect();
-                if vals.is_some() {
-                    return vals;
-                }
+            // Every branch of an OR must pin the key, or some rows escape the list.
+            Expr::BinaryExpr(b) if b.op == Operator::Or => {
+                let mut vals = values(&b.left, key)?;
+                vals.extend(values(&b.right, key)?);
+                Some(vals)
             }
-            _ => {}
+            // Either side of an AND narrows the key (the filters prune the rest).
+            Expr::BinaryExpr(b) if b.op == Operator::And => values(&b.left, key).or_else(|| values(&b.right, key)),
+            Expr::InList(l) if !l.negated && is_key(&l.expr, key) => l.list.iter().map(lit).collect(),
+            _ => None,
         }
     }
-    None
+    let mut vals = filters.iter().find_map(|f| values(f, key))?;
+    let mut seen = std::collections::HashSet::new();
+    vals.retain(|v| seen.insert(v.clone()));
+    Some(vals)
 }
 
 fn integer_values(range: &str, interval: Option<String>, digits: Option<String>) -> Result<Vec<String>> {
@@ -902,5 +912,41 @@ mod tests {
         assert_eq!(java_to_chrono("yyyy/MM/dd/HH"), "%Y/%m/%d/%H");
         assert!(date_values("NOW-1DAYS,NOW", "yyyy-MM-dd-HH", None, None)?.len() >= 24);
         Ok(())
+    }
+
+    #[test]
+    fn injected_values_read_equalities_in_lists_and_ors() {
+        use datafusion::prelude::{col, in_list, lit};
+        let t = || col("tenant");
+        let got = |filters: &[Expr]| injected_values(filters, "tenant");
+        let strs = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(got(&[t().eq(lit("acme"))]), strs(&["acme"]));
+        assert_eq!(got(&[lit("acme").eq(t())]), strs(&["acme"]));
+        assert_eq!(
+            got(&[in_list(t(), vec![lit("acme"), lit("globex"), lit("acme")], false)]),
+            strs(&["acme", "globex"])
+        );
+        // The OR form of a short IN list, nested ORs, and an AND beside another column.
+        assert_eq!(
+            got(&[t().eq(lit("acme")).or(t().eq(lit("globex")))]),
+            strs(&["acme", "globex"])
+        );
+        assert_eq!(
+            got(&[t()
+                .eq(lit("a"))
+                .or(lit("b").eq(t()).or(in_list(t(), vec![lit("c"), lit("a")], false)))]),
+            strs(&["a", "b", "c"])
+        );
+        assert_eq!(
+            got(&[col("v").gt(lit(1)), col("v").gt(lit(1)).and(t().eq(lit("x")))]),
+            strs(&["x"])
+        );
+        // Not static equalities on the key: refused.
+        assert_eq!(got(&[]), None);
+        assert_eq!(got(&[t().eq(lit("a")).or(col("v").eq(lit(1)))]), None);
+        assert_eq!(got(&[in_list(t(), vec![lit("a")], true)]), None);
+        assert_eq!(got(&[in_list(t(), vec![lit("a"), col("v")], false)]), None);
+        assert_eq!(got(&[t().not_eq(lit("a"))]), None);
+        assert_eq!(got(&[col("other").eq(lit("a"))]), None);
     }
 }

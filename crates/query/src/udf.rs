@@ -4,8 +4,10 @@
 //! format specifiers), and `element_at` for arrays (1-based, negative from the end) and maps.
 //! `approx_distinct` and `cardinality` are DataFusion's own.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::compute::cast;
@@ -38,7 +40,8 @@ pub fn register(ctx: &SessionContext) {
         DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
         Volatility::Immutable,
         Arc::new(|args: &[ColumnarValue]| {
-            let a = to_strings(&args[0])?;
+            let n = rows(args);
+            let a = strings(&args[0], n)?;
             let out: TimestampMillisecondArray = a.iter().map(|s| s.and_then(parse_iso_ts)).collect();
             Ok(ColumnarValue::Array(Arc::new(out.with_timezone("UTC"))))
         }),
@@ -49,12 +52,13 @@ pub fn register(ctx: &SessionContext) {
         DataType::Date32,
         Volatility::Immutable,
         Arc::new(|args: &[ColumnarValue]| {
-            let a = to_strings(&args[0])?;
+            let n = rows(args);
+            let a = strings(&args[0], n)?;
             let out: Date32Array = a
                 .iter()
                 .map(|s| {
                     s.and_then(|s| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok())
-                        .map(|d| (d - NaiveDate::default()).num_days() as i32 + EPOCH_DAYS_FROM_CE)
+                        .and_then(|d| i32::try_from((d - DateTime::UNIX_EPOCH.date_naive()).num_days()).ok())
                 })
                 .collect();
             Ok(ColumnarValue::Array(Arc::new(out)))
@@ -66,54 +70,20 @@ pub fn register(ctx: &SessionContext) {
         DataType::Timestamp(TimeUnit::Millisecond, None),
         Volatility::Immutable,
         Arc::new(|args: &[ColumnarValue]| {
-            let a = to_strings(&args[0])?;
-            let f = to_strings(&args[1])?;
-            let out: TimestampMillisecondArray = a
-                .iter()
-                .zip(f.iter())
-                .map(|(s, f)| {
-                    let (s, f) = (s?, f?);
-                    let fmt = mysql_to_chrono(f);
-                    NaiveDateTime::parse_from_str(s, &fmt)
-                        .ok()
-                        .or_else(|| {
-                            NaiveDate::parse_from_str(s, &fmt)
-                                .ok()
-                                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                        })
-                        .map(|t| t.and_utc().timestamp_millis())
-                })
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(out)))
-        }),
-    ));
-    ctx.register_udf(create_udf(
-        "date_format",
-        vec![DataType::Timestamp(TimeUnit::Millisecond, None), DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
             let n = rows(args);
-            let t = cast(&args[0].to_array(n)?, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-            let t = t.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
-            let f = to_strings(&args[1])?;
-            let out: StringArray = t
-                .iter()
-                .zip(f.iter())
-                .map(|(t, f)| {
-                    let dt = DateTime::from_timestamp_millis(t?)?.naive_utc();
-                    Some(dt.format(&mysql_to_chrono(f?)).to_string())
-                })
-                .collect();
+            let a = strings(&args[0], n)?;
+            let f = Formats::new(&args[1], n)?;
+            let out: TimestampMillisecondArray =
+                a.iter().enumerate().map(|(i, s)| parse_mysql(s?, f.get(i)?)).collect();
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     ));
+    ctx.register_udf(ScalarUDF::from(DateFormat::new()));
     ctx.register_udf(ScalarUDF::from(ElementAt::new()));
 }
 
-/// Days from 0001-01-01 (chrono's default date) to 1970-01-01, negated.
-const EPOCH_DAYS_FROM_CE: i32 = -719_162;
-
+/// The batch's row count: the length of the first array argument; 1 when every argument is
+/// a scalar (DataFusion turns a one-row answer to all-scalar arguments back into a scalar).
 fn rows(args: &[ColumnarValue]) -> usize {
     args.iter()
         .find_map(|a| match a {
@@ -123,13 +93,54 @@ fn rows(args: &[ColumnarValue]) -> usize {
         .unwrap_or(1)
 }
 
-fn to_strings(v: &ColumnarValue) -> Result<StringArray> {
-    let a = match v {
-        ColumnarValue::Array(a) => a.clone(),
-        ColumnarValue::Scalar(s) => s.to_array()?,
-    };
-    let a = cast(&a, &DataType::Utf8)?;
+/// An argument as `n` strings (a scalar is repeated `n` times).
+fn strings(v: &ColumnarValue, n: usize) -> Result<StringArray> {
+    let a = cast(&v.to_array(n)?, &DataType::Utf8)?;
     Ok(a.as_string::<i32>().clone())
+}
+
+/// Format items parsed from a MySQL format text (None: NULL, or a format chrono rejects).
+type Items = Option<Vec<Item<'static>>>;
+
+/// MySQL format arguments translated and parsed: once for a literal, per row for a column.
+enum Formats {
+    One(Items),
+    Each(Vec<Items>),
+}
+
+impl Formats {
+    fn new(v: &ColumnarValue, n: usize) -> Result<Self> {
+        let items = |f: Option<&str>| f.and_then(|f| StrftimeItems::new(&mysql_to_chrono(f)).parse_to_owned().ok());
+        Ok(match v {
+            ColumnarValue::Scalar(_) => Self::One(items(strings(v, 1)?.iter().next().flatten())),
+            ColumnarValue::Array(_) => Self::Each(strings(v, n)?.iter().map(items).collect()),
+        })
+    }
+
+    fn get(&self, i: usize) -> Option<&[Item<'static>]> {
+        match self {
+            Self::One(f) => f.as_deref(),
+            Self::Each(v) => v.get(i).and_then(|f| f.as_deref()),
+        }
+    }
+}
+
+/// Trino's `date_parse`: fields the format leaves out default to the start of their unit
+/// (`%Y/%m/%d/%H` gives the hour, `%Y-%m-%d` midnight); text that does not match is NULL.
+fn parse_mysql(s: &str, items: &[Item<'_>]) -> Option<i64> {
+    let mut p = Parsed::new();
+    chrono::format::parse(&mut p, s, items.iter()).ok()?;
+    if p.hour_div_12().is_none() && p.hour_mod_12().is_none() {
+        p.set_hour(0).ok()?;
+    }
+    if p.minute().is_none() {
+        p.set_minute(0).ok()?;
+    }
+    if p.second().is_none() {
+        p.set_second(0).ok()?;
+    }
+    let t = p.to_naive_date().ok()?.and_time(p.to_naive_time().ok()?);
+    Some(t.and_utc().timestamp_millis())
 }
 
 /// A (string, string) → string function; scalars are broadcast.
@@ -141,8 +152,8 @@ fn string_fn(name: &str, f: fn(&str, Option<&str>) -> Option<String>) -> ScalarU
         Volatility::Immutable,
         Arc::new(move |args: &[ColumnarValue]| {
             let n = rows(args);
-            let a = to_strings(&ColumnarValue::Array(args[0].to_array(n)?))?;
-            let b = to_strings(&ColumnarValue::Array(args[1].to_array(n)?))?;
+            let a = strings(&args[0], n)?;
+            let b = strings(&args[1], n)?;
             let out: StringArray = a.iter().zip(b.iter()).map(|(a, b)| a.and_then(|a| f(a, b))).collect();
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
@@ -246,6 +257,81 @@ pub fn mysql_to_chrono(f: &str) -> String {
         });
     }
     out
+}
+
+/// `date_format(timestamp, format)`: any timestamp (with or without a time zone: Trino's
+/// `from_iso8601_timestamp` gives one with), a date, or text that casts to a timestamp.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DateFormat {
+    signature: Signature,
+}
+
+impl DateFormat {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for DateFormat {
+    fn name(&self) -> &str {
+        "date_format"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let ok = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Null
+                    | DataType::Timestamp(..)
+                    | DataType::Date32
+                    | DataType::Date64
+                    | DataType::Utf8
+                    | DataType::Utf8View
+                    | DataType::LargeUtf8
+            )
+        };
+        match arg_types {
+            [t, f]
+                if ok(t)
+                    && matches!(
+                        f,
+                        DataType::Null | DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                    ) =>
+            {
+                Ok(DataType::Utf8)
+            }
+            _ => Err(DataFusionError::Plan(format!(
+                "FUNCTION_NOT_FOUND: date_format expects (timestamp, varchar), not {arg_types:?}"
+            ))),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let t = cast(
+            &args.args[0].to_array(n)?,
+            &DataType::Timestamp(TimeUnit::Millisecond, None),
+        )?;
+        let t = t.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
+        let f = Formats::new(&args.args[1], n)?;
+        let out: StringArray = t
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let dt = DateTime::from_timestamp_millis(t?)?.naive_utc();
+                let mut out = String::new();
+                write!(out, "{}", dt.format_with_items(f.get(i)?.iter())).ok()?;
+                Some(out)
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 /// `element_at(array, index)` / `element_at(map, key)`.

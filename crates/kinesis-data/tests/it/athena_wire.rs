@@ -361,3 +361,221 @@ async fn partitions_projection_and_pruning() -> R {
     assert_eq!(r[1], vec![s("3")]);
     srv.stop().await
 }
+
+/// A Parquet object (Snappy) with the columns of table `sales`.
+fn sales_parquet(rows: &[(i64, &str, &str, f64, &str)]) -> anyhow::Result<Vec<u8>> {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+
+    let col = |v: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+        ),
+        ("customer", col(rows.iter().map(|r| r.1).collect())),
+        ("country", col(rows.iter().map(|r| r.2).collect())),
+        (
+            "amount",
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))) as ArrayRef,
+        ),
+        ("sold_at", col(rows.iter().map(|r| r.4).collect())),
+    ])?;
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
+    w.write(&batch)?;
+    Ok(w.into_inner()?)
+}
+
+/// DataScannedInBytes of a finished query.
+async fn scanned(a: &aws_sdk_athena::Client, id: &str) -> anyhow::Result<i64> {
+    Ok(a.get_query_execution()
+        .query_execution_id(id)
+        .send()
+        .await?
+        .query_execution()
+        .and_then(|q| q.statistics())
+        .and_then(|s| s.data_scanned_in_bytes())
+        .unwrap_or(-1))
+}
+
+/// id, customer, country, amount, sold_at.
+type SaleRow = (i64, &'static str, &'static str, f64, &'static str);
+
+#[tokio::test]
+async fn parquet_table_with_projection() -> R {
+    let srv = TestServer::start().await?;
+    let s3 = srv.s3();
+    for b in ["lake", "results"] {
+        s3.create_bucket().bucket(b).send().await?;
+    }
+    // Three objects in Firehose's `YYYY/MM/DD/HH/` layout, two days.
+    let objects: [(&str, Vec<SaleRow>); 3] = [
+        (
+            "2024/03/01/10/sales-1-2024-03-01-10-00-00-a.parquet",
+            vec![
+                (1, "alice", "FR", 10.5, "2024/03/01 10:15"),
+                (2, "bob", "DE", 20.0, "2024/03/01 10:30"),
+                (3, "alina", "FR", 5.0, "2024/03/01 10:45"),
+            ],
+        ),
+        (
+            "2024/03/01/11/sales-1-2024-03-01-11-00-00-b.parquet",
+            vec![
+                (4, "carol", "US", 7.25, "2024/03/01 11:05"),
+                (5, "bob", "DE", 1.0, "2024/03/01 11:59"),
+            ],
+        ),
+        (
+            "2024/03/02/05/sales-1-2024-03-02-05-00-00-c.parquet",
+            vec![
+                (6, "dave", "US", 100.0, "2024/03/02 05:00"),
+                (7, "alice", "FR", 2.5, "2024/03/02 05:20"),
+                (8, "erin", "JP", 3.0, "2024/03/02 05:40"),
+            ],
+        ),
+    ];
+    for (key, rows) in &objects {
+        s3.put_object()
+            .bucket("lake")
+            .key(format!("sales/{key}"))
+            .body(ByteStream::from(sales_parquet(rows)?))
+            .send()
+            .await?;
+    }
+    s3.put_object()
+        .bucket("lake")
+        .key("regions/r.csv")
+        .body(ByteStream::from_static(b"FR,Europe\nDE,Europe\nUS,Americas\nJP,Asia\n"))
+        .send()
+        .await?;
+    let a = srv.athena();
+    ok(&a, "default", "CREATE DATABASE shop").await?;
+    ok(
+        &a,
+        "shop",
+        "CREATE EXTERNAL TABLE sales (id bigint, customer string, country string, amount double, sold_at string)
+         PARTITIONED BY (datehour string)
+         STORED AS PARQUET
+         LOCATION 's3://lake/sales/'
+         TBLPROPERTIES ('projection.enabled'='true', 'projection.datehour.type'='date',
+           'projection.datehour.format'='yyyy/MM/dd/HH', 'projection.datehour.range'='2024/02/28/00,NOW',
+           'projection.datehour.interval'='1', 'projection.datehour.interval.unit'='HOURS',
+           'storage.location.template'='s3://lake/sales/${datehour}/')",
+    )
+    .await?;
+    ok(
+        &a,
+        "shop",
+        "CREATE EXTERNAL TABLE regions (code string, region string)
+         ROW FORMAT DELIMITED FIELDS TERMINATED BY ',' LOCATION 's3://lake/regions/'",
+    )
+    .await?;
+
+    // Every row, with the partition column.
+    let (all_id, _, _) = run(&a, "shop", "SELECT count(*), sum(amount) FROM sales").await?;
+    assert_eq!(rows(&a, &all_id, 10).await?[1], vec![s("8"), s("149.25")]);
+
+    // String functions.
+    let r = ok(
+        &a,
+        "shop",
+        "SELECT id, upper(customer), length(customer), datehour FROM sales
+         WHERE customer LIKE 'al%' ORDER BY id",
+    )
+    .await?;
+    assert_eq!(
+        r[1..],
+        [
+            vec![s("1"), s("ALICE"), s("5"), s("2024/03/01/10")],
+            vec![s("3"), s("ALINA"), s("5"), s("2024/03/01/10")],
+            vec![s("7"), s("ALICE"), s("5"), s("2024/03/02/05")],
+        ]
+    );
+
+    // GROUP BY a string column.
+    let r = ok(
+        &a,
+        "shop",
+        "SELECT customer, count(*), sum(amount) FROM sales GROUP BY customer ORDER BY customer",
+    )
+    .await?;
+    assert_eq!(
+        r[1..],
+        [
+            vec![s("alice"), s("2"), s("13.0")],
+            vec![s("alina"), s("1"), s("5.0")],
+            vec![s("bob"), s("2"), s("21.0")],
+            vec![s("carol"), s("1"), s("7.25")],
+            vec![s("dave"), s("1"), s("100.0")],
+            vec![s("erin"), s("1"), s("3.0")],
+        ]
+    );
+
+    // A join with a text table.
+    let r = ok(
+        &a,
+        "shop",
+        "SELECT r.region, count(*), sum(s.amount) FROM sales s JOIN regions r ON s.country = r.code
+         GROUP BY r.region ORDER BY r.region",
+    )
+    .await?;
+    assert_eq!(
+        r[1..],
+        [
+            vec![s("Americas"), s("2"), s("107.25")],
+            vec![s("Asia"), s("1"), s("3.0")],
+            vec![s("Europe"), s("5"), s("39.0")],
+        ]
+    );
+
+    // "$path": the object each row came from.
+    let r = ok(
+        &a,
+        "shop",
+        "SELECT \"$path\", count(*) FROM sales GROUP BY \"$path\" ORDER BY \"$path\"",
+    )
+    .await?;
+    let want: Vec<Vec<Option<String>>> = objects
+        .iter()
+        .map(|(key, rows)| vec![Some(format!("s3://lake/sales/{key}")), Some(rows.len().to_string())])
+        .collect();
+    assert_eq!(r[1..], want[..]);
+
+    // A partition-filtered count reads fewer bytes than the full scan.
+    let (day_id, state, reason) = run(
+        &a,
+        "shop",
+        "SELECT count(*) FROM sales WHERE datehour BETWEEN '2024/03/01/00' AND '2024/03/01/23'",
+    )
+    .await?;
+    assert_eq!(state, QueryExecutionState::Succeeded, "{reason:?}");
+    assert_eq!(rows(&a, &day_id, 10).await?[1], vec![s("5")]);
+    let (day, full) = (scanned(&a, &day_id).await?, scanned(&a, &all_id).await?);
+    assert!(day > 0 && day < full, "partition-filtered {day} vs full {full}");
+
+    // date_parse on a column with a literal format, and on the partition column.
+    let r = ok(
+        &a,
+        "shop",
+        "SELECT id, date_parse(sold_at, '%Y/%m/%d %H:%i'), date_parse(datehour, '%Y/%m/%d/%H')
+         FROM sales WHERE date_parse(sold_at, '%Y/%m/%d %H:%i') >= TIMESTAMP '2024-03-01 11:00:00' ORDER BY id",
+    )
+    .await?;
+    assert_eq!(
+        r[1..],
+        [
+            vec![s("4"), s("2024-03-01 11:05:00.000"), s("2024-03-01 11:00:00.000")],
+            vec![s("5"), s("2024-03-01 11:59:00.000"), s("2024-03-01 11:00:00.000")],
+            vec![s("6"), s("2024-03-02 05:00:00.000"), s("2024-03-02 05:00:00.000")],
+            vec![s("7"), s("2024-03-02 05:20:00.000"), s("2024-03-02 05:00:00.000")],
+            vec![s("8"), s("2024-03-02 05:40:00.000"), s("2024-03-02 05:00:00.000")],
+        ]
+    );
+    srv.stop().await
+}
