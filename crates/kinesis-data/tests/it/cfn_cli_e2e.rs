@@ -254,6 +254,19 @@ async fn aws_cli_cloudformation_deploy_updates_and_deletes_a_stack() -> R {
         "{}",
         show(&out)
     );
+    // The CLI names its change sets after the current second and leaves the empty one
+    // (FAILED) behind, so a second deploy within the same second would collide with it, on
+    // AWS too: remove it first, as a user re-running deploy in a loop would have to.
+    let sets = cfn.list_change_sets().stack_name("cli-stack").send().await?;
+    for cs in sets.summaries() {
+        if cs.status() == Some(&aws_sdk_cloudformation::types::ChangeSetStatus::Failed) {
+            cfn.delete_change_set()
+                .stack_name("cli-stack")
+                .change_set_name(cs.change_set_id().unwrap_or_default())
+                .send()
+                .await?;
+        }
+    }
     let out = deploy(&server, &template, &[]).await?;
     assert_eq!(out.status.code(), Some(255), "{}", show(&out));
     assert!(
