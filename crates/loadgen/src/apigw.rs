@@ -16,20 +16,7 @@ const FUNCTION: &str = "loadgen-items-api";
 const STAGE: &str = "bench";
 
 fn apigateway(c: &Common) -> aws_sdk_apigateway::Client {
-    let conf = aws_sdk_apigateway::Config::builder()
-        .behavior_version(aws_sdk_apigateway::config::BehaviorVersion::latest())
-        .region(aws_sdk_apigateway::config::Region::new(c.region.clone()))
-        .endpoint_url(&c.endpoint)
-        .credentials_provider(aws_sdk_apigateway::config::Credentials::new(
-            &c.access_key,
-            &c.secret_key,
-            None,
-            None,
-            "loadgen",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_apigateway::Client::from_conf(conf)
+    sdk_client!(aws_sdk_apigateway, c)
 }
 
 /// One keep-alive HTTP/1.1 connection.

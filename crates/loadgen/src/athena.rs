@@ -562,20 +562,7 @@ async fn upload(common: &Common, a: &BenchArgs) -> anyhow::Result<()> {
 // Athena
 
 fn athena(c: &Common) -> aws_sdk_athena::Client {
-    let conf = aws_sdk_athena::Config::builder()
-        .behavior_version(aws_sdk_athena::config::BehaviorVersion::latest())
-        .region(aws_sdk_athena::config::Region::new(c.region.clone()))
-        .endpoint_url(&c.endpoint)
-        .credentials_provider(aws_sdk_athena::config::Credentials::new(
-            &c.access_key,
-            &c.secret_key,
-            None,
-            None,
-            "loadgen",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_athena::Client::from_conf(conf)
+    sdk_client!(aws_sdk_athena, c)
 }
 
 /// One finished Athena query.

@@ -16,6 +16,29 @@
 //! loadgen athena --size-mb 2000 --reps 3
 //! ```
 
+/// A client of SDK crate `$sdk` for the endpoint, region and keys of `Common`, over plain
+/// HTTP; further builder calls (`force_path_style(true)`, an interceptor) follow the client.
+macro_rules! sdk_client {
+    ($sdk:ident, $c:expr $(, $call:ident($($arg:expr),*))* $(,)?) => {{
+        let c: &Common = $c;
+        let conf = $sdk::Config::builder()
+            .behavior_version($sdk::config::BehaviorVersion::latest())
+            .region($sdk::config::Region::new(c.region.clone()))
+            .endpoint_url(&c.endpoint)
+            .credentials_provider($sdk::config::Credentials::new(
+                &c.access_key,
+                &c.secret_key,
+                None,
+                None,
+                "loadgen",
+            ))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            $(.$call($($arg),*))*
+            .build();
+        $sdk::Client::from_conf(conf)
+    }};
+}
+
 mod apigw;
 mod athena;
 
@@ -24,7 +47,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
 use clap::{Args, Parser, Subcommand};
@@ -284,14 +306,7 @@ enum Cmd {
 }
 
 fn client(c: &Common) -> aws_sdk_kinesis::Client {
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(c.region.clone()))
-        .endpoint_url(&c.endpoint)
-        .credentials_provider(Credentials::new(&c.access_key, &c.secret_key, None, None, "loadgen"))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_kinesis::Client::from_conf(conf)
+    sdk_client!(aws_sdk_kinesis, c)
 }
 
 async fn ensure_stream(k: &aws_sdk_kinesis::Client, name: &str, shards: i32) -> anyhow::Result<()> {
@@ -538,21 +553,7 @@ async fn get(common: Common) -> anyhow::Result<()> {
 }
 
 fn s3(c: &Common) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(c.region.clone()))
-        .endpoint_url(&c.endpoint)
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            &c.access_key,
-            &c.secret_key,
-            None,
-            None,
-            "loadgen",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+    sdk_client!(aws_sdk_s3, c, force_path_style(true))
 }
 
 async fn ensure_bucket(c: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<()> {
@@ -761,37 +762,11 @@ async fn s3_list(common: Common, bucket: String, keys: u64, clients: usize, list
 }
 
 fn firehose(c: &Common) -> aws_sdk_firehose::Client {
-    let conf = aws_sdk_firehose::Config::builder()
-        .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
-        .region(aws_sdk_firehose::config::Region::new(c.region.clone()))
-        .endpoint_url(&c.endpoint)
-        .credentials_provider(aws_sdk_firehose::config::Credentials::new(
-            &c.access_key,
-            &c.secret_key,
-            None,
-            None,
-            "loadgen",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_firehose::Client::from_conf(conf)
+    sdk_client!(aws_sdk_firehose, c)
 }
 
 fn iam(c: &Common) -> aws_sdk_iam::Client {
-    let conf = aws_sdk_iam::Config::builder()
-        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-        .region(aws_sdk_iam::config::Region::new(c.region.clone()))
-        .endpoint_url(&c.endpoint)
-        .credentials_provider(aws_sdk_iam::config::Credentials::new(
-            &c.access_key,
-            &c.secret_key,
-            None,
-            None,
-            "loadgen",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_iam::Client::from_conf(conf)
+    sdk_client!(aws_sdk_iam, c)
 }
 
 const FIREHOSE_ROLE: &str = "arn:aws:iam::000000000000:role/loadgen-firehose";
@@ -1073,20 +1048,7 @@ impl FunctionArgs {
 }
 
 fn lambda(c: &Common) -> aws_sdk_lambda::Client {
-    let conf = aws_sdk_lambda::Config::builder()
-        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-        .region(aws_sdk_lambda::config::Region::new(c.region.clone()))
-        .endpoint_url(&c.endpoint)
-        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            &c.access_key,
-            &c.secret_key,
-            None,
-            None,
-            "loadgen",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_lambda::Client::from_conf(conf)
+    sdk_client!(aws_sdk_lambda, c)
 }
 
 const LAMBDA_ROLE: &str = "loadgen-lambda";
@@ -1564,24 +1526,13 @@ fn s3control(c: &Common) -> aws_sdk_s3control::Client {
         .endpoint
         .split_once("://")
         .map_or(c.endpoint.as_str(), |(_, a)| a)
-        .trim_end_matches('/');
-    let conf = aws_sdk_s3control::Config::builder()
-        .behavior_version(aws_sdk_s3control::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3control::config::Region::new(c.region.clone()))
-        .endpoint_url(&c.endpoint)
-        .credentials_provider(aws_sdk_s3control::config::Credentials::new(
-            &c.access_key,
-            &c.secret_key,
-            None,
-            None,
-            "loadgen",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .interceptor(KeepHostConnectToEndpoint {
-            authority: authority.to_owned(),
-        })
-        .build();
-    aws_sdk_s3control::Client::from_conf(conf)
+        .trim_end_matches('/')
+        .to_owned();
+    sdk_client!(
+        aws_sdk_s3control,
+        c,
+        interceptor(KeepHostConnectToEndpoint { authority })
+    )
 }
 
 const BATCH_ROLE: &str = "loadgen-batch";
