@@ -2,14 +2,18 @@
 //! AmazonAthena.<Operation>` become calls on [`kd_query::Query`], and its answers or errors
 //! become the wire reply. It sits between the `edge` and the query engine; it checks the
 //! modeled constraints (InvalidRequestException, as Athena answers them), asks IAM for
-//! `athena:<Operation>` on `arn:aws:athena:<region>:<account>:workgroup/primary` (or
+//! `athena:<Operation>` on `arn:aws:athena:<region>:<account>:workgroup/<name>` (the
+//! workgroup the operation or execution belongs to; the ARN given for the tagging operations;
 //! `datacatalog/AwsDataCatalog` for the metadata operations), and hands the engine the
 //! caller's authoriser, since Athena reads tables and writes results as its caller.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kd_query::{Access, ColumnDef, Error, Execution, PortError, Query, Scope, StartRequest, State, TableDef};
+use kd_query::{
+    Access, ColumnDef, ConfigUpdate, Encryption, Error, Execution, NewWorkGroup, PortError, Query, ResultSettings,
+    Scope, StartRequest, State, TableDef, WorkGroup, WorkGroupConfig, WorkGroupState, WorkGroupUpdate,
+};
 use kd_wire::json::{CborShape, Encoding, decode, error_response, ok_response};
 use kd_wire::{Authorize, RequestContext, ServiceError};
 use serde::Deserialize;
@@ -54,6 +58,7 @@ pub fn to_service_error(e: Error) -> ServiceError {
     match e {
         Error::InvalidRequest(_) => ServiceError::client("InvalidRequestException", msg),
         Error::AccessDenied(_) => ServiceError::client("AccessDeniedException", msg),
+        Error::ResourceNotFound(_) => ServiceError::client("ResourceNotFoundException", msg),
         Error::Metadata(_) => ServiceError::client("MetadataException", msg),
         Error::Storage(inner) => {
             tracing::error!(error = %inner, "athena storage failure");
@@ -144,6 +149,65 @@ fn execution_json(e: &Execution) -> Value {
     })
 }
 
+fn engine_version_json(c: &WorkGroupConfig) -> Value {
+    json!({"SelectedEngineVersion": c.engine_version, "EffectiveEngineVersion": c.effective_engine_version()})
+}
+
+/// GetWorkGroup's `WorkGroup`.
+fn workgroup_json(w: &WorkGroup) -> Value {
+    let c = &w.config;
+    let mut rc = json!({});
+    if let Some(l) = &c.result.output_location {
+        rc["OutputLocation"] = json!(l);
+    }
+    if let Some(e) = &c.result.encryption {
+        rc["EncryptionConfiguration"] = json!({"EncryptionOption": e.option});
+        if let Some(k) = &e.kms_key {
+            rc["EncryptionConfiguration"]["KmsKey"] = json!(k);
+        }
+    }
+    if let Some(o) = &c.result.expected_bucket_owner {
+        rc["ExpectedBucketOwner"] = json!(o);
+    }
+    if let Some(a) = &c.result.acl {
+        rc["AclConfiguration"] = json!({"S3AclOption": a});
+    }
+    let mut conf = json!({
+        "ResultConfiguration": rc,
+        "EnforceWorkGroupConfiguration": c.enforce,
+        "PublishCloudWatchMetricsEnabled": c.publish_metrics,
+        "RequesterPaysEnabled": c.requester_pays,
+        "EngineVersion": engine_version_json(c),
+    });
+    if let Some(b) = c.bytes_cutoff {
+        conf["BytesScannedCutoffPerQuery"] = json!(b);
+    }
+    let mut v = json!({
+        "Name": w.name,
+        "State": w.state.as_str(),
+        "Configuration": conf,
+        "CreationTime": secs(w.created_ms),
+    });
+    if let Some(d) = &w.description {
+        v["Description"] = json!(d);
+    }
+    v
+}
+
+/// ListWorkGroups' `WorkGroupSummary`.
+fn workgroup_summary_json(w: &WorkGroup) -> Value {
+    let mut v = json!({
+        "Name": w.name,
+        "State": w.state.as_str(),
+        "CreationTime": secs(w.created_ms),
+        "EngineVersion": engine_version_json(&w.config),
+    });
+    if let Some(d) = &w.description {
+        v["Description"] = json!(d);
+    }
+    v
+}
+
 fn column_json(c: &ColumnDef) -> Value {
     let mut v = json!({"Name": c.name, "Type": c.type_name});
     if let Some(m) = &c.comment {
@@ -188,6 +252,188 @@ struct Req {
     table_name: Option<String>,
     expression: Option<String>,
     name: Option<String>,
+    description: Option<String>,
+    configuration: Option<ConfigurationIn>,
+    configuration_updates: Option<ConfigurationUpdatesIn>,
+    state: Option<String>,
+    tags: Option<Vec<TagIn>>,
+    recursive_delete_option: Option<bool>,
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+    tag_keys: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct TagIn {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptionIn {
+    encryption_option: Option<String>,
+    kms_key: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct AclIn {
+    s3_acl_option: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct EngineVersionIn {
+    selected_engine_version: Option<String>,
+}
+
+/// A workgroup's ResultConfiguration as CreateWorkGroup takes it.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ResultConfigurationIn {
+    output_location: Option<String>,
+    encryption_configuration: Option<EncryptionIn>,
+    expected_bucket_owner: Option<String>,
+    acl_configuration: Option<AclIn>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ConfigurationIn {
+    result_configuration: Option<ResultConfigurationIn>,
+    enforce_work_group_configuration: Option<bool>,
+    publish_cloud_watch_metrics_enabled: Option<bool>,
+    bytes_scanned_cutoff_per_query: Option<i64>,
+    requester_pays_enabled: Option<bool>,
+    engine_version: Option<EngineVersionIn>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ResultConfigurationUpdatesIn {
+    output_location: Option<String>,
+    remove_output_location: Option<bool>,
+    encryption_configuration: Option<EncryptionIn>,
+    remove_encryption_configuration: Option<bool>,
+    expected_bucket_owner: Option<String>,
+    remove_expected_bucket_owner: Option<bool>,
+    acl_configuration: Option<AclIn>,
+    remove_acl_configuration: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ConfigurationUpdatesIn {
+    enforce_work_group_configuration: Option<bool>,
+    result_configuration_updates: Option<ResultConfigurationUpdatesIn>,
+    publish_cloud_watch_metrics_enabled: Option<bool>,
+    bytes_scanned_cutoff_per_query: Option<i64>,
+    remove_bytes_scanned_cutoff_per_query: Option<bool>,
+    requester_pays_enabled: Option<bool>,
+    engine_version: Option<EngineVersionIn>,
+}
+
+fn null(at: &str) -> ServiceError {
+    invalid(format!(
+        "1 validation error detected: Value null at '{at}' failed to satisfy constraint: Member must not be null"
+    ))
+}
+
+fn encryption(e: EncryptionIn, at: &str) -> Result<Encryption, ServiceError> {
+    Ok(Encryption {
+        option: e
+            .encryption_option
+            .ok_or_else(|| null(&format!("{at}.encryptionConfiguration.encryptionOption")))?,
+        kms_key: e.kms_key,
+    })
+}
+
+fn acl(a: AclIn, at: &str) -> Result<String, ServiceError> {
+    a.s3_acl_option
+        .ok_or_else(|| null(&format!("{at}.aclConfiguration.s3AclOption")))
+}
+
+/// A cutoff as a number of bytes (the engine checks the minimum).
+fn cutoff(v: Option<i64>) -> Result<Option<u64>, ServiceError> {
+    v.map(|n| {
+        u64::try_from(n).map_err(|_| {
+            invalid(format!(
+                "1 validation error detected: Value '{n}' at 'configuration.bytesScannedCutoffPerQuery' failed to satisfy constraint: Member must have value greater than or equal to {}",
+                kd_query::workgroups::MIN_BYTES_SCANNED_CUTOFF
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// CreateWorkGroup's Configuration, with AWS's defaults for what it leaves out.
+fn new_config(c: Option<ConfigurationIn>) -> Result<WorkGroupConfig, ServiceError> {
+    let mut out = WorkGroupConfig::created_default();
+    let Some(c) = c else {
+        return Ok(out);
+    };
+    if let Some(r) = c.result_configuration {
+        let at = "configuration.resultConfiguration";
+        out.result = ResultSettings {
+            output_location: r.output_location,
+            encryption: r.encryption_configuration.map(|e| encryption(e, at)).transpose()?,
+            expected_bucket_owner: r.expected_bucket_owner,
+            acl: r.acl_configuration.map(|a| acl(a, at)).transpose()?,
+        };
+    }
+    if let Some(v) = c.enforce_work_group_configuration {
+        out.enforce = v;
+    }
+    if let Some(v) = c.publish_cloud_watch_metrics_enabled {
+        out.publish_metrics = v;
+    }
+    if let Some(v) = c.requester_pays_enabled {
+        out.requester_pays = v;
+    }
+    out.bytes_cutoff = cutoff(c.bytes_scanned_cutoff_per_query)?;
+    if let Some(v) = c.engine_version.and_then(|e| e.selected_engine_version) {
+        out.engine_version = v;
+    }
+    Ok(out)
+}
+
+/// UpdateWorkGroup's ConfigurationUpdates.
+fn config_update(c: ConfigurationUpdatesIn) -> Result<ConfigUpdate, ServiceError> {
+    let mut out = ConfigUpdate {
+        enforce: c.enforce_work_group_configuration,
+        publish_metrics: c.publish_cloud_watch_metrics_enabled,
+        bytes_cutoff: cutoff(c.bytes_scanned_cutoff_per_query)?,
+        remove_bytes_cutoff: c.remove_bytes_scanned_cutoff_per_query.unwrap_or(false),
+        requester_pays: c.requester_pays_enabled,
+        engine_version: c.engine_version.and_then(|e| e.selected_engine_version),
+        ..ConfigUpdate::default()
+    };
+    if let Some(r) = c.result_configuration_updates {
+        let at = "configurationUpdates.resultConfigurationUpdates";
+        out.output_location = r.output_location;
+        out.remove_output_location = r.remove_output_location.unwrap_or(false);
+        out.encryption = r.encryption_configuration.map(|e| encryption(e, at)).transpose()?;
+        out.remove_encryption = r.remove_encryption_configuration.unwrap_or(false);
+        out.expected_bucket_owner = r.expected_bucket_owner;
+        out.remove_expected_bucket_owner = r.remove_expected_bucket_owner.unwrap_or(false);
+        out.acl = r.acl_configuration.map(|a| acl(a, at)).transpose()?;
+        out.remove_acl = r.remove_acl_configuration.unwrap_or(false);
+    }
+    Ok(out)
+}
+
+fn tags_in(tags: Option<Vec<TagIn>>) -> Result<Vec<(String, String)>, ServiceError> {
+    tags.unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            Ok((
+                t.key.ok_or_else(|| null("tags.member.key"))?,
+                t.value.unwrap_or_default(),
+            ))
+        })
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -303,14 +549,22 @@ impl AthenaApi {
                 if ids.is_empty() || ids.len() > 50 {
                     return Err(invalid("QueryExecutionIds must have between 1 and 50 members"));
                 }
-                allow(arn("workgroup/primary"))?;
                 let mut found = Vec::new();
                 let mut missing = Vec::new();
+                let mut allowed = std::collections::BTreeSet::new();
                 for id in ids {
                     match self.query.get(&scope, &id) {
-                        Ok(e) => found.push(execution_json(&e)),
+                        Ok(e) => {
+                            if allowed.insert(e.workgroup.clone()) {
+                                allow(arn(&format!("workgroup/{}", e.workgroup)))?;
+                            }
+                            found.push(execution_json(&e));
+                        }
                         Err(e) => missing.push(json!({"QueryExecutionId": id, "ErrorCode": "INVALID_INPUT", "ErrorMessage": e.to_string()})),
                     }
+                }
+                if allowed.is_empty() {
+                    allow(arn("workgroup/primary"))?;
                 }
                 ok(json!({"QueryExecutions": found, "UnprocessedQueryExecutionIds": missing}))
             }
@@ -372,31 +626,134 @@ impl AthenaApi {
                 }
                 ok(v)
             }
+            "CreateWorkGroup" => {
+                let name = r.name.clone().ok_or_else(|| null("name"))?;
+                kd_query::workgroups::check_name(&name, "name").map_err(to_service_error)?;
+                allow(arn(&format!("workgroup/{name}")))?;
+                let new = NewWorkGroup {
+                    name,
+                    description: r.description,
+                    config: new_config(r.configuration)?,
+                    tags: tags_in(r.tags)?,
+                };
+                self.query
+                    .create_workgroup(&scope, new)
+                    .await
+                    .map_err(to_service_error)?;
+                ok(json!({}))
+            }
             "GetWorkGroup" => {
-                let name = r.work_group.clone().unwrap_or_default();
-                if name != "primary" {
-                    return Err(invalid(format!("WorkGroup {name} is not found.")));
-                }
-                allow(arn("workgroup/primary"))?;
-                let mut conf = json!({
-                    "EnforceWorkGroupConfiguration": false,
-                    "PublishCloudWatchMetricsEnabled": false,
-                    "RequesterPaysEnabled": false,
-                    "EngineVersion": {"SelectedEngineVersion": "AUTO", "EffectiveEngineVersion": "Athena engine version 3"},
-                });
-                if let Some(o) = &self.query.config().primary_output_location {
-                    conf["ResultConfiguration"] = json!({"OutputLocation": o});
-                }
-                ok(
-                    json!({"WorkGroup": {"Name": "primary", "State": "ENABLED", "Configuration": conf, "Description": "", "CreationTime": 0.0}}),
-                )
+                let name = r.work_group.clone().ok_or_else(|| null("workGroup"))?;
+                kd_query::workgroups::check_name(&name, "workGroup").map_err(to_service_error)?;
+                allow(arn(&format!("workgroup/{name}")))?;
+                let w = self
+                    .query
+                    .get_workgroup(&scope, &name)
+                    .await
+                    .map_err(to_service_error)?;
+                ok(json!({ "WorkGroup": workgroup_json(&w) }))
             }
             "ListWorkGroups" => {
+                let n = max(50, 50)?;
                 allow(arn("workgroup/primary"))?;
-                ok(
-                    json!({"WorkGroups": [{"Name": "primary", "State": "ENABLED", "Description": "", "CreationTime": 0.0,
-                    "EngineVersion": {"SelectedEngineVersion": "AUTO", "EffectiveEngineVersion": "Athena engine version 3"}}]}),
-                )
+                let token = r.next_token.as_deref().filter(|t| !t.is_empty());
+                let (items, next) = self
+                    .query
+                    .list_workgroups(&scope, token, n)
+                    .await
+                    .map_err(to_service_error)?;
+                let mut v = json!({ "WorkGroups": items.iter().map(workgroup_summary_json).collect::<Vec<_>>() });
+                if let Some(t) = next {
+                    v["NextToken"] = json!(t);
+                }
+                ok(v)
+            }
+            "UpdateWorkGroup" => {
+                let name = r.work_group.clone().ok_or_else(|| null("workGroup"))?;
+                kd_query::workgroups::check_name(&name, "workGroup").map_err(to_service_error)?;
+                allow(arn(&format!("workgroup/{name}")))?;
+                let update = WorkGroupUpdate {
+                    description: r.description,
+                    state: r
+                        .state
+                        .as_deref()
+                        .map(WorkGroupState::parse)
+                        .transpose()
+                        .map_err(to_service_error)?,
+                    config: r.configuration_updates.map(config_update).transpose()?,
+                };
+                self.query
+                    .update_workgroup(&scope, &name, update)
+                    .await
+                    .map_err(to_service_error)?;
+                ok(json!({}))
+            }
+            "DeleteWorkGroup" => {
+                let name = r.work_group.clone().ok_or_else(|| null("workGroup"))?;
+                kd_query::workgroups::check_name(&name, "workGroup").map_err(to_service_error)?;
+                allow(arn(&format!("workgroup/{name}")))?;
+                self.query
+                    .delete_workgroup(&scope, &name, r.recursive_delete_option.unwrap_or(false))
+                    .await
+                    .map_err(to_service_error)?;
+                ok(json!({}))
+            }
+            "TagResource" | "UntagResource" | "ListTagsForResource" => {
+                let resource = r.resource_arn.clone().ok_or_else(|| null("resourceARN"))?;
+                if resource.len() > 1011 {
+                    return Err(invalid(
+                        "1 validation error detected: Value at 'resourceARN' failed to satisfy constraint: Member must have length less than or equal to 1011",
+                    ));
+                }
+                allow(resource.clone())?;
+                match op {
+                    "TagResource" => {
+                        let tags = r.tags.ok_or_else(|| null("tags"))?;
+                        self.query
+                            .tag_workgroup(&scope, &resource, tags_in(Some(tags))?)
+                            .await
+                            .map_err(to_service_error)?;
+                        ok(json!({}))
+                    }
+                    "UntagResource" => {
+                        let keys = r.tag_keys.clone().ok_or_else(|| null("tagKeys"))?;
+                        if keys.len() > kd_query::workgroups::MAX_TAGS {
+                            return Err(invalid(format!(
+                                "1 validation error detected: Value at 'tagKeys' failed to satisfy constraint: Member must have length less than or equal to {}",
+                                kd_query::workgroups::MAX_TAGS
+                            )));
+                        }
+                        self.query
+                            .untag_workgroup(&scope, &resource, keys)
+                            .await
+                            .map_err(to_service_error)?;
+                        ok(json!({}))
+                    }
+                    _ => {
+                        let n = match r.max_results {
+                            None => usize::MAX,
+                            Some(m) if m >= 75 => usize::try_from(m).unwrap_or(usize::MAX),
+                            Some(m) => {
+                                return Err(invalid(format!(
+                                    "1 validation error detected: Value '{m}' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 75"
+                                )));
+                            }
+                        };
+                        let token = r.next_token.as_deref().filter(|t| !t.is_empty());
+                        let (tags, next) = self
+                            .query
+                            .workgroup_tags(&scope, &resource, token, n)
+                            .await
+                            .map_err(to_service_error)?;
+                        let mut v = json!({
+                            "Tags": tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>(),
+                        });
+                        if let Some(t) = next {
+                            v["NextToken"] = json!(t);
+                        }
+                        ok(v)
+                    }
+                }
             }
             "ListDataCatalogs" => {
                 allow(arn("datacatalog/AwsDataCatalog"))?;

@@ -143,6 +143,29 @@ impl Params {
 
 type Reply = Result<Option<String>, ServiceError>;
 
+/// Items per page of the list and describe operations (AWS pages them; 100 is the page size
+/// of ListStacks, ListStackResources and ListExports).
+pub const PAGE_SIZE: usize = 100;
+/// What a `NextToken` of this API starts with (the rest is the offset of the page).
+const TOKEN_PREFIX: &str = "kd-page-";
+
+/// The page of `items` that `token` (a `NextToken` this API gave) starts, and the token of
+/// the page after it, if any.
+fn page<T>(items: Vec<T>, token: Option<String>) -> Result<(Vec<T>, Option<String>), ServiceError> {
+    let start = match token {
+        None => 0,
+        Some(t) => t
+            .strip_prefix(TOKEN_PREFIX)
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n <= items.len())
+            .ok_or_else(|| validation("Invalid NextToken"))?,
+    };
+    let end = (start + PAGE_SIZE).min(items.len());
+    let next = (end < items.len()).then(|| format!("{TOKEN_PREFIX}{end}"));
+    let items: Vec<T> = items.into_iter().skip(start).take(end - start).collect();
+    Ok((items, next))
+}
+
 fn one(f: impl FnOnce(&mut Xml)) -> Reply {
     let mut x = Xml::default();
     f(&mut x);
@@ -332,11 +355,16 @@ impl CloudFormationApi {
                     Some(name) => vec![self.stacks.stack(scope, &name).map_err(e)?],
                     None => self.stacks.live_stacks(scope),
                 };
-                one(|x| x.members("Stacks", &stacks, stack_xml))
+                let (stacks, next) = page(stacks, p.opt("NextToken"))?;
+                one(|x| {
+                    x.members("Stacks", &stacks, stack_xml);
+                    x.opt("NextToken", next.as_deref());
+                })
             }
             "DescribeStackEvents" => {
                 let name = p.req("StackName", "stackName")?;
                 let events = self.stacks.events(scope, &name).map_err(e)?;
+                let (events, next) = page(events, p.opt("NextToken"))?;
                 one(|x| {
                     x.members("StackEvents", &events, |x, ev| {
                         x.el("StackId", &ev.stack_id);
@@ -350,6 +378,7 @@ impl CloudFormationApi {
                         x.opt("ResourceStatusReason", ev.status_reason.as_deref());
                         x.opt("ResourceProperties", ev.properties.as_deref());
                     });
+                    x.opt("NextToken", next.as_deref());
                 })
             }
             "DescribeStackResource" => {
@@ -405,11 +434,13 @@ impl CloudFormationApi {
             "ListStackResources" => {
                 let name = p.req("StackName", "stackName")?;
                 let doc = self.stacks.stack(scope, &name).map_err(e)?;
+                let (resources, next) = page(doc.resources.values().collect(), p.opt("NextToken"))?;
                 one(|x| {
-                    x.members("StackResourceSummaries", doc.resources.values(), |x, r| {
+                    x.members("StackResourceSummaries", resources, |x, r| {
                         resource_xml(x, r, "LastUpdatedTimestamp");
                         drift(x);
                     });
+                    x.opt("NextToken", next.as_deref());
                 })
             }
             "ListStacks" => {
@@ -427,6 +458,7 @@ impl CloudFormationApi {
                     .into_iter()
                     .filter(|s| filter.is_empty() || filter.iter().any(|f| f == s.status.as_str()))
                     .collect();
+                let (stacks, next) = page(stacks, p.opt("NextToken"))?;
                 one(|x| {
                     x.members("StackSummaries", &stacks, |x, s| {
                         x.el("StackId", &s.stack_id);
@@ -439,6 +471,7 @@ impl CloudFormationApi {
                         x.opt("StackStatusReason", s.status_reason.as_deref());
                         drift(x);
                     });
+                    x.opt("NextToken", next.as_deref());
                 })
             }
             "GetTemplate" => {
@@ -501,13 +534,14 @@ impl CloudFormationApi {
                 one(|x| template_summary_xml(x, &t))
             }
             "ListExports" => {
-                let exports = self.stacks.exports(scope);
+                let (exports, next) = page(self.stacks.exports(scope), p.opt("NextToken"))?;
                 one(|x| {
                     x.members("Exports", &exports, |x, ex| {
                         x.el("ExportingStackId", &ex.exporting_stack_id);
                         x.el("Name", &ex.name);
                         x.el("Value", &ex.value);
                     });
+                    x.opt("NextToken", next.as_deref());
                 })
             }
             "CreateChangeSet" => {
@@ -551,6 +585,7 @@ impl CloudFormationApi {
             "ListChangeSets" => {
                 let stack = p.req("StackName", "stackName")?;
                 let sets = self.stacks.change_sets(scope, &stack).map_err(e)?;
+                let (sets, next) = page(sets, p.opt("NextToken"))?;
                 one(|x| {
                     x.members("Summaries", &sets, |x, cs| {
                         x.el("StackId", &cs.stack_id);
@@ -563,6 +598,7 @@ impl CloudFormationApi {
                         x.el("CreationTime", &timestamp(cs.created_ms));
                         x.opt("Description", cs.description.as_deref());
                     });
+                    x.opt("NextToken", next.as_deref());
                 })
             }
             other => Err(ServiceError::client(
@@ -775,6 +811,23 @@ fn change_set_xml(x: &mut Xml, cs: &ChangeSetDoc) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_follow_their_tokens_to_the_end() -> Result<(), ServiceError> {
+        let items: Vec<usize> = (0..250).collect();
+        let (first, t1) = page(items.clone(), None)?;
+        assert_eq!((first.len(), first[0], t1.as_deref()), (100, 0, Some("kd-page-100")));
+        let (second, t2) = page(items.clone(), t1)?;
+        assert_eq!((second[0], second.len()), (100, 100));
+        let (third, t3) = page(items.clone(), t2)?;
+        assert_eq!((third[0], third.len(), t3), (200, 50, None));
+        let (all, none) = page(vec![1, 2], None)?;
+        assert_eq!((all, none), (vec![1, 2], None));
+        for bad in ["kd-page-251", "100", "kd-page-x", ""] {
+            assert!(page(items.clone(), Some(bad.to_owned())).is_err(), "{bad}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn template_urls_in_every_s3_style() {

@@ -159,6 +159,9 @@ struct EphemeralIn {
 #[serde(rename_all = "PascalCase")]
 struct LoggingIn {
     log_format: Option<String>,
+    log_group: Option<String>,
+    application_log_level: Option<String>,
+    system_log_level: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,6 +227,12 @@ impl FunctionIn {
                 .map(|d| d.target_arn.clone().unwrap_or_default()),
             layers: self.layers.clone(),
             log_format: self.logging_config.as_ref().and_then(|l| l.log_format.clone()),
+            log_group: self.logging_config.as_ref().and_then(|l| l.log_group.clone()),
+            application_log_level: self
+                .logging_config
+                .as_ref()
+                .and_then(|l| l.application_log_level.clone()),
+            system_log_level: self.logging_config.as_ref().and_then(|l| l.system_log_level.clone()),
             revision_id: self.revision_id.clone(),
         }
     }

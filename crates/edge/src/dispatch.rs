@@ -31,6 +31,7 @@ pub const ALL_SERVICES: &[&str] = &[
     "athena",
     "cloudformation",
     "ssm",
+    "logs",
 ];
 
 /// The service a request is for.
@@ -46,6 +47,8 @@ pub enum Service {
     Athena,
     /// SSM Parameter Store.
     Ssm,
+    /// CloudWatch Logs.
+    Logs,
     /// An awsJson service we do not know.
     UnknownJson,
     /// AWS Lambda.
@@ -75,6 +78,7 @@ impl Service {
             | Service::Glue
             | Service::Athena
             | Service::Ssm
+            | Service::Logs
             | Service::UnknownJson => Protocol::AwsJson,
             Service::Lambda | Service::ApiGateway | Service::ApiGatewayInvoke => Protocol::RestJson,
             Service::S3Control | Service::S3 => Protocol::RestXml,
@@ -90,6 +94,7 @@ impl Service {
             Service::Glue => "Glue",
             Service::Athena => "Athena",
             Service::Ssm => "SSM",
+            Service::Logs => "CloudWatch Logs",
             Service::UnknownJson => "This service",
             Service::Lambda => "Lambda",
             Service::S3Control => "S3 Control",
@@ -180,6 +185,7 @@ pub fn route(parts: &http::request::Parts) -> Service {
             "AWSGlue" => Service::Glue,
             "AmazonAthena" => Service::Athena,
             "AmazonSSM" => Service::Ssm,
+            "Logs_20140328" => Service::Logs,
             _ => Service::UnknownJson,
         };
     }
@@ -213,6 +219,7 @@ pub fn route(parts: &http::request::Parts) -> Service {
         Some("glue") => Service::Glue,
         Some("athena") => Service::Athena,
         Some("ssm") => Service::Ssm,
+        Some("logs") => Service::Logs,
         Some("lambda") => Service::Lambda,
         Some("apigateway") => Service::ApiGateway,
         Some("execute-api") => Service::ApiGatewayInvoke,
@@ -253,6 +260,14 @@ mod tests {
         assert_eq!(
             route(&parts("POST", "/", &[("x-amz-target", "AmazonSSM.GetParameter")])),
             Service::Ssm
+        );
+        assert_eq!(
+            route(&parts(
+                "POST",
+                "/",
+                &[("x-amz-target", "Logs_20140328.FilterLogEvents")]
+            )),
+            Service::Logs
         );
         assert_eq!(route(&parts("GET", "/2015-03-31/functions/", &[])), Service::Lambda);
         assert_eq!(route(&parts("GET", "/v20180820/jobs", &[])), Service::S3Control);

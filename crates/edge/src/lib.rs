@@ -28,6 +28,7 @@ use kd_api_glue::GlueApi;
 use kd_api_iam::{Endpoint, IamApi};
 use kd_api_kinesis::KinesisApi;
 use kd_api_lambda::LambdaApi;
+use kd_api_logs::LogsApi;
 use kd_api_s3control::S3ControlApi;
 use kd_api_ssm::SsmApi;
 use kd_iam::authz::Authorizer;
@@ -80,6 +81,8 @@ pub struct Services {
     pub cloudformation: CloudFormationApi,
     /// SSM Parameter Store.
     pub ssm: SsmApi,
+    /// CloudWatch Logs.
+    pub logs: LogsApi,
 }
 
 /// The services the edge dispatches to.
@@ -99,6 +102,7 @@ pub struct Edge {
     athena: AthenaApi,
     cloudformation: CloudFormationApi,
     ssm: SsmApi,
+    logs: LogsApi,
     reset: ResetHook,
 }
 
@@ -126,6 +130,7 @@ impl Edge {
             athena: services.athena,
             cloudformation: services.cloudformation,
             ssm: services.ssm,
+            logs: services.logs,
             reset,
         }
     }
@@ -238,6 +243,15 @@ impl Edge {
                     .unwrap_or_default();
                 let op = kd_wire::json::operation(target, kd_api_ssm::TARGET_PREFIX).unwrap_or_default();
                 self.ssm.handle(&ctx, op, &body).await
+            }
+            Service::Logs => {
+                let target = parts
+                    .headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let op = kd_wire::json::operation(target, kd_api_logs::TARGET_PREFIX).unwrap_or_default();
+                self.logs.handle(&ctx, op, &body).await
             }
             Service::S3Control => {
                 self.s3control

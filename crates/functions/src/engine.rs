@@ -198,6 +198,12 @@ impl Functions {
         &self.host
     }
 
+    /// Ships every instance's output to CloudWatch Logs through `dest` (see
+    /// [`crate::host::logs`]); call once, from within the tokio runtime.
+    pub fn set_log_destination(&self, dest: Arc<dyn crate::host::LogDestination>) {
+        self.host.set_log_destination(dest);
+    }
+
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
@@ -326,7 +332,7 @@ impl Functions {
             architectures: vec![c.architecture.clone()],
             ephemeral_storage: serde_json::json!({"Size": c.ephemeral_storage}),
             snap_start: serde_json::json!({"ApplyOn": "None", "OptimizationStatus": "Off"}),
-            logging_config: serde_json::json!({"LogFormat": c.log_format, "LogGroup": format!("/aws/lambda/{}", doc.name)}),
+            logging_config: c.logging_config(&doc.name),
             dead_letter_config: c
                 .dead_letter_target
                 .as_ref()
@@ -445,6 +451,11 @@ impl Functions {
             ));
         }
         validate(&input)?;
+        if input.log_format.as_deref() != Some("JSON")
+            && (input.application_log_level.is_some() || input.system_log_level.is_some())
+        {
+            return Err(levels_need_json());
+        }
         check_runtime(&runtime)?;
         self.roles
             .check_lambda_trust(&role)
@@ -460,7 +471,8 @@ impl Functions {
             return Err(Error::ResourceConflict(format!("Function already exist: {name}")));
         }
         let now = self.now_ms();
-        let latest = VersionConfig {
+        let logging = Logging::of(&input);
+        let mut latest = VersionConfig {
             version: "$LATEST".into(),
             runtime,
             handler,
@@ -482,8 +494,12 @@ impl Functions {
             updated: false,
             dead_letter_target: input.dead_letter_target.filter(|t| !t.is_empty()),
             layers: input.layers.unwrap_or_default(),
-            log_format: input.log_format.unwrap_or_else(|| "Text".into()),
+            log_format: "Text".into(),
+            log_group: None,
+            application_log_level: None,
+            system_log_level: None,
         };
+        apply_logging(&mut latest, &logging)?;
         let mut doc = FunctionDoc {
             version: FORMAT_VERSION,
             account: scope.account.clone(),
@@ -615,6 +631,7 @@ impl Functions {
                 .map_err(Error::InvalidParameterValue)?;
         }
         let delay = self.config.activation_delay_ms;
+        let logging = Logging::of(&input);
         let doc = self
             .mutate(scope, name, |doc, now| {
                 check_revision(&doc.latest, input.revision_id.as_deref())?;
@@ -649,9 +666,7 @@ impl Functions {
                 if let Some(v) = input.layers {
                     l.layers = v;
                 }
-                if let Some(v) = input.log_format {
-                    l.log_format = v;
-                }
+                apply_logging(l, &logging)?;
                 touch(l, now, delay);
                 Ok(doc.clone())
             })
@@ -963,6 +978,7 @@ impl Functions {
             region: r.doc.region.clone(),
             credentials: Some(credentials),
             concurrency_limit: reserved,
+            log_group: r.config.log_group_of(&r.doc.name),
         });
         let mut specs = self.specs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         specs.retain(|k, _| !k.starts_with(&format!("{}:{}:", r.doc.arn, r.config.version)));
@@ -1415,12 +1431,97 @@ fn validate(input: &FunctionInput) -> Result<()> {
             "1 validation error detected: Value '{f}' at 'loggingConfig.logFormat' failed to satisfy constraint: Member must satisfy enum value set: [JSON, Text]"
         )));
     }
+    if let Some(g) = &input.log_group {
+        let pattern_ok = g
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b'#'));
+        if g.is_empty() || g.len() > 512 || !pattern_ok {
+            return Err(Error::InvalidParameterValue(format!(
+                "1 validation error detected: Value '{}' at 'loggingConfig.logGroup' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+",
+                g.chars().take(512).collect::<String>()
+            )));
+        }
+    }
+    for (field, value, allowed) in [
+        (
+            "applicationLogLevel",
+            &input.application_log_level,
+            &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"][..],
+        ),
+        (
+            "systemLogLevel",
+            &input.system_log_level,
+            &["DEBUG", "INFO", "WARN"][..],
+        ),
+    ] {
+        if let Some(v) = value
+            && !allowed.contains(&v.as_str())
+        {
+            return Err(Error::InvalidParameterValue(format!(
+                "1 validation error detected: Value '{}' at 'loggingConfig.{field}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                v.chars().take(64).collect::<String>(),
+                allowed.join(", ")
+            )));
+        }
+    }
     if let Some(r) = &input.role
         && kd_role_arn(r).is_none()
     {
         return Err(Error::InvalidParameterValue(format!(
             "1 validation error detected: Value '{r}' at 'role' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\\d{{12}}:role/?[a-zA-Z_0-9+=,.@\\-_/]+"
         )));
+    }
+    Ok(())
+}
+
+fn levels_need_json() -> Error {
+    Error::InvalidParameterValue(
+        "ApplicationLogLevel and SystemLogLevel can only be set for functions configured to use JSON log format."
+            .into(),
+    )
+}
+
+/// The `LoggingConfig` members of a create or update.
+struct Logging {
+    format: Option<String>,
+    group: Option<String>,
+    application: Option<String>,
+    system: Option<String>,
+}
+
+impl Logging {
+    fn of(input: &FunctionInput) -> Logging {
+        Logging {
+            format: input.log_format.clone(),
+            group: input.log_group.clone(),
+            application: input.application_log_level.clone(),
+            system: input.system_log_level.clone(),
+        }
+    }
+}
+
+/// Applies `LoggingConfig` to `c`: the format, the group, and the levels, which only JSON
+/// allows (switching to Text drops them).
+fn apply_logging(c: &mut VersionConfig, input: &Logging) -> Result<()> {
+    if let Some(f) = &input.format {
+        c.log_format = f.clone();
+    }
+    if let Some(g) = &input.group {
+        c.log_group = Some(g.clone());
+    }
+    let levels = input.application.is_some() || input.system.is_some();
+    if c.log_format != "JSON" {
+        if levels {
+            return Err(levels_need_json());
+        }
+        c.application_log_level = None;
+        c.system_log_level = None;
+    }
+    if let Some(v) = &input.application {
+        c.application_log_level = Some(v.clone());
+    }
+    if let Some(v) = &input.system {
+        c.system_log_level = Some(v.clone());
     }
     Ok(())
 }

@@ -88,6 +88,35 @@ pub struct VersionConfig {
     /// `LoggingConfig.LogFormat` (`Text` or `JSON`).
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// `LoggingConfig.LogGroup` (None: `/aws/lambda/<name>`).
+    #[serde(default)]
+    pub log_group: Option<String>,
+    /// `LoggingConfig.ApplicationLogLevel` (JSON format only; recorded).
+    #[serde(default)]
+    pub application_log_level: Option<String>,
+    /// `LoggingConfig.SystemLogLevel` (JSON format only; recorded).
+    #[serde(default)]
+    pub system_log_level: Option<String>,
+}
+
+impl VersionConfig {
+    /// The log group the function's output goes to.
+    pub fn log_group_of(&self, function_name: &str) -> String {
+        self.log_group
+            .clone()
+            .unwrap_or_else(|| format!("/aws/lambda/{function_name}"))
+    }
+
+    /// `LoggingConfig` as GetFunctionConfiguration shows it (levels only with JSON, `INFO`
+    /// unless set).
+    pub fn logging_config(&self, function_name: &str) -> serde_json::Value {
+        let mut v = serde_json::json!({"LogFormat": self.log_format, "LogGroup": self.log_group_of(function_name)});
+        if self.log_format == "JSON" {
+            v["ApplicationLogLevel"] = serde_json::json!(self.application_log_level.as_deref().unwrap_or("INFO"));
+            v["SystemLogLevel"] = serde_json::json!(self.system_log_level.as_deref().unwrap_or("INFO"));
+        }
+        v
+    }
 }
 
 fn default_ephemeral() -> u32 {
@@ -209,6 +238,12 @@ pub struct FunctionInput {
     pub layers: Option<Vec<String>>,
     /// Log format.
     pub log_format: Option<String>,
+    /// `LoggingConfig.LogGroup`.
+    pub log_group: Option<String>,
+    /// `LoggingConfig.ApplicationLogLevel`.
+    pub application_log_level: Option<String>,
+    /// `LoggingConfig.SystemLogLevel`.
+    pub system_log_level: Option<String>,
     /// Expected revision id (update only).
     pub revision_id: Option<String>,
 }

@@ -78,6 +78,7 @@ fn spec(name: &str, runtime: &str, handler: &str, code: &Path) -> FunctionSpec {
             session_token: "token".to_owned(),
         }),
         concurrency_limit: None,
+        log_group: format!("/aws/lambda/{name}"),
     }
 }
 

@@ -24,7 +24,7 @@
 //! segment_mib = 64                    # log segment size
 //! fsync = "always"                    # "always" | "interval" | "never"
 //! fsync_interval_ms = 100             # with fsync = "interval"
-//! retention_check_secs = 60           # how often expired segments are deleted
+//! retention_check_secs = 60           # how often expired segments (and expired CloudWatch Logs events) are deleted
 //!
 //! [s3]
 //! base_domains = ["localhost"]        # <bucket>.localhost:4566 is a virtual-hosted bucket
@@ -42,8 +42,9 @@
 //! integration_timeout_ms = 29000      # default timeoutInMillis of an integration (504 after it)
 //!
 //! [athena]
-//! output_location = "s3://athena-results/"  # the `primary` workgroup's OutputLocation (default: none,
-//!                                           # so StartQueryExecution must name one)
+//! output_location = "s3://athena-results/"  # the `primary` workgroup's OutputLocation until
+//!                                           # UpdateWorkGroup changes it (default: none, so
+//!                                           # StartQueryExecution must name one)
 //! ```
 
 use std::net::SocketAddr;
@@ -119,8 +120,9 @@ impl Default for CloudFormationConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AthenaConfig {
     /// The `primary` workgroup's result location (`s3://bucket/path/`), used by queries whose
-    /// StartQueryExecution names no `ResultConfiguration.OutputLocation`. None: such queries
-    /// are refused with InvalidRequestException, as on AWS.
+    /// StartQueryExecution names no `ResultConfiguration.OutputLocation`, until an
+    /// UpdateWorkGroup of `primary` gives it settings of its own. None: such
+    /// queries are refused with InvalidRequestException, as on AWS.
     pub output_location: Option<String>,
 }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod deploy;
 pub mod lambda;
+pub mod logs;
 pub mod pipeline;
 pub mod ports;
 pub mod replication;
@@ -51,6 +52,7 @@ pub struct Server {
     functions: Arc<Functions>,
     batch: Arc<kd_batch::Batch>,
     gateway: Arc<kd_gateway::Gateway>,
+    cw_logs: Arc<kd_logs::Logs>,
     dispatcher: JoinHandle<()>,
     replicator: JoinHandle<()>,
 }
@@ -189,8 +191,12 @@ impl Server {
         let ssm =
             kd_ssm::ParameterStore::open(meta.clone(), clock.clone()).context("cannot open the SSM parameter store")?;
         stacks.set_parameter_source(Arc::new(stacks_ssm::StoreParameters::new(ssm.clone())));
+        let cw_logs = kd_logs::Logs::open(kd_logs::Config::default(), meta.clone(), clock.clone())
+            .context("cannot open the CloudWatch Logs engine")?;
+        functions.set_log_destination(Arc::new(logs::FunctionLogs::new(cw_logs.clone())));
         let reset_stacks = stacks.clone();
         let reset_ssm = ssm.clone();
+        let reset_logs = cw_logs.clone();
         let reset: ResetHook = Arc::new(move || {
             let c = reset_catalog.clone();
             let q = reset_query.clone();
@@ -205,6 +211,7 @@ impl Server {
             );
             let st = reset_stacks.clone();
             let sp = reset_ssm.clone();
+            let lg = reset_logs.clone();
             Box::pin(async move {
                 // Stacks, jobs and delivery first: they read and write the other engines.
                 st.reset().await.map_err(|e| e.to_string())?;
@@ -217,6 +224,7 @@ impl Server {
                 q.reset().await.map_err(|e| e.to_string())?;
                 c.reset().await.map_err(|e| e.to_string())?;
                 sp.reset().await.map_err(|e| e.to_string())?;
+                lg.reset().await.map_err(|e| e.to_string())?;
                 tokio::task::spawn_blocking(move || i.reset())
                     .await
                     .map_err(|e| e.to_string())?
@@ -254,6 +262,7 @@ impl Server {
                 .with_responses(custom_responses)
                 .allow_unsupported(config.cloudformation.allow_unsupported),
                 ssm: kd_api_ssm::SsmApi::new(ssm.clone()),
+                logs: kd_api_logs::LogsApi::new(cw_logs.clone()),
             },
             reset,
         );
@@ -262,6 +271,7 @@ impl Server {
             let _ = stopped.await;
         }));
         let sweep_engine = engine.clone();
+        let sweep_logs = cw_logs.clone();
         let period = Duration::from_secs(config.kinesis.retention_check_secs.max(1));
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
@@ -271,6 +281,11 @@ impl Server {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(segments = n, "retention removed expired segments"),
                     Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+                }
+                match sweep_logs.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "CloudWatch Logs retention and caps removed events"),
+                    Err(e) => tracing::warn!(error = %e, "CloudWatch Logs sweep failed"),
                 }
             }
         });
@@ -284,6 +299,7 @@ impl Server {
             functions,
             batch,
             gateway,
+            cw_logs,
             dispatcher,
             replicator: replicator_task,
         })
@@ -317,6 +333,11 @@ impl Server {
     /// The API Gateway engine.
     pub fn gateway(&self) -> &Arc<kd_gateway::Gateway> {
         &self.gateway
+    }
+
+    /// The CloudWatch Logs engine.
+    pub fn logs(&self) -> &Arc<kd_logs::Logs> {
+        &self.cw_logs
     }
 
     /// The S3 Batch Operations engine.

@@ -110,6 +110,8 @@ pub(crate) const T_STATE: &str = "s3_state";
 pub(crate) const T_INLINE: &str = "s3_inline";
 pub(crate) const T_VERSIONS: &str = "s3_versions";
 pub(crate) const T_REPLICATION: &str = "s3_replication";
+/// The most bytes one [`Objects::read_ranges`] call returns (it holds them in memory).
+pub const MAX_RANGES_BYTES: u64 = 256 * 1024 * 1024;
 const ALL_TABLES: [&str; 9] = [
     T_BUCKETS,
     T_OBJECTS,
@@ -1288,6 +1290,58 @@ impl Objects {
             }
         }
         Err(Error::Internal(format!("blob of {bucket}/{key} keeps disappearing")))
+    }
+
+    /// Several byte ranges (half-open, `start..end`) of the current version of an object,
+    /// read in one go: one lookup, one open and positioned reads on one blocking thread.
+    /// This is the columnar readers' path (a Parquet reader asks for a footer, then for
+    /// column chunks scattered over the file); unlike [`Objects::get_object`] it neither
+    /// streams nor coalesces. Every range must lie within the object (`InvalidRange`
+    /// otherwise), and their total is limited to [`MAX_RANGES_BYTES`].
+    pub async fn read_ranges(
+        &self,
+        bucket: &str,
+        key: &str,
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<(ObjectInfo, Vec<Bytes>)> {
+        let (doc, stored) = self.open_object(bucket, key, None).await?;
+        let mut total = 0u64;
+        for r in ranges {
+            if r.start > r.end || r.end > doc.size {
+                return Err(Error::InvalidRange { size: doc.size });
+            }
+            total += r.end - r.start;
+        }
+        if total > MAX_RANGES_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "{total} bytes asked for in one read; at most {MAX_RANGES_BYTES}"
+            )));
+        }
+        let info = doc.info(bucket, key);
+        let parts = match stored {
+            StoredBody::Inline(b) => ranges
+                .iter()
+                .map(|r| b.slice(r.start as usize..r.end as usize))
+                .collect(),
+            StoredBody::File(f) => {
+                let file = f.into_std().await;
+                let ranges = ranges.to_vec();
+                tokio::task::spawn_blocking(move || -> Result<Vec<Bytes>> {
+                    use std::os::unix::fs::FileExt;
+                    let mut out = Vec::with_capacity(ranges.len());
+                    for r in ranges {
+                        let mut buf = vec![0u8; (r.end - r.start) as usize];
+                        file.read_exact_at(&mut buf, r.start)
+                            .map_err(|e| Error::io("read a blob range", e))?;
+                        out.push(Bytes::from(buf));
+                    }
+                    Ok(out)
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("blob reader: {e}")))??
+            }
+        };
+        Ok((info, parts))
     }
 
     /// GetObject: the object, the resolved range (inclusive) if one was asked for and

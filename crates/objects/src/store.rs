@@ -58,6 +58,8 @@ const PAGE: usize = 1000;
 const DELIMITER: &str = "/";
 /// Concurrent deletions of `delete_stream`.
 const DELETE_CONCURRENCY: usize = 10;
+/// Bounded ranges up to this size are read in one positioned read, not streamed.
+const SMALL_RANGE: u64 = 16 * 1024 * 1024;
 
 type OsResult<T> = object_store::Result<T>;
 
@@ -460,6 +462,34 @@ impl ObjectStore for BucketStore {
                 meta,
             });
         }
+        // A small bounded range (a Parquet footer or column chunk) in one positioned read.
+        if let Some(GetRange::Bounded(b)) = &options.range
+            && b.end > b.start
+            && b.end - b.start <= SMALL_RANGE
+            && options.if_match.is_none()
+            && options.if_none_match.is_none()
+            && options.if_modified_since.is_none()
+            && options.if_unmodified_since.is_none()
+        {
+            match self
+                .objects
+                .read_ranges(&self.bucket, key, std::slice::from_ref(b))
+                .await
+            {
+                Ok((info, mut parts)) => {
+                    let bytes = parts.pop().unwrap_or_default();
+                    return Ok(GetResult {
+                        payload: GetResultPayload::Stream(stream::once(async move { Ok(bytes) }).boxed()),
+                        range: b.clone(),
+                        attributes: attributes(&info.headers),
+                        meta: meta(&info, location.clone()),
+                    });
+                }
+                // Past the end: the streamed path below truncates or refuses, as before.
+                Err(Error::InvalidRange { .. }) => {}
+                Err(e) => return Err(os_err(e, key)),
+            }
+        }
         let range = match &options.range {
             None => None,
             Some(r) => {
@@ -509,6 +539,20 @@ impl ObjectStore for BucketStore {
             }
             Err(e) => Err(os_err(e, key)),
         }
+    }
+
+    /// Positioned reads of each range, without coalescing: the bytes are local, so reading
+    /// the gaps between a Parquet file's column chunks would only cost copies.
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> OsResult<Vec<Bytes>> {
+        let key = location.as_ref();
+        self.objects
+            .read_ranges(&self.bucket, key, ranges)
+            .await
+            .map(|(_, parts)| parts)
+            .map_err(|e| match e {
+                Error::InvalidRange { size } => generic(format!("ranges {ranges:?} outside {key} ({size} bytes)")),
+                e => os_err(e, key),
+            })
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, OsResult<Path>>) -> BoxStream<'static, OsResult<Path>> {

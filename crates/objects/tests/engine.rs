@@ -410,6 +410,54 @@ async fn ranges_in(inline_max: u64) -> R {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_ranges_reads_each_range_in_place() -> R {
+    for inline_max in MODES {
+        read_ranges_in(inline_max)
+            .await
+            .map_err(|e| format!("inline_max {inline_max}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::single_range_in_vec_init)] // one range per call is the point
+async fn read_ranges_in(inline_max: u64) -> R {
+    let env = Env::with_inline(inline_max)?;
+    let s3 = env.s3();
+    s3.create_bucket("1", "r", "bkt").await?;
+    let data: Vec<u8> = (0..200u8).collect();
+    put(s3, "bkt", "k", &data).await?;
+    // Scattered, out of order, overlapping and empty ranges come back as asked.
+    let ranges = [150..200, 0..4, 2..10, 60..60, 199..200];
+    let (info, parts) = s3.read_ranges("bkt", "k", &ranges).await?;
+    assert_eq!(info.size, 200);
+    assert_eq!(parts.len(), ranges.len());
+    for (r, got) in ranges.iter().zip(&parts) {
+        assert_eq!(got.as_ref(), &data[r.start as usize..r.end as usize], "{r:?}");
+    }
+    // A range past the end, or reversed, is InvalidRange with the object's size.
+    for bad in [[190..201], [200..201]] {
+        assert!(matches!(
+            s3.read_ranges("bkt", "k", &bad).await,
+            Err(Error::InvalidRange { size: 200 })
+        ));
+    }
+    #[allow(clippy::reversed_empty_ranges)]
+    let reversed = [20..10];
+    assert!(matches!(
+        s3.read_ranges("bkt", "k", &reversed).await,
+        Err(Error::InvalidRange { size: 200 })
+    ));
+    assert!(matches!(
+        s3.read_ranges("bkt", "missing", &[0..1]).await,
+        Err(Error::NoSuchKey { .. })
+    ));
+    // No ranges: the object's information alone.
+    let (info, parts) = s3.read_ranges("bkt", "k", &[]).await?;
+    assert_eq!((info.size, parts.len()), (200, 0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_with_delimiter_prefix_and_pages() -> R {
     for inline_max in MODES {
         listing_with_delimiter_prefix_and_pages_in(inline_max)

@@ -1,7 +1,7 @@
 //! Query executions: submission (idempotent by token), the run task (DDL or DataFusion SQL),
 //! the result files, cancellation, paging through results, and the durable documents.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -27,10 +27,11 @@ use crate::ports::*;
 use crate::results;
 use crate::table::{GlueTable, QueryEnv};
 use crate::types::athena_type;
+use crate::workgroups::{self, BYTES_SCANNED_LIMIT_EXCEEDED, WorkGroup};
 
 pub(crate) const T_EXECUTIONS: &str = "athena_executions";
 const FORMAT_VERSION: u32 = 1;
-/// The one workgroup.
+/// The workgroup every account and region has (and the default of StartQueryExecution).
 pub const PRIMARY: &str = "primary";
 /// The one data catalog.
 pub const CATALOG: &str = "AwsDataCatalog";
@@ -44,7 +45,7 @@ pub const MAX_EXECUTIONS: usize = 10_000;
 pub struct Config {
     /// Parallel file groups per scan.
     pub target_partitions: usize,
-    /// The `primary` workgroup's output location, if any.
+    /// The `primary` workgroup's initial output location, if any (see [`crate::workgroups`]).
     pub primary_output_location: Option<String>,
 }
 
@@ -173,23 +174,31 @@ pub struct StartRequest {
     pub parameters: Vec<String>,
 }
 
-struct Running {
-    abort: Option<tokio::task::AbortHandle>,
+pub(crate) struct Running {
+    pub(crate) abort: Option<tokio::task::AbortHandle>,
 }
 
 /// The Athena engine. `Send + Sync`; share it as `Arc<Query>`.
 pub struct Query {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    meta: Arc<MetaStore>,
-    clock: Arc<dyn Clock>,
+pub(crate) struct Inner {
+    pub(crate) meta: Arc<MetaStore>,
+    pub(crate) clock: Arc<dyn Clock>,
     catalog: Catalogs,
     objects: Arc<dyn ObjectsPort>,
-    config: Config,
-    execs: Mutex<HashMap<String, Execution>>,
-    running: Mutex<HashMap<String, Running>>,
+    pub(crate) config: Config,
+    pub(crate) execs: Mutex<HashMap<String, Execution>>,
+    pub(crate) running: Mutex<HashMap<String, Running>>,
+    /// Workgroups by `<account>/<region>/<name>` (their store key).
+    pub(crate) workgroups: Mutex<BTreeMap<String, WorkGroup>>,
+    /// Held for writing by every workgroup change, for reading by StartQueryExecution from
+    /// its workgroup lookup to the commit of its execution (so a recursive delete never
+    /// misses an execution being started in the workgroup).
+    pub(crate) wg_lock: tokio::sync::RwLock<()>,
+    /// Parquet footers read by earlier queries, per bucket.
+    parquet_meta: crate::table::ParquetMetaCaches,
 }
 
 impl std::fmt::Debug for Query {
@@ -198,7 +207,55 @@ impl std::fmt::Debug for Query {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Environment variable with DataFusion options for every query, `key=value` pairs separated
+/// by `;` (for example `datafusion.optimizer.enable_join_dynamic_filter_pushdown=false`):
+/// a tuning knob for benchmarks and unusual data, read once.
+pub const DF_OPTIONS_ENV: &str = "KINESIS_DATA_DATAFUSION_OPTIONS";
+
+fn datafusion_overrides() -> &'static [(String, String)] {
+    static OVERRIDES: std::sync::LazyLock<Vec<(String, String)>> = std::sync::LazyLock::new(|| {
+        std::env::var(DF_OPTIONS_ENV)
+            .unwrap_or_default()
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .filter(|(k, _)| !k.is_empty())
+            .collect()
+    });
+    &OVERRIDES
+}
+
+/// The lines of an EXPLAIN's (plan_type, plan) rows: each plan type, then its plan indented.
+fn explain_lines(batches: &[datafusion::arrow::array::RecordBatch]) -> Vec<String> {
+    use datafusion::arrow::array::Array;
+    let mut lines = Vec::new();
+    for b in batches {
+        let text = |i: usize| -> Option<datafusion::arrow::array::ArrayRef> {
+            let c = b.columns().get(i)?;
+            datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Utf8).ok()
+        };
+        let (Some(kinds), Some(plans)) = (text(0), text(1)) else {
+            continue;
+        };
+        let (Some(kinds), Some(plans)) = (
+            kinds.as_any().downcast_ref::<datafusion::arrow::array::StringArray>(),
+            plans.as_any().downcast_ref::<datafusion::arrow::array::StringArray>(),
+        ) else {
+            continue;
+        };
+        for row in 0..b.num_rows() {
+            if kinds.is_valid(row) {
+                lines.push(format!("{}:", kinds.value(row)));
+            }
+            if plans.is_valid(row) {
+                lines.extend(plans.value(row).lines().map(|l| format!("  {l}")));
+            }
+        }
+    }
+    lines
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -281,6 +338,7 @@ impl Query {
             execs.insert(e.id.clone(), e);
         }
         meta.write(ops)?;
+        let workgroups = workgroups::load(&meta, &config.primary_output_location)?;
         Ok(Query {
             inner: Arc::new(Inner {
                 meta,
@@ -290,6 +348,9 @@ impl Query {
                 config,
                 execs: Mutex::new(execs),
                 running: Mutex::new(HashMap::new()),
+                workgroups: Mutex::new(workgroups),
+                wg_lock: tokio::sync::RwLock::new(()),
+                parquet_meta: crate::table::ParquetMetaCaches::default(),
             }),
         })
     }
@@ -307,18 +368,29 @@ impl Query {
     /// StartQueryExecution.
     pub async fn start(&self, scope: &Scope, access: Arc<dyn Access>, req: StartRequest) -> Result<String> {
         let workgroup = req.workgroup.clone().unwrap_or_else(|| PRIMARY.into());
-        if workgroup != PRIMARY {
-            return Err(Error::InvalidRequest(format!("WorkGroup {workgroup} is not found.")));
+        workgroups::check_name(&workgroup, "workGroup")?;
+        // `primary` is committed (first use) before the read lock is taken.
+        if workgroup == PRIMARY {
+            self.inner.ensure_primary(scope).await?;
         }
+        // Held until the execution is committed: a recursive DeleteWorkGroup waits for it.
+        let _wg = self.inner.wg_lock.read().await;
+        let wg = self.inner.workgroup_for_query(scope, &workgroup)?;
         if let Some(c) = &req.catalog
             && !c.eq_ignore_ascii_case(CATALOG)
         {
             return Err(Error::InvalidRequest(format!("Catalog {c} is not found.")));
         }
-        let output = req
-            .output_location
-            .clone()
-            .or_else(|| self.inner.config.primary_output_location.clone())
+        // An enforced workgroup location wins over the request's; otherwise the request's
+        // comes first.
+        let wg_output = wg.config.result.output_location.clone();
+        let output = if wg.config.enforce && wg_output.is_some() {
+            wg_output
+        } else {
+            req.output_location.clone().or(wg_output)
+        };
+        let cutoff = wg.config.bytes_cutoff;
+        let output = output
             .ok_or_else(|| {
                 Error::InvalidRequest(
                     "No output location provided. An output location is required either through the Workgroup result configuration setting or as an API input.".into(),
@@ -396,7 +468,7 @@ impl Query {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let _ = ready_rx.await;
-            inner.run(&run_id, &scope, access, sql, parsed).await;
+            inner.run(&run_id, &scope, access, sql, parsed, cutoff).await;
         });
         lock(&self.inner.running).insert(
             id.clone(),
@@ -417,17 +489,18 @@ impl Query {
             .ok_or_else(|| Error::InvalidRequest(format!("QueryExecution {id} was not found")))
     }
 
-    /// ListQueryExecutions: ids, newest first.
+    /// ListQueryExecutions: ids of the workgroup's executions (`primary`'s when none is
+    /// named, as AWS), newest first.
     pub fn list(&self, scope: &Scope, workgroup: Option<&str>) -> Result<Vec<String>> {
-        if let Some(w) = workgroup
-            && w != PRIMARY
-        {
+        let w = workgroup.unwrap_or(PRIMARY);
+        workgroups::check_name(w, "workGroup")?;
+        if !self.inner.workgroup_exists(scope, w) {
             return Err(Error::InvalidRequest(format!("WorkGroup {w} is not found.")));
         }
         let execs = lock(&self.inner.execs);
         let mut v: Vec<&Execution> = execs
             .values()
-            .filter(|e| e.account == scope.account && e.region == scope.region)
+            .filter(|e| e.account == scope.account && e.region == scope.region && e.workgroup == w)
             .collect();
         v.sort_by(|a, b| b.submitted_ms.cmp(&a.submitted_ms).then(b.id.cmp(&a.id)));
         Ok(v.into_iter().map(|e| e.id.clone()).collect())
@@ -460,12 +533,7 @@ impl Query {
             e.clone()
         };
         self.inner.meta.write_grouped(vec![doc(&updated)?]).await?;
-        // Remove a partial result.
-        if let Some((bucket, key)) = split_s3(&updated.result_file)
-            && let Ok(store) = self.inner.objects.store(&bucket)
-        {
-            let _ = store.delete(&Path::from(key.as_str())).await;
-        }
+        self.inner.remove_results(&updated).await;
         Ok(())
     }
 
@@ -590,6 +658,22 @@ impl Query {
                 )
                 .await?;
         }
+        let _w = self.inner.wg_lock.write().await;
+        let keys: Vec<String> = std::mem::take(&mut *lock(&self.inner.workgroups)).into_keys().collect();
+        for chunk in keys.chunks(10_000) {
+            self.inner
+                .meta
+                .write_grouped(
+                    chunk
+                        .iter()
+                        .map(|k| MetaOp::Delete {
+                            table: workgroups::T_WORKGROUPS.into(),
+                            key: k.clone(),
+                        })
+                        .collect(),
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -629,6 +713,16 @@ struct Outcome {
 }
 
 impl Inner {
+    /// Removes a cancelled execution's partial result file and its metadata file.
+    async fn remove_results(&self, e: &Execution) {
+        if let Some((bucket, key)) = split_s3(&e.result_file)
+            && let Ok(store) = self.objects.store(&bucket)
+        {
+            let _ = store.delete(&Path::from(key.as_str())).await;
+            let _ = store.delete(&Path::from(format!("{key}.metadata").as_str())).await;
+        }
+    }
+
     fn update(&self, id: &str, f: impl FnOnce(&mut Execution)) -> Option<Execution> {
         let mut execs = lock(&self.execs);
         let e = execs.get_mut(id)?;
@@ -646,6 +740,7 @@ impl Inner {
         access: Arc<dyn Access>,
         sql: String,
         parsed: Option<std::result::Result<Ddl, String>>,
+        cutoff: Option<u64>,
     ) {
         let now = self.clock.now_ms();
         let Some(e) = self.update(id, |e| {
@@ -663,16 +758,42 @@ impl Inner {
             with_path: sql.contains("$path"),
             scanned: scanned.clone(),
             target_partitions: self.config.target_partitions.max(1),
+            parquet_meta: self.parquet_meta.clone(),
         };
-        let outcome = match parsed {
-            Some(Ok(ddl)) => self.run_ddl(&e, &env, ddl).await,
-            Some(Err(msg)) => Err(syntax(msg)),
-            None => self.run_sql(&e, &env, &sql).await,
+        let work = async {
+            match parsed {
+                Some(Ok(ddl)) => self.run_ddl(&e, &env, ddl).await,
+                Some(Err(msg)) => Err(syntax(msg)),
+                None => self.run_sql(&e, &env, &sql).await,
+            }
+        };
+        // The workgroup's BytesScannedCutoffPerQuery: as on AWS, a query that reads more is
+        // cancelled (its task stops reading at once; the counter is watched while it runs).
+        let outcome = match cutoff {
+            None => Some(work.await),
+            Some(limit) => {
+                let watch = async {
+                    while scanned.load(Ordering::Relaxed) <= limit {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                };
+                match futures_util::future::select(std::pin::pin!(work), std::pin::pin!(watch)).await {
+                    futures_util::future::Either::Left((o, _)) => {
+                        Some(o).filter(|_| scanned.load(Ordering::Relaxed) <= limit)
+                    }
+                    futures_util::future::Either::Right(((), _)) => None,
+                }
+            }
         };
         let done = self.clock.now_ms();
         let updated = self.update(id, |x| {
             x.completed_ms = Some(done);
             x.scanned_bytes = scanned.load(Ordering::Relaxed);
+            let Some(outcome) = outcome else {
+                x.state = State::Cancelled;
+                x.reason = Some(BYTES_SCANNED_LIMIT_EXCEEDED.into());
+                return;
+            };
             match outcome {
                 Ok(o) => {
                     x.state = State::Succeeded;
@@ -687,6 +808,11 @@ impl Inner {
             }
         });
         lock(&self.running).remove(id);
+        if let Some(u) = &updated
+            && u.state == State::Cancelled
+        {
+            self.remove_results(u).await;
+        }
         if let Some(u) = updated {
             match doc(&u) {
                 Ok(op) => {
@@ -717,6 +843,20 @@ impl Inner {
         let parquet = &mut config.options_mut().execution.parquet;
         parquet.pushdown_filters = true;
         parquet.reorder_filters = true;
+        // The page index would be read again from every object by every query (the footer
+        // cache holds the footer without it), for page-level pruning that arrival-ordered
+        // data rarely allows: row groups are still pruned by their statistics.
+        parquet.enable_page_index = false;
+        // A hash join's build-side keys pushed into the probe scan as a per-row filter cost
+        // more than they save unless the join is selective: with a small dimension table
+        // matching every row, they made the join ~75 % slower. Re-enable with
+        // `KINESIS_DATA_DATAFUSION_OPTIONS=datafusion.optimizer.enable_join_dynamic_filter_pushdown=true`.
+        config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+        for (k, v) in datafusion_overrides() {
+            if let Err(err) = config.options_mut().set(k, v) {
+                tracing::warn!(key = %k, error = %err, "ignoring a DataFusion option from {DF_OPTIONS_ENV}");
+            }
+        }
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let provider: Arc<dyn CatalogProvider> = Arc::new(GlueCatalog { env: env.clone() });
         ctx.register_catalog("awsdatacatalog", provider.clone());
@@ -741,6 +881,11 @@ impl Inner {
             };
             athena_error_in(&err, e, &schema_exists)
         })?;
+        if e.statement_type == "UTILITY" {
+            // EXPLAIN [ANALYZE]: Athena answers plain text, a row per line of the plan.
+            let batches = df.collect().await.map_err(|err| athena_error(&err, e))?;
+            return self.write_text(env, e, &explain_lines(&batches)).await;
+        }
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let columns: Vec<ColumnInfo> = schema
             .fields()

@@ -9,6 +9,9 @@ pub enum Error {
     /// AccessDeniedException.
     #[error("{0}")]
     AccessDenied(String),
+    /// ResourceNotFoundException (the tagging operations).
+    #[error("{0}")]
+    ResourceNotFound(String),
     /// MetadataException (catalog lookups of ListDatabases and friends).
     #[error("{0}")]
     Metadata(String),

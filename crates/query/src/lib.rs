@@ -23,18 +23,27 @@
 //! marked FAILED with `INTERNAL_ERROR_QUERY_ENGINE: kinesis-data stopped while the query was
 //! running; run it again` (committed before the engine serves), and its partial result
 //! file, if any, is left as it is.
+//!
+//! Workgroups (table `athena_workgroups`) are documented in [`workgroups`]: an execution
+//! runs in one (its OutputLocation, enforced or not, and its BytesScannedCutoffPerQuery, which
+//! cancels a query that reads more, as AWS does).
 
 pub mod counting;
 pub mod ddl;
 mod engine;
 mod error;
+pub mod parquet_meta;
 pub mod ports;
 pub mod results;
 pub mod serde;
 pub mod table;
 pub mod types;
 pub mod udf;
+pub mod workgroups;
 
 pub use engine::*;
 pub use error::{Error, Result};
 pub use ports::*;
+pub use workgroups::{
+    ConfigUpdate, Encryption, NewWorkGroup, ResultSettings, WorkGroup, WorkGroupConfig, WorkGroupState, WorkGroupUpdate,
+};

@@ -485,7 +485,9 @@ impl ChunkReader<'_> {
                 match fields.get(*idx) {
                     None => b.append_null(),
                     Some(v) if null.is_some_and(|n| v.as_ref() == n) => b.append_null(),
-                    Some(v) if v.is_empty() && f.data_type() != &DataType::Utf8 => b.append_null(),
+                    Some(v) if v.is_empty() && !matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View) => {
+                        b.append_null()
+                    }
                     Some(v) => b.append_value(String::from_utf8_lossy(v)),
                 }
             }

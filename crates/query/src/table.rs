@@ -42,6 +42,8 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::counting::CountingStore;
+use crate::parquet_meta::CountedReaderFactory;
+pub use crate::parquet_meta::ParquetMetaCaches;
 use crate::ports::{Access, Catalogs, ObjectsPort, PartitionDef, Scope, TableDef, split_s3};
 use crate::serde::{SerdeSource, TextFormat, TextSpec};
 use crate::types::parse_hive_type;
@@ -70,6 +72,8 @@ pub struct QueryEnv {
     pub scanned: Arc<AtomicU64>,
     /// Parallel file groups.
     pub target_partitions: usize,
+    /// Parquet footers of earlier queries.
+    pub parquet_meta: ParquetMetaCaches,
 }
 
 impl QueryEnv {
@@ -132,10 +136,11 @@ impl GlueTable {
         for c in &def.columns {
             let mut t = parse_hive_type(&c.type_name)
                 .map_err(|e| user_err(format!("HIVE_INVALID_METADATA: column {}: {e}", c.name)))?;
-            // Parquet's `string` columns as Utf8View: the reader's own type (no copy of every
-            // string into a Utf8 array), and short strings are inline, so comparisons, hashing
-            // (GROUP BY, JOIN keys) and filters on them are cheaper.
-            if matches!(kind, Kind::Parquet) && t == DataType::Utf8 {
+            // `string` columns as Utf8View: the Parquet reader's own type (no copy of every
+            // string into a Utf8 array); short strings are inline, so comparisons, hashing
+            // (GROUP BY, JOIN keys) and filters on them are cheaper, and a join's output
+            // takes views instead of copying each string (a dimension table's names).
+            if t == DataType::Utf8 {
                 t = DataType::Utf8View;
             }
             fields.push(Field::new(c.name.to_ascii_lowercase(), t, true));
@@ -861,8 +866,21 @@ impl TableProvider for GlueTable {
                         global: state.config_options().execution.parquet.clone(),
                         ..TableParquetOptions::default()
                     };
-                    let mut s = ParquetSource::new(table_schema.clone()).with_table_parquet_options(options);
-                    if let Some(pred) = conjunction(data_filters.clone()) {
+                    let pushdown = options.global.pushdown_filters;
+                    // Footers from earlier queries (`parquet_meta`), read through the
+                    // counted store of the bucket.
+                    let factory = CountedReaderFactory::new(
+                        self.env.store(&bucket)?,
+                        self.env.parquet_meta.bucket(&bucket),
+                        self.env.scanned.clone(),
+                    );
+                    let mut s = ParquetSource::new(table_schema.clone())
+                        .with_table_parquet_options(options)
+                        .with_parquet_file_reader_factory(Arc::new(factory));
+                    // With pushdown on, DataFusion's physical optimiser pushes the query's
+                    // filters into this source itself (for pruning and row filtering); a
+                    // predicate given here too would be evaluated twice per row.
+                    if !pushdown && let Some(pred) = conjunction(data_filters.clone()) {
                         let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
                         if let Ok(p) = state.create_physical_expr(pred, &df_schema) {
                             s = s.with_predicate(p);

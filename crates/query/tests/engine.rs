@@ -15,8 +15,9 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use kd_catalog::{Catalog, Column, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, TableInput};
 use kd_query::{
-    Access, AllowAll, CatalogPort, ColumnDef, Config, DatabaseDef, Execution, ObjectsPort, PartitionDef, PortError,
-    Query, Scope, StartRequest, State, TableDef,
+    Access, AllowAll, CatalogPort, ColumnDef, Config, ConfigUpdate, DatabaseDef, Encryption, Execution, NewWorkGroup,
+    ObjectsPort, PartitionDef, PortError, Query, Scope, StartRequest, State, TableDef, WorkGroup, WorkGroupConfig,
+    WorkGroupState, WorkGroupUpdate,
 };
 use kd_storage::{MetaStore, SystemClock};
 use object_store::memory::InMemory;
@@ -418,6 +419,14 @@ fn config() -> Config {
 }
 
 fn open_engine(path: &FsPath, buckets: Arc<Buckets>) -> Result<Opened, Box<dyn std::error::Error>> {
+    open_engine_with(path, buckets, config())
+}
+
+fn open_engine_with(
+    path: &FsPath,
+    buckets: Arc<Buckets>,
+    config: Config,
+) -> Result<Opened, Box<dyn std::error::Error>> {
     let meta = Arc::new(MetaStore::open(path)?);
     let catalog = Catalog::open(meta.clone(), Arc::new(SystemClock))?;
     let query = Query::open(
@@ -425,12 +434,39 @@ fn open_engine(path: &FsPath, buckets: Arc<Buckets>) -> Result<Opened, Box<dyn s
         Arc::new(SystemClock),
         Arc::new(Glue(catalog.clone())),
         buckets,
-        config(),
+        config,
     )?;
     Ok((meta, catalog, query))
 }
 
 impl Env {
+    /// Stops the engine (aborting its queries), closes the store and opens both again with
+    /// `config`, as a restart of the process does.
+    async fn reopen(self, config: Config) -> Result<Env, Box<dyn std::error::Error>> {
+        self.query.shutdown();
+        let Env {
+            _dir,
+            path,
+            meta,
+            catalog,
+            buckets,
+            query,
+        } = self;
+        drop(query);
+        drop(catalog);
+        poll("the engine to release the store", || Arc::strong_count(&meta) == 1).await?;
+        drop(meta);
+        let (meta, catalog, query) = open_engine_with(&path, buckets.clone(), config)?;
+        Ok(Env {
+            _dir,
+            path,
+            meta,
+            catalog,
+            buckets,
+            query,
+        })
+    }
+
     fn new() -> Result<Env, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("meta.redb");
@@ -937,6 +973,48 @@ async fn delimited_opencsv_and_parquet_tables() -> R {
     assert_eq!(
         env.ok("lake", "SELECT name, amount FROM pq WHERE id = 42").await?,
         vec![row(&["name", "amount"]), row(&["n42", "21.0"])]
+    );
+
+    // The footer is cached now: a count reads no column data, and is charged the footer
+    // bytes (so DataScannedInBytes still names the objects a query touched).
+    let counted = env.run("lake", "SELECT count(*) FROM pq").await?;
+    assert_eq!(env.rows(&counted.id).await?[1], row(&["100"]));
+    assert!(
+        counted.scanned_bytes > 0 && counted.scanned_bytes < size / 2,
+        "{} of {size}",
+        counted.scanned_bytes
+    );
+    // EXPLAIN is a UTILITY statement answered in plain lines, as Athena does.
+    let explained = env.run("lake", "EXPLAIN SELECT count(*) FROM pq").await?;
+    assert_eq!(explained.state, State::Succeeded, "{:?}", explained.reason);
+    assert_eq!(explained.statement_type, "UTILITY");
+    let lines = env.rows(&explained.id).await?;
+    for heading in ["logical_plan:", "physical_plan:"] {
+        assert!(lines.contains(&row(&[heading])), "{lines:?}");
+    }
+    assert!(lines.iter().flatten().flatten().all(|l| !l.contains('"')), "{lines:?}");
+    assert!(
+        lines.iter().flatten().flatten().any(|l| l.contains("DataSourceExec")),
+        "{lines:?}"
+    );
+    // Overwriting the object (another size) is seen at once: the cached footer no longer
+    // matches it.
+    let batch = RecordBatch::try_new(
+        batch.schema(),
+        vec![
+            Arc::new(Int64Array::from((0..300).collect::<Vec<i64>>())),
+            Arc::new(StringArray::from((0..300).map(|i| format!("m{i}")).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from((0..300).map(f64::from).collect::<Vec<_>>())),
+        ],
+    )?;
+    let mut buf = Vec::new();
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None)?;
+    w.write(&batch)?;
+    w.close()?;
+    env.put("lake", "pq/part-0.parquet", buf).await?;
+    assert_eq!(
+        env.ok("lake", "SELECT count(*) AS c, max(id) AS m FROM pq").await?,
+        vec![row(&["c", "m"]), row(&["300", "299"])]
     );
     Ok(())
 }
@@ -1620,5 +1698,387 @@ async fn not_found_errors_point_at_the_name() -> R {
         env.fail("lake", "SELECT e FROM people").await?,
         "COLUMN_NOT_FOUND: line 1:8: Column 'e' cannot be resolved or requester is not authorized to access requested resources"
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------- workgroups
+
+/// The message of an InvalidRequest error, or a failure.
+fn refused<T: std::fmt::Debug>(r: Result<T, kd_query::Error>) -> Result<String, Box<dyn std::error::Error>> {
+    match r {
+        Err(kd_query::Error::InvalidRequest(m)) => Ok(m),
+        other => Err(format!("expected InvalidRequest, got {other:?}").into()),
+    }
+}
+
+fn new_workgroup(name: &str, output: Option<&str>, enforce: bool) -> NewWorkGroup {
+    let mut config = WorkGroupConfig::created_default();
+    config.enforce = enforce;
+    config.result.output_location = output.map(str::to_owned);
+    NewWorkGroup {
+        name: name.into(),
+        description: None,
+        config,
+        tags: Vec::new(),
+    }
+}
+
+impl Env {
+    /// Starts `sql` in `workgroup` with `output` as the request's OutputLocation.
+    async fn start_in(&self, workgroup: &str, output: Option<&str>, sql: &str) -> Result<String, kd_query::Error> {
+        self.query
+            .start(
+                &scope(),
+                Arc::new(AllowAll),
+                StartRequest {
+                    query: sql.into(),
+                    database: Some("default".into()),
+                    output_location: output.map(str::to_owned),
+                    workgroup: Some(workgroup.into()),
+                    ..StartRequest::default()
+                },
+            )
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workgroups_are_created_listed_updated_deleted_and_durable() -> R {
+    let env = Env::new()?;
+    let s = scope();
+    // primary exists from the start (and is listed) and cannot be deleted.
+    let primary = env.query.get_workgroup(&s, "primary").await?;
+    assert_eq!(primary.state, WorkGroupState::Enabled);
+    assert!(!primary.config.enforce);
+    assert_eq!(
+        refused(env.query.delete_workgroup(&s, "primary", true).await)?,
+        "The primary workgroup cannot be deleted."
+    );
+
+    let mut new = new_workgroup("analytics", Some("s3://results/analytics/"), true);
+    new.description = Some("team queries".into());
+    new.config.bytes_cutoff = Some(20_000_000);
+    new.config.result.encryption = Some(Encryption {
+        option: "SSE_KMS".into(),
+        kms_key: Some("alias/results".into()),
+    });
+    new.config.result.acl = Some("BUCKET_OWNER_FULL_CONTROL".into());
+    new.tags = vec![("team".into(), "data".into())];
+    let made = env.query.create_workgroup(&s, new.clone()).await?;
+    assert_eq!(made.config.engine_version, "AUTO");
+    assert_eq!(made.config.effective_engine_version(), "Athena engine version 3");
+    assert_eq!(
+        refused(env.query.create_workgroup(&s, new).await)?,
+        "WorkGroup is already created"
+    );
+    // Modeled constraints.
+    assert!(
+        refused(env.query.create_workgroup(&s, new_workgroup("a/b", None, true)).await)?
+            .contains("Member must satisfy regular expression pattern: [a-zA-Z0-9._-]{1,128}")
+    );
+    let mut low = new_workgroup("low", None, true);
+    low.config.bytes_cutoff = Some(9_999_999);
+    assert!(refused(env.query.create_workgroup(&s, low).await)?.contains("greater than or equal to 10000000"));
+    let mut long = new_workgroup("long", None, true);
+    long.description = Some("d".repeat(1025));
+    assert!(refused(env.query.create_workgroup(&s, long).await)?.contains("1024"));
+    assert_eq!(
+        refused(env.query.get_workgroup(&s, "nope").await)?,
+        "WorkGroup nope is not found."
+    );
+    // Another account or region does not see it.
+    let other = Scope {
+        account: "210987654321".into(),
+        region: s.region.clone(),
+    };
+    assert!(env.query.get_workgroup(&other, "analytics").await.is_err());
+
+    for n in ["b-team", "c.team", "zeta"] {
+        env.query.create_workgroup(&s, new_workgroup(n, None, true)).await?;
+    }
+    // Sorted by name, paged by name.
+    let names = |v: &[WorkGroup]| v.iter().map(|w| w.name.clone()).collect::<Vec<_>>();
+    let (page1, next) = env.query.list_workgroups(&s, None, 2).await?;
+    assert_eq!(names(&page1), ["analytics", "b-team"]);
+    let (page2, next) = env.query.list_workgroups(&s, next.as_deref(), 2).await?;
+    assert_eq!(names(&page2), ["c.team", "primary"]);
+    let (page3, next) = env.query.list_workgroups(&s, next.as_deref(), 2).await?;
+    assert_eq!((names(&page3), next), (vec!["zeta".to_owned()], None));
+
+    // Updates: removals win, other settings stay.
+    let updated = env
+        .query
+        .update_workgroup(
+            &s,
+            "analytics",
+            WorkGroupUpdate {
+                description: Some("renamed".into()),
+                state: Some(WorkGroupState::Disabled),
+                config: Some(ConfigUpdate {
+                    remove_bytes_cutoff: true,
+                    bytes_cutoff: Some(30_000_000),
+                    remove_encryption: true,
+                    output_location: Some("s3://results/analytics-2/".into()),
+                    publish_metrics: Some(true),
+                    engine_version: Some("Athena engine version 3".into()),
+                    ..ConfigUpdate::default()
+                }),
+            },
+        )
+        .await?;
+    assert_eq!(updated.description.as_deref(), Some("renamed"));
+    assert_eq!(updated.state, WorkGroupState::Disabled);
+    assert_eq!(updated.config.bytes_cutoff, None);
+    assert_eq!(updated.config.result.encryption, None);
+    assert_eq!(updated.config.result.acl.as_deref(), Some("BUCKET_OWNER_FULL_CONTROL"));
+    assert_eq!(
+        updated.config.result.output_location.as_deref(),
+        Some("s3://results/analytics-2/")
+    );
+    assert!(updated.config.publish_metrics && updated.config.enforce);
+    assert_eq!(updated.created_ms, made.created_ms);
+    let bad = ConfigUpdate {
+        bytes_cutoff: Some(1),
+        ..ConfigUpdate::default()
+    };
+    assert!(
+        refused(
+            env.query
+                .update_workgroup(
+                    &s,
+                    "analytics",
+                    WorkGroupUpdate {
+                        config: Some(bad),
+                        ..WorkGroupUpdate::default()
+                    }
+                )
+                .await
+        )?
+        .contains("bytesScannedCutoffPerQuery")
+    );
+    assert_eq!(
+        refused(env.query.update_workgroup(&s, "nope", WorkGroupUpdate::default()).await)?,
+        "WorkGroup nope is not found."
+    );
+
+    // Tags.
+    let arn = "arn:aws:athena:us-east-1:123456789012:workgroup/analytics";
+    env.query
+        .tag_workgroup(
+            &s,
+            arn,
+            vec![("env".into(), "test".into()), ("team".into(), "bi".into())],
+        )
+        .await?;
+    env.query.untag_workgroup(&s, arn, vec!["env".into()]).await?;
+    assert_eq!(
+        env.query.workgroup_tags(&s, arn, None, 100).await?.0,
+        vec![("team".to_owned(), "bi".to_owned())]
+    );
+    assert!(matches!(
+        env.query
+            .workgroup_tags(&s, "arn:aws:athena:us-east-1:123456789012:workgroup/nope", None, 100)
+            .await,
+        Err(kd_query::Error::ResourceNotFound(_))
+    ));
+
+    // Delete one; a missing one is not found.
+    env.query.delete_workgroup(&s, "zeta", false).await?;
+    assert_eq!(
+        refused(env.query.delete_workgroup(&s, "zeta", false).await)?,
+        "WorkGroup zeta is not found."
+    );
+
+    // Everything survives a restart.
+    let before = env.query.get_workgroup(&s, "analytics").await?;
+    let primary_before = env.query.get_workgroup(&s, "primary").await?;
+    let env = env.reopen(config()).await?;
+    assert_eq!(env.query.get_workgroup(&s, "analytics").await?, before);
+    assert_eq!(env.query.get_workgroup(&s, "primary").await?, primary_before);
+    let (all, _) = env.query.list_workgroups(&s, None, 50).await?;
+    assert_eq!(names(&all), ["analytics", "b-team", "c.team", "primary"]);
+    assert!(env.query.get_workgroup(&s, "zeta").await.is_err());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_takes_the_configured_location_until_it_is_changed() -> R {
+    let with = |l: &str| Config {
+        primary_output_location: Some(l.into()),
+        ..config()
+    };
+    let env = Env::new()?.reopen(with("s3://results/one/")).await?;
+    let s = scope();
+    let p = env.query.get_workgroup(&s, "primary").await?;
+    assert_eq!(p.config.result.output_location.as_deref(), Some("s3://results/one/"));
+    let id = env.start_in("primary", None, "SELECT 1").await?;
+    assert_eq!(env.wait(&id).await?.result_file, format!("s3://results/one/{id}.csv"));
+    // The setting changed between runs: an untouched primary follows it.
+    let env = env.reopen(with("s3://results/two/")).await?;
+    let p2 = env.query.get_workgroup(&s, "primary").await?;
+    assert_eq!(p2.config.result.output_location.as_deref(), Some("s3://results/two/"));
+    assert_eq!(p2.created_ms, p.created_ms, "the same primary");
+    // Once changed through the API, it keeps its own.
+    env.query
+        .update_workgroup(
+            &s,
+            "primary",
+            WorkGroupUpdate {
+                config: Some(ConfigUpdate {
+                    output_location: Some("s3://results/mine/".into()),
+                    ..ConfigUpdate::default()
+                }),
+                ..WorkGroupUpdate::default()
+            },
+        )
+        .await?;
+    let env = env.reopen(with("s3://results/three/")).await?;
+    let p3 = env.query.get_workgroup(&s, "primary").await?;
+    assert_eq!(p3.config.result.output_location.as_deref(), Some("s3://results/mine/"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_run_in_their_workgroup_with_its_location() -> R {
+    let env = Env::new()?;
+    let s = scope();
+    env.query
+        .create_workgroup(&s, new_workgroup("enforced", Some("s3://results/enforced/"), true))
+        .await?;
+    env.query
+        .create_workgroup(&s, new_workgroup("loose", Some("s3://results/loose"), false))
+        .await?;
+    env.query
+        .create_workgroup(&s, new_workgroup("bare", None, true))
+        .await?;
+
+    // Enforced: the workgroup's location wins over the request's.
+    let id = env.start_in("enforced", Some(OUT), "SELECT 1 AS x").await?;
+    let e = env.wait(&id).await?;
+    assert_eq!((e.state, e.workgroup.as_str()), (State::Succeeded, "enforced"));
+    assert_eq!(e.result_file, format!("s3://results/enforced/{id}.csv"));
+    assert_eq!(
+        &env.object("results", &format!("enforced/{id}.csv")).await?[..],
+        b"\"x\"\n\"1\"\n"
+    );
+    // Not enforced: the request's first, then the workgroup's.
+    let id = env.start_in("loose", Some(OUT), "SELECT 1").await?;
+    assert_eq!(env.wait(&id).await?.result_file, format!("{OUT}{id}.csv"));
+    let id = env.start_in("loose", None, "SELECT 1").await?;
+    assert_eq!(env.wait(&id).await?.result_file, format!("s3://results/loose/{id}.csv"));
+    // Enforced without a location of its own: the request's.
+    let bare = env.start_in("bare", Some(OUT), "SELECT 1").await?;
+    assert_eq!(env.wait(&bare).await?.result_file, format!("{OUT}{bare}.csv"));
+    assert!(refused(env.start_in("bare", None, "SELECT 1").await)?.starts_with("No output location provided."));
+
+    // Unknown and disabled workgroups refuse queries.
+    assert_eq!(
+        refused(env.start_in("nope", Some(OUT), "SELECT 1").await)?,
+        "WorkGroup nope is not found."
+    );
+    env.query
+        .update_workgroup(
+            &s,
+            "loose",
+            WorkGroupUpdate {
+                state: Some(WorkGroupState::Disabled),
+                ..WorkGroupUpdate::default()
+            },
+        )
+        .await?;
+    assert_eq!(
+        refused(env.start_in("loose", Some(OUT), "SELECT 1").await)?,
+        "WorkGroup loose is disabled."
+    );
+
+    // ListQueryExecutions per workgroup (primary's without one).
+    let in_primary = env.start_in("primary", Some(OUT), "SELECT 1").await?;
+    env.wait(&in_primary).await?;
+    assert_eq!(env.query.list(&s, Some("enforced"))?.len(), 1);
+    assert_eq!(env.query.list(&s, Some("loose"))?.len(), 2);
+    assert_eq!(env.query.list(&s, None)?, vec![in_primary.clone()]);
+    assert_eq!(
+        refused(env.query.list(&s, Some("nope")))?,
+        "WorkGroup nope is not found."
+    );
+
+    // A workgroup with executions is deleted only recursively, and its executions with it.
+    assert_eq!(
+        refused(env.query.delete_workgroup(&s, "loose", false).await)?,
+        "WorkGroup loose is not empty"
+    );
+    let loose_ids = env.query.list(&s, Some("loose"))?;
+    env.query.delete_workgroup(&s, "loose", true).await?;
+    for id in &loose_ids {
+        assert!(env.query.get(&s, id).is_err(), "{id} deleted with its workgroup");
+    }
+    // The others are untouched, also after a restart.
+    let env = env.reopen(config()).await?;
+    assert_eq!(env.query.list(&s, Some("bare"))?, vec![bare]);
+    assert!(env.query.get(&s, &in_primary).is_ok());
+    for id in &loose_ids {
+        assert!(env.query.get(&s, id).is_err(), "{id} stays deleted");
+    }
+    assert!(env.query.get_workgroup(&s, "loose").await.is_err());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_the_bytes_scanned_cutoff_is_cancelled() -> R {
+    let env = Env::new()?;
+    let s = scope();
+    // 12 MB of text in four objects.
+    let line = format!("{}\n", "x".repeat(99));
+    let body = line.repeat(30_000);
+    for i in 0..4 {
+        env.put("lake", &format!("big/part-{i}.txt"), body.clone()).await?;
+    }
+    env.put("lake", "small/s.txt", &b"a\nb\n"[..]).await?;
+    env.ok("default", "CREATE DATABASE lake").await?;
+    for (t, dir) in [("big", "big"), ("small", "small")] {
+        env.ok(
+            "lake",
+            &format!(
+                "CREATE EXTERNAL TABLE {t} (line string) ROW FORMAT DELIMITED FIELDS TERMINATED BY ','
+                 LOCATION 's3://lake/{dir}/'"
+            ),
+        )
+        .await?;
+    }
+    let mut capped = new_workgroup("capped", Some("s3://results/capped/"), true);
+    capped.config.bytes_cutoff = Some(10_000_000);
+    env.query.create_workgroup(&s, capped).await?;
+
+    let small = env.start_in("capped", None, "SELECT count(*) FROM lake.small").await?;
+    let e = env.wait(&small).await?;
+    assert_eq!(e.state, State::Succeeded, "{:?}", e.reason);
+    let big = env.start_in("capped", None, "SELECT count(*) FROM lake.big").await?;
+    let e = env.wait(&big).await?;
+    assert_eq!(e.state, State::Cancelled);
+    assert_eq!(e.reason.as_deref(), Some("Bytes scanned limit was exceeded"));
+    assert!(e.scanned_bytes > 10_000_000, "{}", e.scanned_bytes);
+    assert!(
+        env.object("results", &format!("capped/{big}.csv")).await.is_err(),
+        "no result file"
+    );
+    // Without the cutoff the same query reads everything.
+    env.query
+        .update_workgroup(
+            &s,
+            "capped",
+            WorkGroupUpdate {
+                config: Some(ConfigUpdate {
+                    remove_bytes_cutoff: true,
+                    ..ConfigUpdate::default()
+                }),
+                ..WorkGroupUpdate::default()
+            },
+        )
+        .await?;
+    let id = env.start_in("capped", None, "SELECT count(*) FROM lake.big").await?;
+    let e = env.wait(&id).await?;
+    assert_eq!(e.state, State::Succeeded, "{:?}", e.reason);
+    assert_eq!(env.rows(&id).await?[1], row(&["120000"]));
+    assert_eq!(e.scanned_bytes, 4 * body.len() as u64);
     Ok(())
 }

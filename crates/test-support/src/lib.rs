@@ -145,6 +145,11 @@ impl TestServer {
         ssm_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
     }
 
+    /// A CloudWatch Logs client for us-east-1 with the default keys.
+    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        logs_client(&self.endpoint(), "us-east-1", ACCESS_KEY, SECRET_KEY)
+    }
+
     /// Shuts down cleanly, then starts again on the same data directory (and a new port).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         if let Some(s) = self.server.take() {
@@ -297,6 +302,25 @@ pub fn ssm_client(endpoint: &str, region: &str, access_key: &str, secret: &str) 
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_ssm::Client::from_conf(conf)
+}
+
+/// A CloudWatch Logs client for `endpoint` with static keys, plain HTTP and no retries.
+pub fn logs_client(endpoint: &str, region: &str, access_key: &str, secret: &str) -> aws_sdk_cloudwatchlogs::Client {
+    let conf = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+        .region(aws_sdk_cloudwatchlogs::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_cloudwatchlogs::config::Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "test-support",
+        ))
+        .retry_config(aws_sdk_cloudwatchlogs::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_cloudwatchlogs::Client::from_conf(conf)
 }
 
 /// A CloudFormation client for `endpoint` with static keys, plain HTTP and no retries.

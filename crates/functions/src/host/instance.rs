@@ -22,7 +22,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::api::{self, ApiState, Event, Work};
-use super::logs::{LogSink, date_path, rfc3339};
+use super::logs::{LogSink, rfc3339};
 use super::registry::{self, INSTANCE_VAR};
 use super::{FunctionSpec, INIT_LIMIT, Invocation, InvokeOutcome, MAX_RESPONSE_BYTES, Shared, lock};
 
@@ -455,7 +455,7 @@ fn environment(
     shared: &Shared,
     spec: &FunctionSpec,
     kind: Kind,
-    id: &str,
+    (id, stream): (&str, &str),
     port: u16,
     tmp: &std::path::Path,
 ) -> BTreeMap<String, String> {
@@ -494,11 +494,8 @@ fn environment(
     set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string());
     set("AWS_LAMBDA_FUNCTION_VERSION", spec.version.clone());
     set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
-    set("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name));
-    set(
-        "AWS_LAMBDA_LOG_STREAM_NAME",
-        format!("{}/[{}]{id}", date_path(SystemTime::now()), spec.version),
-    );
+    set("AWS_LAMBDA_LOG_GROUP_NAME", spec.log_group.clone());
+    set("AWS_LAMBDA_LOG_STREAM_NAME", stream.to_owned());
     if let Some(c) = &spec.credentials {
         set("AWS_ACCESS_KEY_ID", c.access_key_id.clone());
         set("AWS_SECRET_ACCESS_KEY", c.secret_access_key.clone());
@@ -515,12 +512,15 @@ fn environment(
     env
 }
 
-/// Starts an instance of `spec`: listener, process, readers, waiter; registers it as live.
+/// Starts an instance `id` of `spec` (its log stream named `stream`): listener, process,
+/// readers, waiter; registers it as live.
 pub(super) async fn start(
     shared: &Arc<Shared>,
     spec: &FunctionSpec,
     log: &Arc<LogSink>,
     rid: &str,
+    id: &str,
+    stream: &str,
 ) -> Result<Arc<Instance>, StartError> {
     let (kind, program, args) = launch(shared, spec, rid)?;
     if !spec.code_dir.is_dir() {
@@ -544,7 +544,7 @@ pub(super) async fn start(
         ));
     }
 
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = id.to_owned();
     let tmp = shared.config.root.join("tmp").join(&id);
     std::fs::create_dir_all(&tmp).map_err(StartError::Io)?;
     let cleanup_tmp = |tmp: &PathBuf| {
@@ -578,7 +578,7 @@ pub(super) async fn start(
     cmd.args(&args)
         .current_dir(&spec.code_dir)
         .env_clear()
-        .envs(environment(shared, spec, kind, &id, port, &tmp))
+        .envs(environment(shared, spec, kind, (&id, stream), port, &tmp))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -59,25 +59,29 @@
 //!
 //! `<root>/logs/<function name>.log` receives every stdout/stderr line of every instance of the
 //! function, and the host's own `START`, `END`, `REPORT` and timeout lines, in AWS's format.
+//! Once [`Host::set_log_destination`] is called, the same lines also go, batched, to the
+//! instance's CloudWatch Logs stream `YYYY/MM/DD/[<version>]<instance id>` in the function's
+//! log group ([`FunctionSpec::log_group`]); see [`logs`] for how they are shipped.
 
 mod api;
 mod instance;
-mod logs;
+pub mod logs;
 mod registry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use instance::{Instance, RunEnd};
-use logs::LogSink;
+pub use logs::{LogBatch, LogDestination};
+use logs::{LogSink, LogTarget, Shipper, date_path};
 
 /// The Python runtime interface client the host runs for `python3.x` functions.
 const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python_bootstrap.py");
@@ -174,6 +178,9 @@ pub struct FunctionSpec {
     pub credentials: Option<Credentials>,
     /// Reserved concurrency: at most this many instances (None: the host's maximum).
     pub concurrency_limit: Option<u32>,
+    /// The CloudWatch Logs group the output goes to (`LoggingConfig.LogGroup`, by default
+    /// `/aws/lambda/<name>`); also `AWS_LAMBDA_LOG_GROUP_NAME`.
+    pub log_group: String,
 }
 
 /// One invocation.
@@ -255,6 +262,8 @@ struct Shared {
     /// `<interpreter> --version` per interpreter command (None: it could not tell).
     versions: tokio::sync::Mutex<HashMap<String, Option<String>>>,
     reaper_started: AtomicBool,
+    /// Ships output to CloudWatch Logs once a destination is set.
+    shipper: OnceLock<Arc<Shipper>>,
 }
 
 #[derive(Default)]
@@ -306,6 +315,7 @@ impl Host {
             changed: Notify::new(),
             versions: tokio::sync::Mutex::new(HashMap::new()),
             reaper_started: AtomicBool::new(false),
+            shipper: OnceLock::new(),
         });
         Ok(Arc::new(Host { config, shared }))
     }
@@ -346,6 +356,21 @@ impl Host {
         }
     }
 
+    /// Sends every instance's output (and the host's START/END/REPORT lines) to `dest` as
+    /// well, batched (see [`logs`]). Call once, from within the tokio runtime; later calls
+    /// are ignored.
+    pub fn set_log_destination(&self, dest: Arc<dyn LogDestination>) {
+        if self.shared.shipper.get().is_some() {
+            return;
+        }
+        match Shipper::start(dest) {
+            Some(shipper) => {
+                let _ = self.shared.shipper.set(shipper);
+            }
+            None => tracing::warn!("no tokio runtime: function output is not shipped to CloudWatch Logs"),
+        }
+    }
+
     /// The function's log file.
     pub fn log_path(&self, function_name: &str) -> PathBuf {
         self.config.root.join("logs").join(format!("{function_name}.log"))
@@ -360,9 +385,11 @@ impl Host {
             .fold((0, 0), |(busy, idle), (_, g)| (busy + g.busy, idle + g.idle.len()))
     }
 
-    /// Stops every instance.
+    /// Stops every instance, then ships the output still queued for CloudWatch Logs and ends
+    /// the shipping (lines written afterwards are dropped).
     pub async fn shutdown(&self) {
         self.shared.kill_all();
+        let flush_at_end = self.shared.shipper.get().cloned();
         // Wait (bounded) for the waiters to reap them, so no process outlives this call.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -379,6 +406,9 @@ impl Host {
                     break;
                 }
             }
+        }
+        if let Some(shipper) = flush_at_end {
+            shipper.stop(Duration::from_secs(5)).await;
         }
     }
 }
@@ -416,6 +446,22 @@ impl Drop for Lease {
 impl Shared {
     fn log_path(&self, function_name: &str) -> PathBuf {
         self.config.root.join("logs").join(format!("{function_name}.log"))
+    }
+
+    /// Where an instance's lines are shipped, when shipping is on.
+    fn log_target(&self, spec: &FunctionSpec, stream: &str) -> Option<(Arc<Shipper>, Arc<LogTarget>)> {
+        let shipper = self.shipper.get()?;
+        // arn:aws:lambda:<region>:<account>:function:<name>
+        let account = spec.arn.split(':').nth(4).unwrap_or_default().to_owned();
+        Some((
+            Arc::clone(shipper),
+            Arc::new(LogTarget {
+                account,
+                region: spec.region.clone(),
+                group: spec.log_group.clone(),
+                stream: stream.to_owned(),
+            }),
+        ))
     }
 
     fn pids_dir(&self) -> PathBuf {
@@ -543,9 +589,11 @@ impl Shared {
         let (inst, cold) = match lease.instance.clone() {
             Some(inst) => (inst, false),
             None => {
-                let log = LogSink::open(self.log_path(&spec.name));
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let stream = format!("{}/[{}]{id}", date_path(SystemTime::now()), spec.version);
+                let log = LogSink::open(self.log_path(&spec.name), self.log_target(spec, &stream));
                 log.begin_capture();
-                match instance::start(self, spec, &log, &inv.request_id).await {
+                match instance::start(self, spec, &log, &inv.request_id, &id, &stream).await {
                     Ok(inst) => {
                         lease.instance = Some(Arc::clone(&inst));
                         (inst, true)

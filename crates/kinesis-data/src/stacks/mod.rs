@@ -16,19 +16,21 @@
 //! `AWS::S3::BucketPolicy`, `AWS::Kinesis::Stream`, `AWS::KinesisFirehose::DeliveryStream`,
 //! `AWS::Lambda::Function`, `AWS::Lambda::Permission`, `AWS::Lambda::EventSourceMapping`,
 //! `AWS::ApiGateway::{RestApi, Resource, Method, Deployment, Stage}`, `AWS::Glue::{Database,
-//! Table}`, custom resources (`custom.rs`), and, recorded without a service,
-//! `AWS::CDK::Metadata` (none on AWS either), `AWS::Logs::LogGroup` (we run no CloudWatch
-//! Logs), `AWS::ApiGateway::Account` (its CloudWatch role is checked to exist; no logs are
-//! written with it) and `AWS::ECR::Repository`, `AWS::KMS::Key`, `AWS::KMS::Alias`
+//! Table}`, `AWS::Athena::WorkGroup`, `AWS::Logs::LogGroup` (`logs.rs`), custom resources
+//! (`custom.rs`), and, recorded without a service, `AWS::CDK::Metadata` (none on AWS either),
+//! `AWS::ApiGateway::Account` (its CloudWatch role is checked to exist; no API Gateway access
+//! logs are written with it) and `AWS::ECR::Repository`, `AWS::KMS::Key`, `AWS::KMS::Alias`
 //! (`recorded.rs`: no registry, no KMS); any other type fails with `Resource type X is not supported by
 //! kinesis-data`.
 
 mod apigateway;
+mod athena;
 mod custom;
 mod firehose;
 mod glue;
 mod iam;
 mod lambda;
+mod logs;
 mod recorded;
 
 use std::collections::{BTreeSet, HashMap};
@@ -327,11 +329,12 @@ impl Provisioner for ServiceProvisioner {
             "AWS::Lambda::EventSourceMapping" => lambda::replaces(old, new),
             "AWS::KinesisFirehose::DeliveryStream" => firehose::replaces(old, new),
             "AWS::IAM::ManagedPolicy" => iam::managed_replaces(old, new),
-            "AWS::Logs::LogGroup" => differs("LogGroupName"),
+            logs::LOG_GROUP => logs::replaces(old, new),
             "AWS::S3::BucketPolicy" => false,
             t if recorded::is_recorded(t) => recorded::replaces(t, old, new),
             t if t.starts_with("AWS::ApiGateway::") => apigateway::replaces(t, old, new),
             t @ ("AWS::Glue::Database" | "AWS::Glue::Table") => glue::replaces(t, old, new),
+            athena::WORKGROUP => athena::replaces(old, new),
             // Changing the service token is refused on AWS; here it makes a new resource.
             t if custom::is_custom(t) => differs("ServiceToken"),
             crate::stacks_ssm::SSM_PARAMETER => crate::stacks_ssm::requires_replacement(old, new),
@@ -491,11 +494,8 @@ impl Provisioner for ServiceProvisioner {
             "AWS::ApiGateway::Stage" => apigateway::create_stage(&c, &r).await,
             "AWS::Glue::Database" => glue::create_database(&c, &r).await,
             "AWS::Glue::Table" => glue::create_table(&c, &r).await,
-            "AWS::Logs::LogGroup" => {
-                let name = s(p, "LogGroupName")
-                    .unwrap_or_else(|| generated_name(&r.stack.stack_name, r.logical_id, 512, false));
-                Ok(log_group(&name, r.stack))
-            }
+            athena::WORKGROUP => athena::create(&c, &r).await,
+            logs::LOG_GROUP => logs::create(&c, &r).await,
             "AWS::S3::BucketPolicy" => {
                 bucket_policy_put(&c, p, None).await?;
                 Ok(Provisioned::named(
@@ -613,7 +613,8 @@ impl Provisioner for ServiceProvisioner {
             "AWS::ApiGateway::Stage" => apigateway::update_stage(&c, physical, p, old).await,
             "AWS::Glue::Database" => glue::update_database(&c, &r, physical).await,
             "AWS::Glue::Table" => glue::update_table(&c, &r, physical).await,
-            "AWS::Logs::LogGroup" => Ok(log_group(physical, r.stack)),
+            athena::WORKGROUP => athena::update(&c, &r, physical, old).await,
+            logs::LOG_GROUP => logs::update(&c, &r, physical, old).await,
             "AWS::S3::BucketPolicy" => {
                 bucket_policy_put(&c, p, Some(old)).await?;
                 Ok(Provisioned::named(physical, []))
@@ -669,7 +670,9 @@ impl Provisioner for ServiceProvisioner {
             "AWS::ApiGateway::Stage" => apigateway::delete_stage(&c, physical, p).await,
             "AWS::Glue::Database" => glue::delete_database(&c, physical).await,
             "AWS::Glue::Table" => glue::delete_table(&c, p, physical).await,
-            "AWS::Logs::LogGroup" | "AWS::ApiGateway::Account" => Ok(()),
+            athena::WORKGROUP => athena::delete(&c, p, physical).await,
+            logs::LOG_GROUP => logs::delete(&c, physical).await,
+            "AWS::ApiGateway::Account" => Ok(()),
             t if recorded::is_recorded(t) => Ok(()),
             "AWS::S3::BucketPolicy" => {
                 let bucket = s(p, "Bucket").unwrap_or_default();
@@ -729,17 +732,6 @@ async fn bucket_policy_put(c: &Client, p: &Value, old: Option<&Value>) -> Result
         gone(c.request("DELETE", &path, &[("policy", "")], &[], &[]).await.map(drop))?;
     }
     Ok(())
-}
-
-/// An `AWS::Logs::LogGroup`: recorded only (there is no CloudWatch Logs service here).
-fn log_group(name: &str, stack: &StackContext) -> Provisioned {
-    let arn = format!(
-        "arn:{}:logs:{}:{}:log-group:{name}:*",
-        stack.partition(),
-        stack.region,
-        stack.account_id
-    );
-    Provisioned::named(name, [("Arn".to_owned(), json!(arn))])
 }
 
 pub(crate) fn number(v: &Value) -> Option<u64> {
@@ -977,6 +969,7 @@ fn function_config(p: &Value) -> Value {
         "Architectures",
         "Layers",
         "EphemeralStorage",
+        "LoggingConfig",
     ] {
         if let Some(v) = p.get(k) {
             body[k] = match (k, v) {

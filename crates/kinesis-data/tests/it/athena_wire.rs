@@ -579,3 +579,262 @@ async fn parquet_table_with_projection() -> R {
     );
     srv.stop().await
 }
+
+#[tokio::test]
+async fn workgroups_their_operations_and_errors() -> R {
+    use aws_sdk_athena::types::{
+        EngineVersion, ResultConfigurationUpdates, Tag, WorkGroupConfiguration, WorkGroupConfigurationUpdates,
+        WorkGroupState,
+    };
+
+    let srv = TestServer::start().await?;
+    srv.s3().create_bucket().bucket("results").send().await?;
+    let a = srv.athena();
+    let arn = "arn:aws:athena:us-east-1:000000000000:workgroup/analytics";
+    let config = WorkGroupConfiguration::builder()
+        .result_configuration(
+            ResultConfiguration::builder()
+                .output_location("s3://results/analytics/")
+                .build(),
+        )
+        .enforce_work_group_configuration(true)
+        .bytes_scanned_cutoff_per_query(50_000_000)
+        .engine_version(
+            EngineVersion::builder()
+                .selected_engine_version("Athena engine version 3")
+                .build(),
+        )
+        .build();
+    a.create_work_group()
+        .name("analytics")
+        .description("team queries")
+        .configuration(config)
+        .tags(Tag::builder().key("team").value("data").build())
+        .send()
+        .await?;
+    let msg = assert_aws_error!(
+        a.create_work_group().name("analytics").send().await,
+        "InvalidRequestException",
+        400
+    );
+    assert_eq!(msg, "WorkGroup is already created");
+    assert_aws_error!(
+        a.create_work_group().name("bad name").send().await,
+        "InvalidRequestException",
+        400
+    );
+    assert_aws_error!(
+        a.create_work_group()
+            .name("tiny")
+            .configuration(
+                WorkGroupConfiguration::builder()
+                    .bytes_scanned_cutoff_per_query(5)
+                    .build()
+            )
+            .send()
+            .await,
+        "InvalidRequestException",
+        400
+    );
+
+    // GetWorkGroup shows it as configured; a workgroup made without a configuration enforces it.
+    let got = a.get_work_group().work_group("analytics").send().await?;
+    let w = got.work_group().ok_or_else(|| anyhow::anyhow!("no workgroup"))?;
+    assert_eq!(w.name(), "analytics");
+    assert_eq!(w.state(), Some(&WorkGroupState::Enabled));
+    assert_eq!(w.description(), Some("team queries"));
+    assert!(w.creation_time().is_some_and(|t| t.secs() > 1_600_000_000));
+    let c = w.configuration().ok_or_else(|| anyhow::anyhow!("no configuration"))?;
+    assert_eq!(
+        c.result_configuration().and_then(|r| r.output_location()),
+        Some("s3://results/analytics/")
+    );
+    assert_eq!(c.enforce_work_group_configuration(), Some(true));
+    assert_eq!(c.bytes_scanned_cutoff_per_query(), Some(50_000_000));
+    assert_eq!(
+        c.engine_version().and_then(|e| e.effective_engine_version()),
+        Some("Athena engine version 3")
+    );
+    a.create_work_group().name("adhoc").send().await?;
+    let adhoc = a.get_work_group().work_group("adhoc").send().await?;
+    assert_eq!(
+        adhoc
+            .work_group()
+            .and_then(|w| w.configuration())
+            .and_then(|c| c.enforce_work_group_configuration()),
+        Some(true)
+    );
+    let msg = assert_aws_error!(
+        a.get_work_group().work_group("nope").send().await,
+        "InvalidRequestException",
+        400
+    );
+    assert_eq!(msg, "WorkGroup nope is not found.");
+
+    // ListWorkGroups: sorted by name, paged.
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = a
+            .list_work_groups()
+            .max_results(2)
+            .set_next_token(token.clone())
+            .send()
+            .await?;
+        assert!(page.work_groups().len() <= 2);
+        names.extend(page.work_groups().iter().filter_map(|w| w.name().map(str::to_owned)));
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(names, ["adhoc", "analytics", "primary"]);
+    assert_aws_error!(
+        a.list_work_groups().max_results(51).send().await,
+        "InvalidRequestException",
+        400
+    );
+
+    // The enforced location wins over the request's.
+    let id = a
+        .start_query_execution()
+        .query_string("SELECT 1 AS x")
+        .work_group("analytics")
+        .result_configuration(ResultConfiguration::builder().output_location(OUT).build())
+        .send()
+        .await?
+        .query_execution_id()
+        .unwrap_or_default()
+        .to_owned();
+    let q = wait_until(Duration::from_secs(60), "query ends", || {
+        let (a, id) = (a.clone(), id.clone());
+        async move {
+            let q = a.get_query_execution().query_execution_id(&id).send().await.ok()?;
+            let q = q.query_execution()?.clone();
+            (q.status()?.state()? == &QueryExecutionState::Succeeded).then_some(q)
+        }
+    })
+    .await?;
+    assert_eq!(q.work_group(), Some("analytics"));
+    let want = format!("s3://results/analytics/{id}.csv");
+    assert_eq!(
+        q.result_configuration().and_then(|r| r.output_location()),
+        Some(want.as_str())
+    );
+    srv.s3()
+        .head_object()
+        .bucket("results")
+        .key(format!("analytics/{id}.csv"))
+        .send()
+        .await?;
+    let listed = a.list_query_executions().work_group("analytics").send().await?;
+    assert_eq!(listed.query_execution_ids(), std::slice::from_ref(&id));
+    assert!(
+        !a.list_query_executions()
+            .send()
+            .await?
+            .query_execution_ids()
+            .contains(&id),
+        "primary's list does not show it"
+    );
+    assert_aws_error!(
+        a.list_query_executions().work_group("nope").send().await,
+        "InvalidRequestException",
+        400
+    );
+
+    // UpdateWorkGroup: disable it, drop the cutoff and the location.
+    a.update_work_group()
+        .work_group("analytics")
+        .state(WorkGroupState::Disabled)
+        .description("paused")
+        .configuration_updates(
+            WorkGroupConfigurationUpdates::builder()
+                .remove_bytes_scanned_cutoff_per_query(true)
+                .result_configuration_updates(
+                    ResultConfigurationUpdates::builder()
+                        .remove_output_location(true)
+                        .build(),
+                )
+                .publish_cloud_watch_metrics_enabled(true)
+                .build(),
+        )
+        .send()
+        .await?;
+    let got = a.get_work_group().work_group("analytics").send().await?;
+    let w = got.work_group().ok_or_else(|| anyhow::anyhow!("no workgroup"))?;
+    assert_eq!(w.state(), Some(&WorkGroupState::Disabled));
+    assert_eq!(w.description(), Some("paused"));
+    let c = w.configuration().ok_or_else(|| anyhow::anyhow!("no configuration"))?;
+    assert_eq!(c.bytes_scanned_cutoff_per_query(), None);
+    assert_eq!(c.result_configuration().and_then(|r| r.output_location()), None);
+    assert_eq!(c.publish_cloud_watch_metrics_enabled(), Some(true));
+    let msg = assert_aws_error!(
+        a.start_query_execution()
+            .query_string("SELECT 1")
+            .work_group("analytics")
+            .result_configuration(ResultConfiguration::builder().output_location(OUT).build())
+            .send()
+            .await,
+        "InvalidRequestException",
+        400
+    );
+    assert_eq!(msg, "WorkGroup analytics is disabled.");
+    assert_aws_error!(
+        a.update_work_group().work_group("nope").send().await,
+        "InvalidRequestException",
+        400
+    );
+
+    // Tags.
+    a.tag_resource()
+        .resource_arn(arn)
+        .tags(Tag::builder().key("env").value("test").build())
+        .send()
+        .await?;
+    a.untag_resource().resource_arn(arn).tag_keys("team").send().await?;
+    let tags = a.list_tags_for_resource().resource_arn(arn).send().await?;
+    let tags: Vec<(Option<&str>, Option<&str>)> = tags.tags().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(tags, [(Some("env"), Some("test"))]);
+    assert_aws_error!(
+        a.list_tags_for_resource()
+            .resource_arn("arn:aws:athena:us-east-1:000000000000:workgroup/nope")
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        400
+    );
+
+    // DeleteWorkGroup: primary never; a workgroup with executions only recursively.
+    assert_aws_error!(
+        a.delete_work_group().work_group("primary").send().await,
+        "InvalidRequestException",
+        400
+    );
+    let msg = assert_aws_error!(
+        a.delete_work_group().work_group("analytics").send().await,
+        "InvalidRequestException",
+        400
+    );
+    assert_eq!(msg, "WorkGroup analytics is not empty");
+    a.delete_work_group()
+        .work_group("analytics")
+        .recursive_delete_option(true)
+        .send()
+        .await?;
+    a.delete_work_group().work_group("adhoc").send().await?;
+    assert_aws_error!(
+        a.get_work_group().work_group("analytics").send().await,
+        "InvalidRequestException",
+        400
+    );
+    assert_aws_error!(
+        a.get_query_execution().query_execution_id(&id).send().await,
+        "InvalidRequestException",
+        400
+    );
+    let left = a.list_work_groups().send().await?;
+    let left: Vec<&str> = left.work_groups().iter().filter_map(|w| w.name()).collect();
+    assert_eq!(left, ["primary"]);
+    srv.stop().await
+}

@@ -24,10 +24,14 @@ use serde_json::Value;
 
 use crate::assert_aws_error;
 use crate::deploy_e2e::{cli, output_value, texts};
+use crate::lambda_e2e::example_binary;
 
 type R = anyhow::Result<()>;
 
 const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The example's stacks, in deployment order.
+const STACKS: [&str; 4] = ["KdStorage", "KdPipeline", "KdApi", "KdAnalytics"];
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cdk")
@@ -72,6 +76,8 @@ async fn synth(dir: &Path, out: &Path) -> anyhow::Result<Duration> {
         .env("CDK_DEFAULT_REGION", "us-east-1")
         .env("CDK_DISABLE_VERSION_CHECK", "true")
         .env("CDK_DISABLE_CLI_TELEMETRY", "true")
+        // KdAnalytics' Rust function: the `echo` example as its `bootstrap`.
+        .env("KD_RUST_BOOTSTRAP", example_binary("echo")?)
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(180), cmd.output()).await??;
     anyhow::ensure!(
@@ -126,7 +132,7 @@ async fn cdk_app_synthesizes_deploys_works_and_destroys() -> R {
     let assembly = out.path().join("cdk.out");
     let synth_time = synth(&dir, &assembly).await?;
     println!("cdk synth: {synth_time:?}");
-    for stack in ["KdStorage", "KdPipeline", "KdApi"] {
+    for stack in STACKS {
         assert!(
             assembly.join(format!("{stack}.template.json")).is_file(),
             "no template for {stack}"
@@ -140,14 +146,14 @@ async fn cdk_app_synthesizes_deploys_works_and_destroys() -> R {
     let deploy_time = started.elapsed();
     let (stdout, stderr) = texts(&deployed);
     assert_eq!(deployed.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    println!("kinesis-data deploy (3 stacks): {deploy_time:?}");
+    println!("kinesis-data deploy (4 stacks): {deploy_time:?}");
     // CDK's own custom resources ran through the response-URL protocol.
     for line in [
         "| CREATE_COMPLETE              | Custom::S3AutoDeleteObjects",
         "| CREATE_COMPLETE              | Custom::S3BucketNotifications",
         "| CREATE_COMPLETE              | AWS::S3::BucketPolicy",
         "| CREATE_COMPLETE              | AWS::ApiGateway::Account",
-        "✨  Deployed 3 stack(s)",
+        "✨  Deployed 4 stack(s)",
     ] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
@@ -197,10 +203,69 @@ async fn cdk_app_synthesizes_deploys_works_and_destroys() -> R {
         .put_record()
         .stream_name(&stream)
         .partition_key("sensor-1")
-        .data(Blob::new(br#"{"sensor":"s1","reading":7}"#.to_vec()))
+        .data(Blob::new(b"{\"sensor\":\"s1\",\"reading\":7}\n".to_vec()))
         .send()
         .await?;
     delivered(&s3, &bucket, "events/", r#""reading":7"#).await?;
+
+    // Athena over the Glue table CDK declared, in CDK's workgroup: its enforced result
+    // location wins over the one the request gives.
+    let database = output_value(&stdout, "KdAnalytics.DatabaseName").to_owned();
+    let table = output_value(&stdout, "KdAnalytics.TableName").to_owned();
+    let workgroup = output_value(&stdout, "KdAnalytics.WorkGroupName").to_owned();
+    assert_eq!((database.as_str(), workgroup.as_str()), ("kd_events", "kd-analytics"));
+    assert_eq!(table, "events");
+    let (rows, location) = athena_rows(
+        &server.athena(),
+        &database,
+        &workgroup,
+        &format!("s3://{bucket}/elsewhere/"),
+        "SELECT sensor, reading FROM events WHERE sensor = 's1'",
+    )
+    .await?;
+    assert_eq!(rows, [vec!["sensor", "reading"], vec!["s1", "7"]]);
+    assert!(
+        location.starts_with(&format!("s3://{bucket}/athena-results/")),
+        "{location}"
+    );
+
+    // The Rust (provided.al2023) function from a CDK asset answers.
+    let rust_fn = output_value(&stdout, "KdAnalytics.RustFunction").to_owned();
+    let lambda = server.lambda();
+    let invoked = lambda
+        .invoke()
+        .function_name(&rust_fn)
+        .payload(Blob::new(br#"{"hello":"cdk"}"#.to_vec()))
+        .send()
+        .await?;
+    assert_eq!(invoked.function_error(), None);
+    let answer: Value = serde_json::from_slice(invoked.payload().map(Blob::as_ref).unwrap_or_default())?;
+    assert_eq!(answer["event"]["hello"], "cdk", "{answer}");
+    assert_eq!(answer["functionName"], rust_fn.as_str(), "{answer}");
+    let config = lambda
+        .get_function_configuration()
+        .function_name(&rust_fn)
+        .send()
+        .await?;
+    assert_eq!(config.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+    // Its output goes to the log group CDK gave it (LoggingConfig.LogGroup).
+    let log_group = output_value(&stdout, "KdAnalytics.RustFunctionLogGroup").to_owned();
+    assert_eq!(
+        config.logging_config().and_then(|l| l.log_group()),
+        Some(log_group.as_str())
+    );
+    let logs = server.logs();
+    wait_until(DEADLINE, "the Rust function's REPORT line in its log group", || async {
+        let found = logs
+            .filter_log_events()
+            .log_group_name(&log_group)
+            .filter_pattern("REPORT")
+            .send()
+            .await
+            .ok()?;
+        (!found.events().is_empty()).then_some(())
+    })
+    .await?;
 
     // The REST API: GET /, GET /{id}, and POST / into the stream (and on to the bucket).
     let addr = server.inner().addr();
@@ -217,7 +282,7 @@ async fn cdk_app_synthesizes_deploys_works_and_destroys() -> R {
         "POST",
         &format!("{stage}/"),
         &[("content-type".to_owned(), "application/json".to_owned())],
-        br#"{"via":"api","n":3}"#,
+        b"{\"via\":\"api\",\"n\":3}\n",
     )
     .await?;
     assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
@@ -232,7 +297,7 @@ async fn cdk_app_synthesizes_deploys_works_and_destroys() -> R {
     let again = cli(&server, &["deploy", &app]).await?;
     let (stdout, stderr) = texts(&again);
     assert_eq!(again.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    for stack in ["KdStorage", "KdPipeline", "KdApi"] {
+    for stack in STACKS {
         assert!(stdout.contains(&format!("✅  {stack} (no changes)")), "{stdout}");
     }
 
@@ -241,7 +306,7 @@ async fn cdk_app_synthesizes_deploys_works_and_destroys() -> R {
     let destroyed = cli(&server, &["destroy", "--app", &app, "--all"]).await?;
     let (stdout, stderr) = texts(&destroyed);
     assert_eq!(destroyed.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    for stack in ["KdApi", "KdPipeline", "KdStorage"] {
+    for stack in STACKS.iter().rev() {
         assert!(stdout.contains(&format!("✅  {stack}: destroyed")), "{stdout}");
     }
     assert!(
@@ -254,7 +319,6 @@ async fn cdk_app_synthesizes_deploys_works_and_destroys() -> R {
         "ResourceNotFoundException",
         400
     );
-    let lambda = server.lambda();
     assert_aws_error!(
         lambda.get_function().function_name(&on_upload).send().await,
         "ResourceNotFoundException",
@@ -269,8 +333,23 @@ async fn cdk_app_synthesizes_deploys_works_and_destroys() -> R {
             .await
             .is_err()
     );
+    assert_aws_error!(
+        lambda.get_function().function_name(&rust_fn).send().await,
+        "ResourceNotFoundException",
+        404
+    );
+    assert_aws_error!(
+        server.glue().get_database().name(&database).send().await,
+        "EntityNotFoundException",
+        400
+    );
+    assert_aws_error!(
+        server.athena().get_work_group().work_group(&workgroup).send().await,
+        "InvalidRequestException",
+        400
+    );
     let cfn = server.cloudformation();
-    for stack in ["KdStorage", "KdPipeline", "KdApi"] {
+    for stack in STACKS {
         assert_aws_error!(
             cfn.describe_stacks().stack_name(stack).send().await,
             "ValidationError",
@@ -278,6 +357,60 @@ async fn cdk_app_synthesizes_deploys_works_and_destroys() -> R {
         );
     }
     server.stop().await
+}
+
+/// Runs `sql` in `workgroup` with `output` as the request's result location, waits for
+/// success, and returns the rows (header first) and where the results went.
+async fn athena_rows(
+    athena: &aws_sdk_athena::Client,
+    database: &str,
+    workgroup: &str,
+    output: &str,
+    sql: &str,
+) -> anyhow::Result<(Vec<Vec<String>>, String)> {
+    use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
+    let id = athena
+        .start_query_execution()
+        .query_string(sql)
+        .work_group(workgroup)
+        .query_execution_context(QueryExecutionContext::builder().database(database).build())
+        .result_configuration(ResultConfiguration::builder().output_location(output).build())
+        .send()
+        .await?
+        .query_execution_id()
+        .unwrap_or_default()
+        .to_owned();
+    let execution = wait_until(DEADLINE, "the query ends", || async {
+        let q = athena.get_query_execution().query_execution_id(&id).send().await.ok()?;
+        let q = q.query_execution()?.clone();
+        let state = q.status()?.state()?.clone();
+        (state != QueryExecutionState::Queued && state != QueryExecutionState::Running).then_some(q)
+    })
+    .await?;
+    let status = execution.status();
+    anyhow::ensure!(
+        status.and_then(|s| s.state()) == Some(&QueryExecutionState::Succeeded),
+        "{sql}: {status:?}"
+    );
+    let location = execution
+        .result_configuration()
+        .and_then(|r| r.output_location())
+        .unwrap_or_default()
+        .to_owned();
+    let results = athena.get_query_results().query_execution_id(&id).send().await?;
+    let rows = results
+        .result_set()
+        .map(|r| r.rows())
+        .unwrap_or_default()
+        .iter()
+        .map(|row| {
+            row.data()
+                .iter()
+                .map(|d| d.var_char_value().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .collect();
+    Ok((rows, location))
 }
 
 /// Runs the example's `cdk` CLI (`npx cdk …`) on the assembly `app` against `server`, with the
@@ -354,8 +487,8 @@ async fn cdk_deploy_itself_works_after_kinesis_data_bootstrap() -> R {
     )
     .await?;
     assert!(ok, "{text}");
-    println!("cdk deploy --all (3 stacks): {:?}", started.elapsed());
-    for stack in ["KdStorage", "KdPipeline", "KdApi"] {
+    println!("cdk deploy --all (4 stacks): {:?}", started.elapsed());
+    for stack in STACKS {
         assert!(text.contains(&format!("✅  {stack}")), "{text}");
     }
     let bucket = text
@@ -365,7 +498,7 @@ async fn cdk_deploy_itself_works_after_kinesis_data_bootstrap() -> R {
         .to_owned();
     assert!(!bucket.is_empty(), "{text}");
     let cfn = server.cloudformation();
-    for stack in ["KdStorage", "KdPipeline", "KdApi"] {
+    for stack in STACKS {
         let described = cfn.describe_stacks().stack_name(stack).send().await?;
         let status = described
             .stacks()
@@ -393,7 +526,7 @@ async fn cdk_deploy_itself_works_after_kinesis_data_bootstrap() -> R {
     let (ok, text) = cdk(&server, &dir, &assembly, &["destroy", "--all", "--force"]).await?;
     assert!(ok, "{text}");
     assert!(s3.head_bucket().bucket(&bucket).send().await.is_err());
-    for stack in ["KdStorage", "KdPipeline", "KdApi"] {
+    for stack in STACKS {
         assert_aws_error!(
             cfn.describe_stacks().stack_name(stack).send().await,
             "ValidationError",
@@ -475,7 +608,7 @@ async fn cdk_bootstrap_itself_then_cdk_deploy_all() -> R {
     )
     .await?;
     assert!(ok, "{text}");
-    for stack in ["KdStorage", "KdPipeline", "KdApi"] {
+    for stack in STACKS {
         assert!(text.contains(&format!("✅  {stack}")), "{text}");
     }
     let stream = text

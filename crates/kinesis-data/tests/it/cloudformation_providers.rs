@@ -957,3 +957,167 @@ async fn ecr_repositories_and_kms_keys_are_recorded_with_their_attributes() -> a
     gone?;
     Ok(())
 }
+
+fn workgroup_template(description: &str, cutoff: Option<&str>) -> String {
+    let mut config = json!({
+        "EnforceWorkGroupConfiguration": true,
+        "PublishCloudWatchMetricsEnabled": "true",
+        "RequesterPaysEnabled": false,
+        "ResultConfiguration": {"OutputLocation": {"Fn::Sub": "s3://${Results}/enforced/"}},
+        "EngineVersion": {"SelectedEngineVersion": "AUTO"}
+    });
+    if let Some(c) = cutoff {
+        config["BytesScannedCutoffPerQuery"] = json!(c);
+    }
+    json!({
+        "Resources": {
+            "Results": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "wg-results"}},
+            "Wg": {"Type": "AWS::Athena::WorkGroup", "Properties": {
+                "Name": "cfn-wg",
+                "Description": description,
+                "State": "ENABLED",
+                "RecursiveDeleteOption": true,
+                "Tags": [{"Key": "team", "Value": "data"}],
+                "WorkGroupConfiguration": config
+            }}
+        },
+        "Outputs": {
+            "Name": {"Value": {"Ref": "Wg"}},
+            "Created": {"Value": {"Fn::GetAtt": ["Wg", "CreationTime"]}},
+            "Engine": {"Value": {"Fn::GetAtt": ["Wg", "WorkGroupConfiguration.EngineVersion.EffectiveEngineVersion"]}}
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn athena_workgroup_enforces_its_location_updates_and_deletes() -> anyhow::Result<()> {
+    use aws_sdk_athena::types::{QueryExecutionState, ResultConfiguration};
+
+    let server = TestServer::start().await?;
+    let cfn = server.cloudformation();
+    cfn.create_stack()
+        .stack_name("wg")
+        .template_body(workgroup_template("first", Some("20000000")))
+        .send()
+        .await?;
+    let s = settled(&cfn, "wg").await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::CreateComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+    assert_eq!(output(&s, "Name"), "cfn-wg");
+    assert_eq!(output(&s, "Engine"), "Athena engine version 3");
+    assert!(
+        output(&s, "Created").parse::<i64>().is_ok_and(|t| t > 1_600_000_000),
+        "{}",
+        output(&s, "Created")
+    );
+
+    let athena = server.athena();
+    let got = athena.get_work_group().work_group("cfn-wg").send().await?;
+    let c = got
+        .work_group()
+        .and_then(|w| w.configuration())
+        .ok_or_else(|| anyhow::anyhow!("no configuration"))?;
+    assert_eq!(c.bytes_scanned_cutoff_per_query(), Some(20_000_000));
+    assert_eq!(c.publish_cloud_watch_metrics_enabled(), Some(true));
+    let tags = athena
+        .list_tags_for_resource()
+        .resource_arn("arn:aws:athena:us-east-1:000000000000:workgroup/cfn-wg")
+        .send()
+        .await?;
+    assert_eq!(tags.tags().first().and_then(|t| t.key()), Some("team"));
+
+    // A query asking for another location: the workgroup's enforced one wins.
+    let s3 = server.s3();
+    s3.create_bucket().bucket("elsewhere").send().await?;
+    let id = athena
+        .start_query_execution()
+        .query_string("SELECT 42 AS answer")
+        .work_group("cfn-wg")
+        .result_configuration(
+            ResultConfiguration::builder()
+                .output_location("s3://elsewhere/q/")
+                .build(),
+        )
+        .send()
+        .await?
+        .query_execution_id()
+        .unwrap_or_default()
+        .to_owned();
+    let state = wait_until(DEADLINE, "the query to end", || {
+        let (athena, id) = (athena.clone(), id.clone());
+        async move {
+            let q = athena.get_query_execution().query_execution_id(&id).send().await.ok()?;
+            let state = q.query_execution()?.status()?.state()?.clone();
+            matches!(
+                state,
+                QueryExecutionState::Succeeded | QueryExecutionState::Failed | QueryExecutionState::Cancelled
+            )
+            .then_some(state)
+        }
+    })
+    .await?;
+    assert_eq!(state, QueryExecutionState::Succeeded);
+    let body = s3
+        .get_object()
+        .bucket("wg-results")
+        .key(format!("enforced/{id}.csv"))
+        .send()
+        .await?
+        .body
+        .collect()
+        .await?
+        .into_bytes();
+    assert_eq!(&body[..], b"\"answer\"\n\"42\"\n");
+    let elsewhere = s3.list_objects_v2().bucket("elsewhere").send().await?;
+    assert!(elsewhere.contents().is_empty(), "nothing under the request's location");
+
+    // An update in place: new description, the cutoff dropped.
+    cfn.update_stack()
+        .stack_name("wg")
+        .template_body(workgroup_template("second", None))
+        .send()
+        .await?;
+    let s = settled(&cfn, "wg").await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::UpdateComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+    let got = athena.get_work_group().work_group("cfn-wg").send().await?;
+    let w = got.work_group().ok_or_else(|| anyhow::anyhow!("no workgroup"))?;
+    assert_eq!(w.description(), Some("second"));
+    assert_eq!(w.configuration().and_then(|c| c.bytes_scanned_cutoff_per_query()), None);
+
+    // Delete: the workgroup (which ran a query: RecursiveDeleteOption) goes.
+    s3.delete_object()
+        .bucket("wg-results")
+        .key(format!("enforced/{id}.csv"))
+        .send()
+        .await?;
+    s3.delete_object()
+        .bucket("wg-results")
+        .key(format!("enforced/{id}.csv.metadata"))
+        .send()
+        .await?;
+    cfn.delete_stack().stack_name("wg").send().await?;
+    let s = settled(&cfn, s.stack_id().unwrap_or_default()).await?;
+    assert_eq!(
+        s.stack_status(),
+        Some(&StackStatus::DeleteComplete),
+        "{}",
+        failures(&cfn, s.stack_id().unwrap_or_default()).await
+    );
+    let msg = assert_aws_error!(
+        athena.get_work_group().work_group("cfn-wg").send().await,
+        "InvalidRequestException",
+        400
+    );
+    assert_eq!(msg, "WorkGroup cfn-wg is not found.");
+    server.stop().await
+}

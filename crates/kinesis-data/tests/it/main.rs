@@ -23,6 +23,7 @@ mod kinesis_errors;
 mod kinesis_wire;
 mod lambda_e2e;
 mod lambda_wire;
+mod logs_wire;
 mod pipeline_e2e;
 mod s3_replication;
 mod s3_versioning;
