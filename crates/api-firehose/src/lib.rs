@@ -915,13 +915,7 @@ impl Call<'_> {
 
     /// Authorises `firehose:<Operation>` on `resource` (built only when policies apply).
     fn allow_on(&self, resource: impl FnOnce() -> String) -> Result<(), ServiceError> {
-        if !self.ctx.authz.enforced() {
-            return Ok(());
-        }
-        self.ctx
-            .authz
-            .authorize(&format!("firehose:{}", self.operation), &resource())
-            .map_err(|m| ServiceError::client("AccessDeniedException", m))
+        self.ctx.allow("firehose", self.operation, resource)
     }
 
     /// Authorises the operation on the named delivery stream.

@@ -409,13 +409,7 @@ impl Call<'_> {
     }
 
     fn allow_on(&self, resource: impl FnOnce() -> String) -> Result<(), ServiceError> {
-        if !self.ctx.authz.enforced() {
-            return Ok(());
-        }
-        self.ctx
-            .authz
-            .authorize(&format!("glue:{}", self.operation), &resource())
-            .map_err(|m| ServiceError::client("AccessDeniedException", m))
+        self.ctx.allow("glue", self.operation, resource)
     }
 
     fn allow_catalog(&self) -> Result<(), ServiceError> {

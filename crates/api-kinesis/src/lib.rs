@@ -206,13 +206,7 @@ impl Call<'_> {
 
     /// Authorises `kinesis:<Operation>` on `resource` (built only when policies apply).
     fn allow_on(&self, resource: impl FnOnce() -> String) -> Result<(), ServiceError> {
-        if !self.ctx.authz.enforced() {
-            return Ok(());
-        }
-        self.ctx
-            .authz
-            .authorize(&format!("kinesis:{}", self.operation), &resource())
-            .map_err(|m| ServiceError::client("AccessDeniedException", m))
+        self.ctx.allow("kinesis", self.operation, resource)
     }
 
     /// Authorises the operation on the stream named by `name` or `arn`.

@@ -337,13 +337,7 @@ impl Call<'_> {
     }
 
     fn allow(&self, resource: impl FnOnce() -> String) -> Result<(), ServiceError> {
-        if !self.ctx.authz.enforced() {
-            return Ok(());
-        }
-        self.ctx
-            .authz
-            .authorize(&format!("logs:{}", self.operation), &resource())
-            .map_err(|m| ServiceError::client("AccessDeniedException", m))
+        self.ctx.allow("logs", self.operation, resource)
     }
 
     fn allow_group(&self, group: &str) -> Result<(), ServiceError> {

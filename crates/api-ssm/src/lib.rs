@@ -283,13 +283,7 @@ impl Call<'_> {
     }
 
     fn allow(&self, resource: impl FnOnce() -> String) -> Result<(), ServiceError> {
-        if !self.ctx.authz.enforced() {
-            return Ok(());
-        }
-        self.ctx
-            .authz
-            .authorize(&format!("ssm:{}", self.operation), &resource())
-            .map_err(|m| ServiceError::client("AccessDeniedException", m))
+        self.ctx.allow("ssm", self.operation, resource)
     }
 
     /// The name part of a `name:selector`.

@@ -21,6 +21,20 @@ pub struct RequestContext {
     pub authz: std::sync::Arc<dyn Authorize>,
 }
 
+impl RequestContext {
+    /// Authorises `<service>:<operation>` on the resource `resource` names (built only when
+    /// policies apply); a denial is the awsJson services' `AccessDeniedException` with AWS's
+    /// message.
+    pub fn allow(&self, service: &str, operation: &str, resource: impl FnOnce() -> String) -> Result<(), ServiceError> {
+        if !self.authz.enforced() {
+            return Ok(());
+        }
+        self.authz
+            .authorize(&format!("{service}:{operation}"), &resource())
+            .map_err(|m| ServiceError::client("AccessDeniedException", m))
+    }
+}
+
 /// The authorisation decision for one caller, as adapters see it: the edge builds one per
 /// request over the caller's identity policies (or [`AllowAll`] for root keys and
 /// `--iam off`).
