@@ -884,7 +884,7 @@ impl Inner {
         if e.statement_type == "UTILITY" {
             // EXPLAIN [ANALYZE]: Athena answers plain text, a row per line of the plan.
             let batches = df.collect().await.map_err(|err| athena_error(&err, e))?;
-            return self.write_text(env, e, &explain_lines(&batches)).await;
+            return self.write_lines(env, e, &explain_lines(&batches), "Query Plan").await;
         }
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let columns: Vec<ColumnInfo> = schema
@@ -966,6 +966,18 @@ impl Inner {
         e: &Execution,
         lines: &[String],
     ) -> std::result::Result<Outcome, String> {
+        self.write_lines(env, e, lines, "result").await
+    }
+
+    /// A `.txt` result: one row per line, in one varchar column named `column` (EXPLAIN's is
+    /// `Query Plan`, as Athena names it).
+    async fn write_lines(
+        &self,
+        env: &QueryEnv,
+        e: &Execution,
+        lines: &[String],
+        column: &str,
+    ) -> std::result::Result<Outcome, String> {
         let mut w = self.writer(env, &e.result_file)?;
         let mut body = String::new();
         for l in lines {
@@ -977,7 +989,7 @@ impl Inner {
             .map_err(|err| internal(err.to_string()))?;
         w.shutdown().await.map_err(|err| internal(err.to_string()))?;
         let columns = vec![ColumnInfo {
-            name: "result".into(),
+            name: column.into(),
             type_name: "varchar".into(),
             precision: 2147483647,
             scale: 0,

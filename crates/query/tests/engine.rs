@@ -988,6 +988,8 @@ async fn delimited_opencsv_and_parquet_tables() -> R {
     let explained = env.run("lake", "EXPLAIN SELECT count(*) FROM pq").await?;
     assert_eq!(explained.state, State::Succeeded, "{:?}", explained.reason);
     assert_eq!(explained.statement_type, "UTILITY");
+    let columns: Vec<String> = explained.columns.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(columns, ["Query Plan"]);
     let lines = env.rows(&explained.id).await?;
     for heading in ["logical_plan:", "physical_plan:"] {
         assert!(lines.contains(&row(&[heading])), "{lines:?}");
