@@ -112,6 +112,8 @@ pub(crate) const T_VERSIONS: &str = "s3_versions";
 pub(crate) const T_REPLICATION: &str = "s3_replication";
 /// The most bytes one [`Objects::read_ranges`] call returns (it holds them in memory).
 pub const MAX_RANGES_BYTES: u64 = 256 * 1024 * 1024;
+/// [`Objects::read_ranges`] reads up to this many bytes on the calling thread.
+pub const INLINE_READ_BYTES: u64 = 2 * 1024 * 1024;
 const ALL_TABLES: [&str; 9] = [
     T_BUCKETS,
     T_OBJECTS,
@@ -1293,55 +1295,59 @@ impl Objects {
     }
 
     /// Several byte ranges (half-open, `start..end`) of the current version of an object,
-    /// read in one go: one lookup, one open and positioned reads on one blocking thread.
-    /// This is the columnar readers' path (a Parquet reader asks for a footer, then for
-    /// column chunks scattered over the file); unlike [`Objects::get_object`] it neither
-    /// streams nor coalesces. Every range must lie within the object (`InvalidRange`
-    /// otherwise), and their total is limited to [`MAX_RANGES_BYTES`].
+    /// read in one go: one lookup, one open and positioned reads. This is the columnar
+    /// readers' path (a Parquet reader asks for a footer, then for column chunks scattered
+    /// over the file); unlike [`Objects::get_object`] it neither streams nor coalesces.
+    /// Every range must lie within the object (`InvalidRange` otherwise), and their total is
+    /// limited to [`MAX_RANGES_BYTES`].
+    ///
+    /// Up to [`INLINE_READ_BYTES`] in all are read on the calling thread: a query reads
+    /// its column chunks from files the page cache usually holds, where a hop to the
+    /// blocking pool and back costs more than the copy, and leaves the query's partition
+    /// idle meanwhile (a scan waits on one read at a time). Larger reads go to the
+    /// blocking pool.
     pub async fn read_ranges(
         &self,
         bucket: &str,
         key: &str,
         ranges: &[std::ops::Range<u64>],
     ) -> Result<(ObjectInfo, Vec<Bytes>)> {
-        let (doc, stored) = self.open_object(bucket, key, None).await?;
-        let mut total = 0u64;
-        for r in ranges {
-            if r.start > r.end || r.end > doc.size {
-                return Err(Error::InvalidRange { size: doc.size });
-            }
-            total += r.end - r.start;
+        let total: u64 = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+        if total > INLINE_READ_BYTES {
+            let (doc, stored) = self.open_object(bucket, key, None).await?;
+            check_ranges(ranges, doc.size)?;
+            let info = doc.info(bucket, key);
+            let parts = match stored {
+                StoredBody::Inline(b) => slice_ranges(&b, ranges),
+                StoredBody::File(f) => {
+                    let file = f.into_std().await;
+                    let ranges = ranges.to_vec();
+                    tokio::task::spawn_blocking(move || read_file_ranges(&file, &ranges))
+                        .await
+                        .map_err(|e| Error::Internal(format!("blob reader: {e}")))??
+                }
+            };
+            return Ok((info, parts));
         }
-        if total > MAX_RANGES_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "{total} bytes asked for in one read; at most {MAX_RANGES_BYTES}"
-            )));
-        }
-        let info = doc.info(bucket, key);
-        let parts = match stored {
-            StoredBody::Inline(b) => ranges
-                .iter()
-                .map(|r| b.slice(r.start as usize..r.end as usize))
-                .collect(),
-            StoredBody::File(f) => {
-                let file = f.into_std().await;
-                let ranges = ranges.to_vec();
-                tokio::task::spawn_blocking(move || -> Result<Vec<Bytes>> {
-                    use std::os::unix::fs::FileExt;
-                    let mut out = Vec::with_capacity(ranges.len());
-                    for r in ranges {
-                        let mut buf = vec![0u8; (r.end - r.start) as usize];
-                        file.read_exact_at(&mut buf, r.start)
-                            .map_err(|e| Error::io("read a blob range", e))?;
-                        out.push(Bytes::from(buf));
-                    }
-                    Ok(out)
-                })
-                .await
-                .map_err(|e| Error::Internal(format!("blob reader: {e}")))??
+        for _ in 0..8 {
+            let snap = self.meta.snapshot()?;
+            let doc = Self::object_doc_in(&snap, bucket, key, None)?;
+            check_ranges(ranges, doc.size)?;
+            if doc.inline {
+                let bytes = inline_bytes(snap.table(T_INLINE)?.get(&doc.blob)?, &doc.blob, doc.size)?;
+                return Ok((doc.info(bucket, key), slice_ranges(&bytes, ranges)));
             }
-        };
-        Ok((info, parts))
+            drop(snap);
+            let path = self.blobs.blob_path(&doc.blob)?;
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                // Replaced or deleted since the lookup: look again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+            };
+            return Ok((doc.info(bucket, key), read_file_ranges(&file, ranges)?));
+        }
+        Err(Error::Internal(format!("blob of {bucket}/{key} keeps disappearing")))
     }
 
     /// GetObject: the object, the resolved range (inclusive) if one was asked for and
@@ -2367,6 +2373,45 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// `InvalidRange` unless every range lies within an object of `size` bytes; the total
+/// is limited to [`MAX_RANGES_BYTES`].
+fn check_ranges(ranges: &[std::ops::Range<u64>], size: u64) -> Result<()> {
+    let mut total = 0u64;
+    for r in ranges {
+        if r.start > r.end || r.end > size {
+            return Err(Error::InvalidRange { size });
+        }
+        total += r.end - r.start;
+    }
+    if total > MAX_RANGES_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "{total} bytes asked for in one read; at most {MAX_RANGES_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// The ranges (already checked) of an object stored inline.
+fn slice_ranges(b: &Bytes, ranges: &[std::ops::Range<u64>]) -> Vec<Bytes> {
+    ranges
+        .iter()
+        .map(|r| b.slice(r.start as usize..r.end as usize))
+        .collect()
+}
+
+/// Positioned reads of the ranges (already checked) of a blob file.
+fn read_file_ranges(file: &std::fs::File, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Bytes>> {
+    use std::os::unix::fs::FileExt;
+    let mut out = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let mut buf = vec![0u8; (r.end - r.start) as usize];
+        file.read_exact_at(&mut buf, r.start)
+            .map_err(|e| Error::io("read a blob range", e))?;
+        out.push(Bytes::from(buf));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ mod names;
 pub mod store;
 mod types;
 
-pub use engine::{MAX_OBJECT_SIZE, MAX_PART_NUMBER, MAX_RANGES_BYTES, Objects};
+pub use engine::{INLINE_READ_BYTES, MAX_OBJECT_SIZE, MAX_PART_NUMBER, MAX_RANGES_BYTES, Objects};
 pub use error::{Error, Result};
 pub use names::{MAX_KEY_LEN, validate_bucket_name};
 pub use types::{

@@ -454,6 +454,24 @@ async fn read_ranges_in(inline_max: u64) -> R {
     // No ranges: the object's information alone.
     let (info, parts) = s3.read_ranges("bkt", "k", &[]).await?;
     assert_eq!((info.size, parts.len()), (200, 0));
+    if inline_max != 0 {
+        return Ok(());
+    }
+    // More than INLINE_READ_BYTES in all: read on the blocking pool, same answers.
+    let big: Vec<u8> = (0..2_200_000u32).map(|i| (i % 251) as u8).collect();
+    put(s3, "bkt", "big", &big).await?;
+    let ranges = [1_100_000..2_200_000, 0..1_100_000];
+    assert!(ranges.iter().map(|r| r.end - r.start).sum::<u64>() > kd_objects::INLINE_READ_BYTES);
+    let (info, parts) = s3.read_ranges("bkt", "big", &ranges).await?;
+    assert_eq!(info.size, big.len() as u64);
+    for (r, got) in ranges.iter().zip(&parts) {
+        assert!(got.as_ref() == &big[r.start as usize..r.end as usize], "{r:?}");
+    }
+    assert!(matches!(
+        s3.read_ranges("bkt", "big", &[0..1_500_000, 2_000_000..2_200_001])
+            .await,
+        Err(Error::InvalidRange { size: 2_200_000 })
+    ));
     Ok(())
 }
 

@@ -857,7 +857,15 @@ impl Inner {
                 tracing::warn!(key = %k, error = %err, "ignoring a DataFusion option from {DF_OPTIONS_ENV}");
             }
         }
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // After DataFusion's physical optimiser: the order of each Parquet scan's filters
+        // (`filter_order`).
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::filter_order::OrderParquetFilters))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let provider: Arc<dyn CatalogProvider> = Arc::new(GlueCatalog { env: env.clone() });
         ctx.register_catalog("awsdatacatalog", provider.clone());
         ctx.register_catalog(CATALOG, provider);

@@ -32,6 +32,7 @@ pub mod counting;
 pub mod ddl;
 mod engine;
 mod error;
+pub mod filter_order;
 pub mod parquet_meta;
 pub mod ports;
 pub mod results;
