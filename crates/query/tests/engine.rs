@@ -999,6 +999,17 @@ async fn delimited_opencsv_and_parquet_tables() -> R {
         lines.iter().flatten().flatten().any(|l| l.contains("DataSourceExec")),
         "{lines:?}"
     );
+    // A filter on a string and a number: the scan evaluates the number first
+    // (`filter_order`), and the answer is the same.
+    let sql = "SELECT count(*), sum(amount) FROM pq WHERE name = 'n42' AND amount > 1";
+    let explained = env.run("lake", &format!("EXPLAIN {sql}")).await?;
+    let plan: Vec<String> = env.rows(&explained.id).await?.into_iter().flatten().flatten().collect();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("predicate=amount@") && l.contains("> 1 AND name@")),
+        "{plan:?}"
+    );
+    assert_eq!(env.ok("lake", sql).await?[1], row(&["1", "21.0"]));
     // Overwriting the object (another size) is seen at once: the cached footer no longer
     // matches it.
     let batch = RecordBatch::try_new(
