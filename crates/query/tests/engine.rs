@@ -1617,30 +1617,11 @@ async fn an_execution_interrupted_by_a_restart_is_failed_after_reopening() -> R 
     poll("the second query's held read", || slow.held.load(Ordering::SeqCst) >= 2).await?;
     assert_eq!(env.query.get(&scope(), &running)?.state, State::Running);
 
-    // Stop the process: abort the queries, close the store.
+    // Stop the process: abort the queries (the held read is released only after), close
+    // the store and open it again.
     env.query.shutdown();
-    let Env {
-        _dir,
-        path,
-        meta,
-        catalog,
-        buckets,
-        query,
-    } = env;
-    drop(query);
-    drop(catalog);
-    poll("the engine to release the store", || Arc::strong_count(&meta) == 1).await?;
-    drop(meta);
     slow.hold(false);
-    let (meta, catalog, query) = open_engine(&path, buckets.clone())?;
-    let env = Env {
-        _dir,
-        path,
-        meta,
-        catalog,
-        buckets,
-        query,
-    };
+    let env = env.reopen(config()).await?;
 
     let e = env.query.get(&scope(), &running)?;
     assert_eq!(e.state, State::Failed);
