@@ -270,9 +270,10 @@ impl Staged {
     }
 }
 
-/// The bytes of a stored body, opened for reading.
-enum StoredBody {
-    File(tokio::fs::File),
+/// The bytes of a stored body, opened for reading (a tokio file for streaming, a std file
+/// for positioned reads).
+enum StoredBody<F = tokio::fs::File> {
+    File(F),
     Inline(Bytes),
 }
 
@@ -1312,40 +1313,42 @@ impl Objects {
         key: &str,
         ranges: &[std::ops::Range<u64>],
     ) -> Result<(ObjectInfo, Vec<Bytes>)> {
-        let total: u64 = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
-        if total > INLINE_READ_BYTES {
-            let (doc, stored) = self.open_object(bucket, key, None).await?;
-            check_ranges(ranges, doc.size)?;
-            let info = doc.info(bucket, key);
-            let parts = match stored {
-                StoredBody::Inline(b) => slice_ranges(&b, ranges),
-                StoredBody::File(f) => {
-                    let file = f.into_std().await;
-                    let ranges = ranges.to_vec();
-                    tokio::task::spawn_blocking(move || read_file_ranges(&file, &ranges))
-                        .await
-                        .map_err(|e| Error::Internal(format!("blob reader: {e}")))??
-                }
-            };
-            return Ok((info, parts));
-        }
+        let (doc, stored) = self.open_current_now(bucket, key)?;
+        check_ranges(ranges, doc.size)?;
+        let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        let parts = match stored {
+            StoredBody::Inline(b) => ranges
+                .iter()
+                .map(|r| b.slice(r.start as usize..r.end as usize))
+                .collect(),
+            StoredBody::File(file) if total <= INLINE_READ_BYTES => read_file_ranges(&file, ranges)?,
+            StoredBody::File(file) => {
+                let ranges = ranges.to_vec();
+                tokio::task::spawn_blocking(move || read_file_ranges(&file, &ranges))
+                    .await
+                    .map_err(|e| Error::Internal(format!("blob reader: {e}")))??
+            }
+        };
+        Ok((doc.info(bucket, key), parts))
+    }
+
+    /// [`Objects::open_object`] of the current version on the calling thread (an open is a
+    /// metadata lookup the page cache answers).
+    fn open_current_now(&self, bucket: &str, key: &str) -> Result<(ObjectDoc, StoredBody<std::fs::File>)> {
         for _ in 0..8 {
             let snap = self.meta.snapshot()?;
             let doc = Self::object_doc_in(&snap, bucket, key, None)?;
-            check_ranges(ranges, doc.size)?;
             if doc.inline {
                 let bytes = inline_bytes(snap.table(T_INLINE)?.get(&doc.blob)?, &doc.blob, doc.size)?;
-                return Ok((doc.info(bucket, key), slice_ranges(&bytes, ranges)));
+                return Ok((doc, StoredBody::Inline(bytes)));
             }
-            drop(snap);
             let path = self.blobs.blob_path(&doc.blob)?;
-            let file = match std::fs::File::open(&path) {
-                Ok(f) => f,
+            match std::fs::File::open(&path) {
+                Ok(f) => return Ok((doc, StoredBody::File(f))),
                 // Replaced or deleted since the lookup: look again.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
-            };
-            return Ok((doc.info(bucket, key), read_file_ranges(&file, ranges)?));
+            }
         }
         Err(Error::Internal(format!("blob of {bucket}/{key} keeps disappearing")))
     }
@@ -2391,14 +2394,6 @@ fn check_ranges(ranges: &[std::ops::Range<u64>], size: u64) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// The ranges (already checked) of an object stored inline.
-fn slice_ranges(b: &Bytes, ranges: &[std::ops::Range<u64>]) -> Vec<Bytes> {
-    ranges
-        .iter()
-        .map(|r| b.slice(r.start as usize..r.end as usize))
-        .collect()
 }
 
 /// Positioned reads of the ranges (already checked) of a blob file.
