@@ -88,8 +88,8 @@ fn reorder(exec: &DataSourceExec) -> Option<Arc<dyn ExecutionPlan>> {
     let config = exec.data_source().downcast_ref::<FileScanConfig>()?;
     let source = config.file_source.downcast_ref::<ParquetSource>()?;
     let predicate = source.filter()?;
-    let conjuncts: Vec<Arc<dyn PhysicalExpr>> = split_conjunction(&predicate).into_iter().cloned().collect();
-    if conjuncts.len() < 2 {
+    let mut ordered: Vec<Arc<dyn PhysicalExpr>> = split_conjunction(&predicate).into_iter().cloned().collect();
+    if ordered.len() < 2 {
         return None;
     }
     let table_schema = source.table_schema();
@@ -99,13 +99,8 @@ fn reorder(exec: &DataSourceExec) -> Option<Arc<dyn ExecutionPlan>> {
         .projection()
         .map(|p| p.column_indices().into_iter().collect())
         .unwrap_or_else(|| (0..schema.fields().len()).collect());
-    let mut keyed: Vec<(Cost, usize, Arc<dyn PhysicalExpr>)> = conjuncts
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| (cost(&e, schema, file_columns, &output), i, e))
-        .collect();
-    keyed.sort_by_key(|(c, i, _)| (*c, *i));
-    let ordered: Vec<Arc<dyn PhysicalExpr>> = keyed.into_iter().map(|(_, _, e)| e).collect();
+    // Stable: equal costs keep the query's order.
+    ordered.sort_by_cached_key(|e| cost(e, schema, file_columns, &output));
     let source = source.with_predicate(conjunction(ordered)).with_reorder_filters(false);
     let mut config = config.clone();
     config.file_source = Arc::new(source);
