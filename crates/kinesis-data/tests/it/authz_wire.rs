@@ -7,23 +7,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use kd_test_support::{TestServer, kinesis_client, kinesis_session_client, s3_client, s3_session_client, sts_client};
 
 use crate::assert_aws_error;
+use crate::common::user_with;
 
 type R = anyhow::Result<()>;
-
-/// Creates user `name` with `policy` inline and returns its (key id, secret).
-async fn user_with(s: &TestServer, name: &str, policy: &str) -> anyhow::Result<(String, String)> {
-    let iam = s.iam();
-    iam.create_user().user_name(name).send().await?;
-    iam.put_user_policy()
-        .user_name(name)
-        .policy_name("p")
-        .policy_document(policy)
-        .send()
-        .await?;
-    let k = iam.create_access_key().user_name(name).send().await?;
-    let k = k.access_key().ok_or_else(|| anyhow::anyhow!("no key"))?;
-    Ok((k.access_key_id().to_owned(), k.secret_access_key().to_owned()))
-}
 
 #[tokio::test]
 async fn kinesis_enforces_identity_policies() -> R {

@@ -112,3 +112,18 @@ pub async fn read_all(
         }
     }
 }
+
+/// Creates user `name` with `policy` inline and returns its (key id, secret).
+pub async fn user_with(s: &kd_test_support::TestServer, name: &str, policy: &str) -> anyhow::Result<(String, String)> {
+    let iam = s.iam();
+    iam.create_user().user_name(name).send().await?;
+    iam.put_user_policy()
+        .user_name(name)
+        .policy_name("p")
+        .policy_document(policy)
+        .send()
+        .await?;
+    let k = iam.create_access_key().user_name(name).send().await?;
+    let k = k.access_key().ok_or_else(|| anyhow::anyhow!("no key"))?;
+    Ok((k.access_key_id().to_owned(), k.secret_access_key().to_owned()))
+}

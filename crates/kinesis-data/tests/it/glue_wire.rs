@@ -8,6 +8,7 @@ use aws_sdk_glue::types::{
 use kd_test_support::{TestServer, glue_client};
 
 use crate::assert_aws_error;
+use crate::common::user_with;
 
 type R = anyhow::Result<()>;
 
@@ -408,19 +409,13 @@ async fn policies_are_enforced_per_table() -> R {
         .table_input(events_table("secret")?)
         .send()
         .await?;
-    let iam = s.iam();
-    iam.create_user().user_name("analyst").send().await?;
-    iam.put_user_policy()
-        .user_name("analyst")
-        .policy_name("p")
-        .policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"glue:GetTable","Resource":"arn:aws:glue:us-east-1:000000000000:table/db/open"}]}"#,
-        )
-        .send()
-        .await?;
-    let k = iam.create_access_key().user_name("analyst").send().await?;
-    let k = k.access_key().ok_or_else(|| anyhow::anyhow!("no key"))?;
-    let analyst = glue_client(&s.endpoint(), "us-east-1", k.access_key_id(), k.secret_access_key());
+    let (id, secret) = user_with(
+        &s,
+        "analyst",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"glue:GetTable","Resource":"arn:aws:glue:us-east-1:000000000000:table/db/open"}]}"#,
+    )
+    .await?;
+    let analyst = glue_client(&s.endpoint(), "us-east-1", &id, &secret);
     analyst.get_table().database_name("db").name("open").send().await?;
     let msg = assert_aws_error!(
         analyst.get_table().database_name("db").name("secret").send().await,

@@ -13,6 +13,7 @@ use kd_test_support::{TestServer, logs_client, wait_until};
 use serde_json::json;
 
 use crate::assert_aws_error;
+use crate::common::user_with;
 use crate::lambda_wire::{create_python, lambda_role};
 
 type R = anyhow::Result<()>;
@@ -409,25 +410,14 @@ async fn groups_streams_events_errors_and_paging() -> R {
 #[tokio::test]
 async fn iam_decides_per_log_group_arn() -> R {
     let server = TestServer::start().await?;
-    let iam = server.iam();
-    iam.create_user().user_name("writer").send().await?;
-    iam.put_user_policy()
-        .user_name("writer")
-        .policy_name("p")
-        .policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:*",
-                "Resource":"arn:aws:logs:us-east-1:000000000000:log-group:/team/a:*"}]}"#,
-        )
-        .send()
-        .await?;
-    let k = iam.create_access_key().user_name("writer").send().await?;
-    let k = k.access_key().ok_or_else(|| anyhow::anyhow!("no key"))?;
-    let writer = logs_client(
-        &server.endpoint(),
-        "us-east-1",
-        k.access_key_id(),
-        k.secret_access_key(),
-    );
+    let (id, secret) = user_with(
+        &server,
+        "writer",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:*",
+            "Resource":"arn:aws:logs:us-east-1:000000000000:log-group:/team/a:*"}]}"#,
+    )
+    .await?;
+    let writer = logs_client(&server.endpoint(), "us-east-1", &id, &secret);
     writer.create_log_group().log_group_name("/team/a").send().await?;
     writer
         .create_log_stream()

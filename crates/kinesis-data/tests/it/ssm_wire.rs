@@ -11,6 +11,7 @@ use kd_test_support::{TestServer, ssm_client, wait_until};
 use serde_json::json;
 
 use crate::assert_aws_error;
+use crate::common::user_with;
 
 type R = anyhow::Result<()>;
 
@@ -246,25 +247,14 @@ async fn iam_decides_per_parameter_arn() -> R {
         .value("b")
         .send()
         .await?;
-    let iam = server.iam();
-    iam.create_user().user_name("reader").send().await?;
-    iam.put_user_policy()
-        .user_name("reader")
-        .policy_name("p")
-        .policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssm:GetParameter*"],
-                "Resource":"arn:aws:ssm:us-east-1:000000000000:parameter/team/a/*"}]}"#,
-        )
-        .send()
-        .await?;
-    let k = iam.create_access_key().user_name("reader").send().await?;
-    let k = k.access_key().ok_or_else(|| anyhow::anyhow!("no key"))?;
-    let reader = ssm_client(
-        &server.endpoint(),
-        "us-east-1",
-        k.access_key_id(),
-        k.secret_access_key(),
-    );
+    let (id, secret) = user_with(
+        &server,
+        "reader",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ssm:GetParameter*"],
+            "Resource":"arn:aws:ssm:us-east-1:000000000000:parameter/team/a/*"}]}"#,
+    )
+    .await?;
+    let reader = ssm_client(&server.endpoint(), "us-east-1", &id, &secret);
     let got = reader.get_parameter().name("/team/a/key").send().await?;
     assert_eq!(got.parameter().and_then(|p| p.value()), Some("a"));
     let msg = assert_aws_error!(
